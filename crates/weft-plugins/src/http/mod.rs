@@ -1,0 +1,190 @@
+//! The HTTP server: serves components that export `wasi:http/incoming-handler`
+//! 0.2, on the addresses the host configuration gives (HTTP/1.1 and h2, TLS with
+//! rustls when a certificate is configured), routed by host, path and method.
+//!
+//! A component is served when its manifest asks, with its routes:
+//!
+//! ```yaml
+//! hostInterfaces:
+//!   - interface: wasi:http/incoming-handler@0.2.0
+//!     component: api
+//!     config:
+//!       routes:
+//!         - { host: api.example.com, path: /users/{id}, methods: [GET] }
+//!         - { path: /static/* }
+//! ```
+//!
+//! Every request gets a fresh instance, or an idle one with `reuseInstances`,
+//! within the component's limits: past its concurrency bound and queue the answer
+//! is `503` with `Retry-After`. Bodies stream both ways. An unknown route is `404` (`405` when only the method does
+//! not match); a handler that traps, or returns no response, is `500` and the
+//! server carries on. Stopping the host drains requests in flight.
+
+mod router;
+mod server;
+mod tls;
+
+use std::any::Any;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use wasmtime::component::Linker;
+use weft_runtime::RunningWorkload;
+use weft_runtime::interface::InterfaceName;
+use weft_runtime::plugin::{Binding, BoxFuture, ComponentIdentity, HostPlugin, PluginWorld};
+use weft_runtime::store::StoreState;
+
+pub use self::router::RouteSpec;
+use self::router::{Route, Routes};
+
+pub const ID: &str = "http";
+const HANDLER: &str = "wasi:http/incoming-handler@0.2.0";
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Settings {
+    /// Addresses to listen on once a workload asks to be served.
+    #[serde(default = "default_listen")]
+    pub listen: Vec<SocketAddr>,
+    #[serde(default)]
+    pub tls: Option<TlsSettings>,
+    /// How long a stopping host waits for requests in flight.
+    #[serde(default = "default_drain", with = "weft_runtime::limits::duration")]
+    pub drain_timeout: Duration,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TlsSettings {
+    /// PEM certificate chain.
+    pub cert: PathBuf,
+    /// PEM private key.
+    pub key: PathBuf,
+}
+
+fn default_listen() -> Vec<SocketAddr> {
+    vec![SocketAddr::from(([127, 0, 0, 1], 8080))]
+}
+
+fn default_drain() -> Duration {
+    Duration::from_secs(10)
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings { listen: default_listen(), tls: None, drain_timeout: default_drain() }
+    }
+}
+
+pub struct HttpPlugin {
+    settings: Settings,
+    shared: Arc<Shared>,
+    server: tokio::sync::Mutex<Option<server::Server>>,
+}
+
+/// What the connection tasks need.
+pub(crate) struct Shared {
+    routes: RwLock<Routes>,
+    workloads: RwLock<HashMap<ComponentIdentity, Arc<RunningWorkload>>>,
+}
+
+impl HttpPlugin {
+    pub fn new(settings: &Settings) -> HttpPlugin {
+        HttpPlugin {
+            settings: settings.clone(),
+            shared: Arc::new(Shared { routes: RwLock::default(), workloads: RwLock::default() }),
+            server: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    /// The addresses the server listens on (empty until a workload is served).
+    pub async fn local_addrs(&self) -> Vec<SocketAddr> {
+        self.server.lock().await.as_ref().map(|s| s.local_addrs()).unwrap_or_default()
+    }
+
+    fn routes_of(binding: &Binding) -> Result<Vec<Route>, String> {
+        let mut routes = Vec::new();
+        for (interface, config) in &binding.config {
+            let Some(export) = binding.exports.iter().find(|e| interface_matches(interface, e)) else {
+                return Err(format!("`{interface}` is asked of the HTTP server, but the component does not export it"));
+            };
+            for (key, value) in config {
+                if key != "routes" {
+                    return Err(format!("unknown HTTP setting `{key}` (expected `routes`)"));
+                }
+                let specs: Vec<RouteSpec> =
+                    serde_json::from_value(value.clone()).map_err(|e| format!("invalid `routes`: {e}"))?;
+                for spec in &specs {
+                    routes.push(Route::parse(spec, binding.identity.clone(), export.clone())?);
+                }
+            }
+        }
+        if routes.is_empty() {
+            return Err("the HTTP server needs `routes` for it".into());
+        }
+        Ok(routes)
+    }
+}
+
+fn interface_matches(asked: &str, export: &str) -> bool {
+    use weft_runtime::interface::ItemName;
+    ItemName::parse(export).satisfies(&ItemName::parse(asked))
+}
+
+impl HostPlugin for HttpPlugin {
+    fn id(&self) -> &str {
+        ID
+    }
+
+    fn world(&self) -> PluginWorld {
+        PluginWorld { imports: Vec::new(), exports: vec![InterfaceName::parse(HANDLER).expect("valid name")] }
+    }
+
+    fn bind<'a>(&'a self, binding: &'a Binding) -> BoxFuture<'a, Result<(), String>> {
+        Box::pin(async move {
+            let routes = Self::routes_of(binding)?;
+            // Routes first: once the server listens, a request must find them.
+            self.shared.routes.write().unwrap().add(routes)?;
+            self.shared.workloads.write().unwrap().insert(binding.identity.clone(), binding.workload.clone());
+            let mut server = self.server.lock().await;
+            if server.is_none() {
+                match server::Server::start(&self.settings, self.shared.clone()).await {
+                    Ok(started) => *server = Some(started),
+                    Err(e) => {
+                        drop(server);
+                        self.unbind(&binding.identity).await;
+                        return Err(e);
+                    }
+                }
+            }
+            Ok(())
+        })
+    }
+
+    fn unbind<'a>(&'a self, identity: &'a ComponentIdentity) -> BoxFuture<'a, ()> {
+        Box::pin(async move {
+            self.shared.routes.write().unwrap().remove(identity);
+            self.shared.workloads.write().unwrap().remove(identity);
+        })
+    }
+
+    fn stop(&self) -> BoxFuture<'_, ()> {
+        Box::pin(async move {
+            if let Some(server) = self.server.lock().await.take() {
+                server.shutdown(self.settings.drain_timeout).await;
+            }
+        })
+    }
+
+    fn add_to_linker(&self, _: &mut Linker<StoreState>, import: &str) -> wasmtime::Result<()> {
+        wasmtime::bail!("the HTTP server provides no imports (asked for `{import}`)")
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+}

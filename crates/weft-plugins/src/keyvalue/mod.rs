@@ -1,0 +1,320 @@
+//! `wasi:keyvalue` 0.2.0-draft (`store`, `atomics`, `batch`) over a choice of
+//! backends: in memory (the default), a directory (survives a host restart), NATS
+//! JetStream key-value buckets, Redis.
+//!
+//! Buckets are scoped per workload: `open("carts")` in workload `shop` of namespace
+//! `prod` opens the backend bucket `prod.shop.carts`. A manifest shares a bucket
+//! across workloads by naming it:
+//!
+//! ```yaml
+//! hostInterfaces:
+//!   - interface: wasi:keyvalue/store@0.2.0-draft
+//!     config: { sharedBuckets: [carts] }
+//! ```
+
+mod filesystem;
+mod memory;
+mod nats;
+mod redis;
+
+use std::any::Any;
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use wasmtime::component::{HasData, Linker, Resource, ResourceTable};
+use weft_runtime::interface::{InterfaceName, ItemName};
+use weft_runtime::plugin::{Binding, BoxFuture, ComponentIdentity, HostPlugin, PluginWorld};
+use weft_runtime::store::StoreState;
+
+pub const ID: &str = "keyvalue";
+
+mod bindings {
+    wasmtime::component::bindgen!({
+        path: "../../wit/deps/wasi-keyvalue",
+        world: "wasi:keyvalue/imports",
+        imports: { default: async | trappable },
+        with: { "wasi:keyvalue/store.bucket": super::Bucket },
+    });
+}
+
+use bindings::wasi::keyvalue::{atomics, batch, store};
+
+/// Which backend holds the buckets.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", tag = "backend", deny_unknown_fields)]
+pub enum Settings {
+    #[default]
+    Memory,
+    /// One directory per bucket, one file per key.
+    Filesystem { path: PathBuf },
+    /// NATS JetStream key-value stores, e.g. `nats://127.0.0.1:4222`.
+    Nats { url: String },
+    /// Redis, e.g. `redis://127.0.0.1:6379`.
+    Redis { url: String },
+}
+
+/// A backend's error, as the guest sees it.
+#[derive(Debug)]
+pub enum KvError {
+    NoSuchStore,
+    Other(String),
+}
+
+impl From<KvError> for store::Error {
+    fn from(e: KvError) -> store::Error {
+        match e {
+            KvError::NoSuchStore => store::Error::NoSuchStore,
+            KvError::Other(message) => store::Error::Other(message),
+        }
+    }
+}
+
+pub type KvResult<T> = Result<T, KvError>;
+
+/// Where buckets live. Bucket names reaching a backend are already scoped.
+#[async_trait]
+pub trait Backend: Send + Sync + 'static {
+    async fn get(&self, bucket: &str, key: &str) -> KvResult<Option<Vec<u8>>>;
+    async fn set(&self, bucket: &str, key: &str, value: Vec<u8>) -> KvResult<()>;
+    async fn delete(&self, bucket: &str, key: &str) -> KvResult<()>;
+    async fn exists(&self, bucket: &str, key: &str) -> KvResult<bool> {
+        Ok(self.get(bucket, key).await?.is_some())
+    }
+    /// Every key of the bucket, in a stable order.
+    async fn keys(&self, bucket: &str) -> KvResult<Vec<String>>;
+    /// Adds `delta` to the decimal number stored at `key` (0 when absent),
+    /// atomically with respect to every other client of the backend.
+    async fn increment(&self, bucket: &str, key: &str, delta: u64) -> KvResult<u64>;
+}
+
+/// Parses a stored counter: decimal text (what Redis `INCRBY` keeps), or empty.
+pub(crate) fn counter(value: Option<&[u8]>) -> KvResult<u64> {
+    match value {
+        None => Ok(0),
+        Some(bytes) => std::str::from_utf8(bytes)
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .ok_or_else(|| KvError::Other("the value is not a decimal counter".into())),
+    }
+}
+
+pub struct KeyValuePlugin {
+    backend: Arc<dyn Backend>,
+    /// Buckets each bound component may open unscoped.
+    shared: Mutex<HashMap<ComponentIdentity, Vec<String>>>,
+}
+
+/// An open bucket: the backend's name for it.
+pub struct Bucket {
+    name: String,
+}
+
+/// Keys per `list-keys` page.
+const PAGE: usize = 1000;
+
+impl KeyValuePlugin {
+    pub async fn new(settings: &Settings) -> anyhow::Result<KeyValuePlugin> {
+        let backend: Arc<dyn Backend> = match settings {
+            Settings::Memory => Arc::new(memory::Memory::default()),
+            Settings::Filesystem { path } => Arc::new(filesystem::Filesystem::open(path)?),
+            Settings::Nats { url } => Arc::new(nats::Nats::connect(url).await?),
+            Settings::Redis { url } => Arc::new(redis::Redis::connect(url).await?),
+        };
+        Ok(KeyValuePlugin { backend, shared: Mutex::default() })
+    }
+}
+
+impl HostPlugin for KeyValuePlugin {
+    fn id(&self) -> &str {
+        ID
+    }
+
+    fn world(&self) -> PluginWorld {
+        let name = |i: &str| InterfaceName::parse(&format!("wasi:keyvalue/{i}@0.2.0-draft")).expect("valid name");
+        PluginWorld { imports: vec![name("store"), name("atomics"), name("batch")], exports: Vec::new() }
+    }
+
+    fn bind<'a>(&'a self, binding: &'a Binding) -> BoxFuture<'a, Result<(), String>> {
+        Box::pin(async move {
+            let mut shared = Vec::new();
+            for (interface, config) in &binding.config {
+                let subject = format!("hostInterfaces `{interface}`");
+                for (key, value) in config {
+                    match (key.as_str(), value.as_array()) {
+                        ("sharedBuckets", Some(names)) => {
+                            for name in names {
+                                shared.push(
+                                    name.as_str().ok_or(format!("{subject}: bucket names are strings"))?.to_string(),
+                                );
+                            }
+                        }
+                        ("sharedBuckets", None) => {
+                            return Err(format!("{subject}: `sharedBuckets` is a list of names"));
+                        }
+                        (other, _) => {
+                            return Err(format!("{subject}: unknown setting `{other}` (expected `sharedBuckets`)"));
+                        }
+                    }
+                }
+            }
+            self.shared.lock().unwrap().insert(binding.identity.clone(), shared);
+            Ok(())
+        })
+    }
+
+    fn unbind<'a>(&'a self, identity: &'a ComponentIdentity) -> BoxFuture<'a, ()> {
+        Box::pin(async move {
+            self.shared.lock().unwrap().remove(identity);
+        })
+    }
+
+    fn add_to_linker(&self, linker: &mut Linker<StoreState>, import: &str) -> wasmtime::Result<()> {
+        let name = ItemName::parse(import);
+        let interface = name.as_interface().map(|i| i.interface.as_str()).unwrap_or_default();
+        let mut instance = linker.instance(import)?;
+        match interface {
+            "store" => store::add_to_linker_instance::<StoreState, Kv>(&mut instance, view),
+            "atomics" => atomics::add_to_linker_instance::<StoreState, Kv>(&mut instance, view),
+            "batch" => batch::add_to_linker_instance::<StoreState, Kv>(&mut instance, view),
+            other => wasmtime::bail!("the keyvalue plugin has no interface `{other}`"),
+        }
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+}
+
+/// What the host functions work with: the store's table, the backend, and the
+/// buckets the calling component may open unscoped.
+pub struct View<'a> {
+    table: &'a mut ResourceTable,
+    plugin: Arc<dyn Backend>,
+    caller: ComponentIdentity,
+    shared: Vec<String>,
+}
+
+struct Kv;
+
+impl HasData for Kv {
+    type Data<'a> = View<'a>;
+}
+
+fn view(state: &mut StoreState) -> View<'_> {
+    let plugin = state.plugin::<KeyValuePlugin>(ID).expect("the keyvalue plugin is loaded");
+    let caller = state.caller().clone();
+    let shared = plugin.shared.lock().unwrap().get(&caller).cloned().unwrap_or_default();
+    let backend = plugin.backend.clone();
+    View { table: state.table(), plugin: backend, caller, shared }
+}
+
+type Wasm<T> = wasmtime::Result<Result<T, store::Error>>;
+
+impl View<'_> {
+    /// The backend's name for a bucket the caller opens: scoped to its workload
+    /// unless the manifest shares it.
+    fn backend_name(&self, identifier: &str) -> String {
+        if self.shared.iter().any(|b| b == identifier) {
+            identifier.to_string()
+        } else {
+            format!("{}.{}.{identifier}", self.caller.namespace, self.caller.workload)
+        }
+    }
+
+    fn bucket(&self, bucket: &Resource<Bucket>) -> wasmtime::Result<String> {
+        Ok(self.table.get(bucket)?.name.clone())
+    }
+}
+
+impl store::Host for View<'_> {
+    async fn open(&mut self, identifier: String) -> Wasm<Resource<Bucket>> {
+        if identifier.is_empty() {
+            return Ok(Err(store::Error::NoSuchStore));
+        }
+        let name = self.backend_name(&identifier);
+        Ok(Ok(self.table.push(Bucket { name })?))
+    }
+}
+
+impl store::HostBucket for View<'_> {
+    async fn get(&mut self, bucket: Resource<Bucket>, key: String) -> Wasm<Option<Vec<u8>>> {
+        let name = self.bucket(&bucket)?;
+        Ok(self.plugin.get(&name, &key).await.map_err(Into::into))
+    }
+
+    async fn set(&mut self, bucket: Resource<Bucket>, key: String, value: Vec<u8>) -> Wasm<()> {
+        let name = self.bucket(&bucket)?;
+        Ok(self.plugin.set(&name, &key, value).await.map_err(Into::into))
+    }
+
+    async fn delete(&mut self, bucket: Resource<Bucket>, key: String) -> Wasm<()> {
+        let name = self.bucket(&bucket)?;
+        Ok(self.plugin.delete(&name, &key).await.map_err(Into::into))
+    }
+
+    async fn exists(&mut self, bucket: Resource<Bucket>, key: String) -> Wasm<bool> {
+        let name = self.bucket(&bucket)?;
+        Ok(self.plugin.exists(&name, &key).await.map_err(Into::into))
+    }
+
+    async fn list_keys(&mut self, bucket: Resource<Bucket>, cursor: Option<u64>) -> Wasm<store::KeyResponse> {
+        let name = self.bucket(&bucket)?;
+        let keys = match self.plugin.keys(&name).await {
+            Ok(keys) => keys,
+            Err(e) => return Ok(Err(e.into())),
+        };
+        let start = cursor.unwrap_or(0) as usize;
+        let page: Vec<String> = keys.iter().skip(start).take(PAGE).cloned().collect();
+        let next = (start + page.len() < keys.len()).then_some((start + page.len()) as u64);
+        Ok(Ok(store::KeyResponse { keys: page, cursor: next }))
+    }
+
+    async fn drop(&mut self, bucket: Resource<Bucket>) -> wasmtime::Result<()> {
+        self.table.delete(bucket)?;
+        Ok(())
+    }
+}
+
+impl atomics::Host for View<'_> {
+    async fn increment(&mut self, bucket: Resource<Bucket>, key: String, delta: u64) -> Wasm<u64> {
+        let name = self.bucket(&bucket)?;
+        Ok(self.plugin.increment(&name, &key, delta).await.map_err(Into::into))
+    }
+}
+
+impl batch::Host for View<'_> {
+    async fn get_many(&mut self, bucket: Resource<Bucket>, keys: Vec<String>) -> Wasm<Vec<Option<(String, Vec<u8>)>>> {
+        let name = self.bucket(&bucket)?;
+        let mut out = Vec::with_capacity(keys.len());
+        for key in keys {
+            match self.plugin.get(&name, &key).await {
+                Ok(value) => out.push(value.map(|v| (key, v))),
+                Err(e) => return Ok(Err(e.into())),
+            }
+        }
+        Ok(Ok(out))
+    }
+
+    async fn set_many(&mut self, bucket: Resource<Bucket>, key_values: Vec<(String, Vec<u8>)>) -> Wasm<()> {
+        let name = self.bucket(&bucket)?;
+        for (key, value) in key_values {
+            if let Err(e) = self.plugin.set(&name, &key, value).await {
+                return Ok(Err(e.into()));
+            }
+        }
+        Ok(Ok(()))
+    }
+
+    async fn delete_many(&mut self, bucket: Resource<Bucket>, keys: Vec<String>) -> Wasm<()> {
+        let name = self.bucket(&bucket)?;
+        for key in keys {
+            if let Err(e) = self.plugin.delete(&name, &key).await {
+                return Ok(Err(e.into()));
+            }
+        }
+        Ok(Ok(()))
+    }
+}

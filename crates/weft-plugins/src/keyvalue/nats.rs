@@ -1,0 +1,176 @@
+//! Buckets in NATS JetStream key-value stores. The client reconnects on its own:
+//! while the server is away operations fail with an error naming NATS, and they
+//! succeed again once it is back, without restarting the host.
+
+use std::collections::HashMap;
+
+use async_nats::jetstream::{self, kv};
+use async_trait::async_trait;
+use futures_util::StreamExt;
+use tokio::sync::Mutex;
+
+use super::{Backend, KvError, KvResult, counter};
+
+pub struct Nats {
+    client: async_nats::Client,
+    jetstream: jetstream::Context,
+    stores: Mutex<HashMap<String, kv::Store>>,
+}
+
+impl Nats {
+    pub async fn connect(url: &str) -> anyhow::Result<Nats> {
+        let client = async_nats::ConnectOptions::new()
+            .retry_on_initial_connect()
+            .connection_timeout(std::time::Duration::from_secs(2))
+            .connect(url)
+            .await
+            .map_err(|e| anyhow::anyhow!("keyvalue: cannot connect to NATS at {url}: {e}"))?;
+        let mut jetstream = jetstream::new(client.clone());
+        jetstream.set_timeout(std::time::Duration::from_secs(2));
+        Ok(Nats { client, jetstream, stores: Mutex::default() })
+    }
+
+    /// The JetStream store for a bucket, created on first use.
+    async fn store(&self, bucket: &str) -> KvResult<kv::Store> {
+        let name = encode(bucket, false);
+        let mut stores = self.stores.lock().await;
+        if let Some(store) = stores.get(&name) {
+            return Ok(store.clone());
+        }
+        let store = match self.jetstream.get_key_value(&name).await {
+            Ok(store) => store,
+            Err(_) => {
+                self.create_bucket(&name).await?;
+                self.jetstream.get_key_value(&name).await.map_err(nats)?
+            }
+        };
+        stores.insert(name, store.clone());
+        Ok(store)
+    }
+}
+
+impl Nats {
+    /// Creates the stream behind a key-value bucket with a plain JetStream API
+    /// request. (async-nats 0.49's `create_key_value` first reads the account's
+    /// info, in a shape nats-server 2.9, the one Debian ships, does not send.)
+    async fn create_bucket(&self, name: &str) -> KvResult<()> {
+        let config = serde_json::json!({
+            "name": format!("KV_{name}"),
+            "subjects": [format!("$KV.{name}.>")],
+            "retention": "limits",
+            "max_consumers": -1,
+            "max_msgs": -1,
+            "max_bytes": -1,
+            "max_age": 0,
+            "max_msgs_per_subject": 1,
+            "max_msg_size": -1,
+            "storage": "file",
+            "discard": "new",
+            "num_replicas": 1,
+            "duplicate_window": 120_000_000_000u64,
+            "allow_rollup_hdrs": true,
+            "deny_delete": true,
+            "deny_purge": false,
+            "allow_direct": true,
+        });
+        let reply = self
+            .client
+            .request(format!("$JS.API.STREAM.CREATE.KV_{name}"), config.to_string().into())
+            .await
+            .map_err(nats)?;
+        let answer: serde_json::Value = serde_json::from_slice(&reply.payload).map_err(nats)?;
+        match answer.get("error") {
+            // Another client may have created it first.
+            Some(e) if e["err_code"] != 10058 => {
+                Err(KvError::Other(format!("NATS: cannot create bucket `{name}`: {e}")))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+fn nats(e: impl std::fmt::Display) -> KvError {
+    KvError::Other(format!("NATS: {e}"))
+}
+
+/// A bucket or key name NATS accepts: `[A-Za-z0-9-]` (and, in keys, `/` and `=`)
+/// kept, every other byte `_XX`.
+fn encode(name: &str, key: bool) -> String {
+    name.bytes()
+        .map(|b| {
+            let plain = b.is_ascii_alphanumeric() || b == b'-' || (key && (b == b'/' || b == b'='));
+            if plain { (b as char).to_string() } else { format!("_{b:02X}") }
+        })
+        .collect()
+}
+
+fn decode(name: &str) -> Option<String> {
+    let mut out = Vec::new();
+    let mut bytes = name.bytes();
+    while let Some(b) = bytes.next() {
+        if b == b'_' {
+            let hex = [bytes.next()?, bytes.next()?];
+            out.push(u8::from_str_radix(std::str::from_utf8(&hex).ok()?, 16).ok()?);
+        } else {
+            out.push(b);
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+#[async_trait]
+impl Backend for Nats {
+    async fn get(&self, bucket: &str, key: &str) -> KvResult<Option<Vec<u8>>> {
+        let store = self.store(bucket).await?;
+        Ok(store.get(encode(key, true)).await.map_err(nats)?.map(|v| v.to_vec()))
+    }
+
+    async fn set(&self, bucket: &str, key: &str, value: Vec<u8>) -> KvResult<()> {
+        let store = self.store(bucket).await?;
+        store.put(encode(key, true), value.into()).await.map_err(nats)?;
+        Ok(())
+    }
+
+    async fn delete(&self, bucket: &str, key: &str) -> KvResult<()> {
+        let store = self.store(bucket).await?;
+        store.delete(encode(key, true)).await.map_err(nats)
+    }
+
+    async fn keys(&self, bucket: &str) -> KvResult<Vec<String>> {
+        let store = self.store(bucket).await?;
+        let mut keys: Vec<String> = match store.keys().await {
+            Ok(stream) => stream.filter_map(|k| async move { k.ok().and_then(|k| decode(&k)) }).collect().await,
+            Err(e) => return Err(nats(e)),
+        };
+        keys.sort();
+        Ok(keys)
+    }
+
+    async fn increment(&self, bucket: &str, key: &str, delta: u64) -> KvResult<u64> {
+        let store = self.store(bucket).await?;
+        let key = encode(key, true);
+        // Compare-and-set on the entry's revision until no one else wrote in between.
+        // (nats-server 2.9 answers a lost race with an error the client cannot always
+        // parse, so a failure counts as a lost race when the revision moved.)
+        loop {
+            let entry = store.entry(&key).await.map_err(nats)?;
+            let revision = entry.as_ref().map(|e| e.revision);
+            let live = entry.as_ref().filter(|e| e.operation == kv::Operation::Put);
+            let sum = counter(live.map(|e| &e.value[..]))?.wrapping_add(delta);
+            let value = sum.to_string().into_bytes().into();
+            let written = match revision {
+                Some(revision) => store.update(&key, value, revision).await.map(|_| ()).map_err(|e| e.to_string()),
+                None => store.create(&key, value).await.map(|_| ()).map_err(|e| e.to_string()),
+            };
+            match written {
+                Ok(()) => return Ok(sum),
+                Err(e) => {
+                    let now = store.entry(&key).await.map_err(nats)?.map(|e| e.revision);
+                    if now == revision {
+                        return Err(KvError::Other(format!("NATS: {e}")));
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,71 @@
+//! Messages over NATS core subjects.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures_util::StreamExt;
+use tokio::sync::mpsc;
+
+use super::{BrokerMessage, Bus};
+
+pub struct Nats {
+    client: async_nats::Client,
+}
+
+impl Nats {
+    pub async fn connect(url: &str) -> anyhow::Result<Nats> {
+        let client = async_nats::ConnectOptions::new()
+            .retry_on_initial_connect()
+            .connect(url)
+            .await
+            .map_err(|e| anyhow::anyhow!("messaging: cannot connect to NATS at {url}: {e}"))?;
+        Ok(Nats { client })
+    }
+}
+
+fn nats(e: impl std::fmt::Display) -> String {
+    format!("NATS: {e}")
+}
+
+#[async_trait]
+impl Bus for Nats {
+    async fn publish(&self, message: BrokerMessage) -> Result<(), String> {
+        let published = match message.reply_to {
+            Some(reply) => self.client.publish_with_reply(message.subject, reply, message.body.into()).await,
+            None => self.client.publish(message.subject, message.body.into()).await,
+        };
+        published.map_err(nats)?;
+        self.client.flush().await.map_err(nats)
+    }
+
+    async fn request(&self, subject: String, body: Vec<u8>, timeout: Duration) -> Result<BrokerMessage, String> {
+        let reply = tokio::time::timeout(timeout, self.client.request(subject.clone(), body.into()))
+            .await
+            .map_err(|_| format!("no reply on `{subject}` within {timeout:?}"))?
+            .map_err(nats)?;
+        Ok(BrokerMessage { subject: reply.subject.to_string(), body: reply.payload.to_vec(), reply_to: None })
+    }
+
+    async fn subscribe(&self, subject: &str, queue: Option<&str>) -> Result<mpsc::Receiver<BrokerMessage>, String> {
+        let mut subscription = match queue {
+            Some(queue) => self.client.queue_subscribe(subject.to_string(), queue.to_string()).await,
+            None => self.client.subscribe(subject.to_string()).await,
+        }
+        .map_err(nats)?;
+        self.client.flush().await.map_err(nats)?;
+        let (sender, receiver) = mpsc::channel(1024);
+        tokio::spawn(async move {
+            while let Some(msg) = subscription.next().await {
+                let message = BrokerMessage {
+                    subject: msg.subject.to_string(),
+                    body: msg.payload.to_vec(),
+                    reply_to: msg.reply.map(|r| r.to_string()),
+                };
+                if sender.send(message).await.is_err() {
+                    return;
+                }
+            }
+        });
+        Ok(receiver)
+    }
+}

@@ -1,0 +1,100 @@
+//! A host with the built-in plugins, and an HTTP client for its server.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use weft_plugins::{Settings, http::HttpPlugin};
+use weft_runtime::output::{CapturedOutput, Stream};
+use weft_runtime::plugin::HostPlugin;
+use weft_runtime::wasi::GuestStdio;
+use weft_runtime::{Host, HostApi, HostConfig, HostError, RunningWorkload, WorkloadSpec};
+
+pub struct TestHost {
+    pub host: Host,
+    pub http: Arc<HttpPlugin>,
+    pub output: Arc<CapturedOutput>,
+    pub dir: tempfile::TempDir,
+}
+
+/// A host whose HTTP server listens on a free port of 127.0.0.1.
+pub async fn host_with(mut settings: Settings) -> TestHost {
+    settings.http.listen = vec![SocketAddr::from(([127, 0, 0, 1], 0))];
+    let dir = tempfile::tempdir().unwrap();
+    let output = Arc::new(CapturedOutput::default());
+    let mut plugins = weft_plugins::load(&settings).await.unwrap();
+    let http = Arc::new(HttpPlugin::new(&settings.http));
+    plugins.retain(|p| p.id() != weft_plugins::http::ID);
+    plugins.push(http.clone() as Arc<dyn HostPlugin>);
+    let host = Host::new(HostConfig {
+        engine: weft_runtime::engine::EngineConfig { max_instances: 200, ..Default::default() },
+        scratch_dir: Some(dir.path().join("scratch")),
+        stdio: GuestStdio::Sink(output.clone()),
+        plugins,
+        ..HostConfig::default()
+    })
+    .await
+    .unwrap();
+    TestHost { host, http, output, dir }
+}
+
+pub async fn host() -> TestHost {
+    host_with(Settings::default()).await
+}
+
+impl TestHost {
+    pub async fn start(&self, yaml: &str) -> Result<Arc<RunningWorkload>, HostError> {
+        let mut spec = WorkloadSpec::from_yaml(yaml).unwrap_or_else(|e| panic!("{e}\n{yaml}"));
+        spec.base_dir = Some(self.dir.path().to_path_buf());
+        let status = self.host.workload_start(spec).await?;
+        Ok(self.host.workload(&status.id).unwrap())
+    }
+
+    pub async fn start_ok(&self, yaml: &str) -> Arc<RunningWorkload> {
+        self.start(yaml).await.unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// `http://127.0.0.1:<port>` of the server.
+    pub async fn base(&self) -> String {
+        format!("http://{}", self.http.local_addrs().await[0])
+    }
+
+    pub fn stdout(&self, component: &str) -> Vec<String> {
+        self.output.lines_of(component, Stream::Stdout)
+    }
+}
+
+/// An HTTP/1.1 client.
+pub fn client() -> Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>> {
+    Client::builder(TokioExecutor::new()).build_http()
+}
+
+/// A request with a `Host` header, and its status and body.
+pub async fn request(method: &str, url: &str, host: Option<&str>, body: &[u8]) -> (u16, String) {
+    let mut builder = http::Request::builder().method(method).uri(url);
+    if let Some(host) = host {
+        builder = builder.header(http::header::HOST, host);
+    }
+    let req = builder.body(Full::new(Bytes::copy_from_slice(body))).unwrap();
+    let response = client().request(req).await.unwrap();
+    let status = response.status().as_u16();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    (status, String::from_utf8_lossy(&bytes).into_owned())
+}
+
+pub async fn get(url: &str) -> (u16, String) {
+    request("GET", url, None, b"").await
+}
+
+/// Routes for a handler component, as a manifest `hostInterfaces` entry.
+pub fn serve(component: &str, routes: &str) -> String {
+    format!(
+        "  - {{ interface: \"wasi:http/incoming-handler@0.2.0\", component: {component}, config: {{ routes: {routes} }} }}\n"
+    )
+}
+
+pub use weft_guests::*;

@@ -1,0 +1,128 @@
+//! wasi:keyvalue through the http-keyvalue-counter example, on every backend.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use weft_plugins::keyvalue::Settings as Kv;
+use weft_testkit::Server;
+
+fn counter_workload(name: &str) -> String {
+    format!(
+        "name: {name}\ncomponents:\n  - {{ name: counter, source: {HTTP_KEYVALUE_COUNTER}, limits: {{ maxConcurrent: 64, maxQueued: 1000 }} }}\nhostInterfaces:\n{}",
+        serve("counter", r#"[{ path: "/*" }]"#)
+    )
+}
+
+async fn host_with_kv(kv: Kv) -> TestHost {
+    host_with(weft_plugins::Settings { keyvalue: kv, ..Default::default() }).await
+}
+
+/// 1,000 requests from 50 concurrent clients; then the count.
+async fn thousand_requests(t: &TestHost) -> (u16, String) {
+    let base = t.base().await;
+    let clients: Vec<_> = (0..50)
+        .map(|_| {
+            let url = format!("{base}/hit");
+            tokio::spawn(async move {
+                for _ in 0..20 {
+                    let (status, body) = get(&url).await;
+                    assert_eq!(status, 200, "{body}");
+                }
+            })
+        })
+        .collect();
+    for client in clients {
+        client.await.unwrap();
+    }
+    get(&format!("{base}/count")).await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn counts_exactly_in_memory() {
+    let t = host_with_kv(Kv::Memory).await;
+    t.start_ok(&counter_workload("count")).await;
+    assert_eq!(thousand_requests(&t).await, (200, "1000\n".into()));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn counts_exactly_on_the_filesystem_and_survives_a_host_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = host_with_kv(Kv::Filesystem { path: dir.path().to_path_buf() }).await;
+    t.start_ok(&counter_workload("count")).await;
+    assert_eq!(thousand_requests(&t).await, (200, "1000\n".into()));
+    t.host.shutdown().await;
+    drop(t);
+
+    let again = host_with_kv(Kv::Filesystem { path: dir.path().to_path_buf() }).await;
+    again.start_ok(&counter_workload("count")).await;
+    assert_eq!(get(&format!("{}/count", again.base().await)).await, (200, "1000\n".into()));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn counts_exactly_in_redis() {
+    let redis = Server::redis();
+    let t = host_with_kv(Kv::Redis { url: redis.url() }).await;
+    t.start_ok(&counter_workload("count")).await;
+    assert_eq!(thousand_requests(&t).await, (200, "1000\n".into()));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn counts_exactly_in_nats_and_rides_out_a_nats_restart() {
+    let mut nats = Server::nats();
+    let t = host_with_kv(Kv::Nats { url: nats.url() }).await;
+    t.start_ok(&counter_workload("count")).await;
+    assert_eq!(thousand_requests(&t).await, (200, "1000\n".into()));
+
+    let count = format!("{}/count", t.base().await);
+    nats.stop();
+    let (status, body) = get(&count).await;
+    assert_eq!(status, 500, "{body}");
+    assert!(body.contains("key-value error") && body.contains("NATS"), "{body}");
+
+    nats.restart();
+    // The client reconnects on its own; no restart of weft.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let (status, body) = get(&count).await;
+        if status == 200 {
+            assert_eq!(body, "1000\n");
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "NATS operations did not recover: {body}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn buckets_are_per_workload_unless_shared() {
+    let t = host_with_kv(Kv::Memory).await;
+    let workload = |name: &str, path: &str, shared: bool| {
+        let shared = if shared {
+            "  - { interface: \"wasi:keyvalue/store@0.2.0-draft\", config: { sharedBuckets: [counter] } }\n"
+        } else {
+            ""
+        };
+        format!(
+            "name: {name}\ncomponents:\n  - {{ name: c, source: {HTTP_KEYVALUE_COUNTER} }}\nhostInterfaces:\n{}{shared}",
+            serve("c", &format!("[{{ path: \"/{path}/*\" }}]"))
+        )
+    };
+    t.start_ok(&workload("one", "one", false)).await;
+    t.start_ok(&workload("two", "two", false)).await;
+    t.start_ok(&workload("three", "three", true)).await;
+    t.start_ok(&workload("four", "four", true)).await;
+    let base = t.base().await;
+    for path in ["one", "one", "three", "three", "three"] {
+        assert_eq!(get(&format!("{base}/{path}/hit")).await.0, 200);
+    }
+    let count = |p: &'static str| {
+        let base = base.clone();
+        async move { get(&format!("{base}/{p}/count")).await.1 }
+    };
+    assert_eq!(count("one").await, "2\n");
+    assert_eq!(count("two").await, "0\n");
+    assert_eq!(count("three").await, "3\n");
+    assert_eq!(count("four").await, "3\n", "a shared bucket is one bucket");
+}

@@ -1,0 +1,252 @@
+//! Per-call cost of a component-to-component call, measured from inside the caller,
+//! through a `dynamic` and a `fused` link, beside two references measured in the
+//! same run: the provider called directly from the host through `TypedFunc`, and a
+//! request/reply round trip through a local `nats-server` with the same payload
+//! (the floor of any NATS-based RPC). Also: what a composite costs to compile and
+//! to instantiate.
+//!
+//! `cargo bench --bench links`: criterion statistics, then a summary table (medians
+//! of 3 runs, the empty loop subtracted) in the form `docs/benchmarks.md` records.
+//! Needs `nats-server` on the PATH.
+
+use std::time::{Duration, Instant};
+
+use criterion::{Criterion, criterion_group};
+use tokio::runtime::Runtime;
+use weft_runtime::engine::EngineConfig;
+use weft_runtime::output::CapturedOutput;
+use weft_runtime::wasi::GuestStdio;
+use weft_runtime::wasmtime::component::Val;
+use weft_runtime::workload::Invocation;
+use weft_runtime::{Host, HostApi, HostConfig, RunningWorkload, WorkloadSpec};
+
+const KINDS: &[&str] = &["empty", "add", "echo16", "sum64", "record", "bytes64k"];
+const MODES: &[&str] = &["dynamic", "fused"];
+const RUN: &str = "weft:bench/driver@0.1.0#run";
+
+async fn new_host() -> Host {
+    Host::new(HostConfig {
+        engine: EngineConfig { max_instances: 64, ..EngineConfig::default() },
+        stdio: GuestStdio::Sink(std::sync::Arc::new(CapturedOutput::default())),
+        ..HostConfig::default()
+    })
+    .await
+    .unwrap()
+}
+
+fn manifest(mode: &str) -> WorkloadSpec {
+    WorkloadSpec::from_yaml(&format!(
+        r#"
+name: bench-{mode}
+components:
+  - {{ name: caller, source: {}, limits: {{ cpuTime: unlimited }} }}
+  - {{ name: provider, source: {} }}
+links:
+  - {{ from: caller, import: "weft:bench/calls@0.1.0", to: provider, mode: {mode} }}
+"#,
+        weft_guests::BENCH_CALLER,
+        weft_guests::BENCH_PROVIDER
+    ))
+    .unwrap()
+}
+
+struct Setup {
+    rt: Runtime,
+    _host: Host,
+    workloads: Vec<std::sync::Arc<RunningWorkload>>,
+    /// One caller instance per mode, reused for every measurement.
+    callers: Vec<Invocation>,
+    provider: Invocation,
+}
+
+fn setup() -> Setup {
+    let rt = Runtime::new().unwrap();
+    let host = rt.block_on(new_host());
+    let (workloads, callers, provider) = rt.block_on(async {
+        let mut workloads = Vec::new();
+        let mut callers = Vec::new();
+        for mode in MODES {
+            let status = host.workload_start(manifest(mode)).await.unwrap();
+            let w = host.workload(&status.id).unwrap();
+            callers.push(w.instantiate("caller").await.unwrap());
+            workloads.push(w);
+        }
+        let provider = workloads[0].instantiate("provider").await.unwrap();
+        (workloads, callers, provider)
+    });
+    Setup { rt, _host: host, workloads, callers, provider }
+}
+
+impl Setup {
+    /// Time for `n` calls of `kind` made by the caller through a link of `MODES[mode]`.
+    fn through_link(&mut self, mode: usize, kind: &str, n: u32) -> Duration {
+        let params = [Val::U32(n), Val::Enum(kind.to_string())];
+        let started = Instant::now();
+        self.rt.block_on(self.callers[mode].call(RUN, &params)).unwrap();
+        started.elapsed()
+    }
+
+    /// Time for `n` calls of the provider's `add` made by the host through `TypedFunc`.
+    fn host_typed_add(&mut self, n: u32) -> Duration {
+        let add = self.provider.typed_func::<(u32, u32), (u32,)>("weft:bench/calls@0.1.0#add").unwrap();
+        let store = self.provider.store();
+        let started = Instant::now();
+        self.rt.block_on(async {
+            for i in 0..n {
+                std::hint::black_box(add.call_async(&mut *store, (i, 7)).await.unwrap());
+            }
+        });
+        started.elapsed()
+    }
+
+    /// Time for `n` fresh instances of the caller (with `MODES[mode]` links): a new
+    /// store each, as every top-level invocation gets.
+    fn instantiate(&mut self, mode: usize, n: u32) -> Duration {
+        let w = self.workloads[mode].clone();
+        let started = Instant::now();
+        self.rt.block_on(async {
+            for _ in 0..n {
+                drop(std::hint::black_box(w.instantiate("caller").await.unwrap()));
+            }
+        });
+        started.elapsed()
+    }
+}
+
+/// Time to validate a workload on a fresh host, that is mostly to compile it: for
+/// `dynamic`, the two components; for `fused`, those and their composite.
+fn validate_cold(rt: &Runtime, mode: &str) -> Duration {
+    let host = rt.block_on(new_host());
+    let started = Instant::now();
+    rt.block_on(host.validate(manifest(mode))).unwrap();
+    started.elapsed()
+}
+
+/// Payload sizes of the NATS round trips, matching what each call moves
+/// (arguments out, results back).
+const NATS_PAYLOADS: &[(&str, usize, usize)] =
+    &[("add", 8, 4), ("echo16", 16, 16), ("sum64", 256, 4), ("record", 48, 48), ("bytes64k", 64 * 1024, 4)];
+
+/// A client with a responder that answers every request with `reply` bytes.
+struct NatsPair {
+    client: async_nats::Client,
+    _responder: tokio::task::JoinHandle<()>,
+}
+
+impl NatsPair {
+    async fn connect(url: &str) -> NatsPair {
+        let client = async_nats::connect(url).await.unwrap();
+        let responder_client = async_nats::connect(url).await.unwrap();
+        let mut requests = responder_client.subscribe("bench.>").await.unwrap();
+        responder_client.flush().await.unwrap();
+        let responder = tokio::spawn(async move {
+            use futures_util::StreamExt;
+            while let Some(msg) = requests.next().await {
+                let size: usize = msg.subject.rsplit('.').next().unwrap().parse().unwrap();
+                if let Some(reply) = msg.reply {
+                    responder_client.publish(reply, vec![7u8; size].into()).await.unwrap();
+                }
+            }
+        });
+        NatsPair { client, _responder: responder }
+    }
+
+    /// Time for `n` round trips of `request` bytes out and `reply` bytes back.
+    async fn round_trips(&self, n: u32, request: usize, reply: usize) -> Duration {
+        let payload: bytes::Bytes = vec![1u8; request].into();
+        let subject = format!("bench.{reply}");
+        let started = Instant::now();
+        for _ in 0..n {
+            let answer = self.client.request(subject.clone(), payload.clone()).await.unwrap();
+            assert_eq!(answer.payload.len(), reply);
+        }
+        started.elapsed()
+    }
+}
+
+fn criterion_links(c: &mut Criterion) {
+    let mut s = setup();
+    for (m, mode) in MODES.iter().enumerate() {
+        let mut group = c.benchmark_group(*mode);
+        for kind in KINDS {
+            group.bench_function(*kind, |b| b.iter_custom(|iters| s.through_link(m, kind, iters as u32)));
+        }
+        group.finish();
+    }
+    c.bench_function("host-typed/add", |b| b.iter_custom(|iters| s.host_typed_add(iters as u32)));
+    let mut group = c.benchmark_group("instantiate");
+    for (m, what) in ["plain", "composite"].iter().enumerate() {
+        group.bench_function(*what, |b| b.iter_custom(|iters| s.instantiate(m, iters as u32)));
+    }
+    group.finish();
+
+    let nats = weft_testkit::Server::nats();
+    let pair = s.rt.block_on(NatsPair::connect(&nats.url()));
+    let mut group = c.benchmark_group("nats-request-reply");
+    for (kind, request, reply) in NATS_PAYLOADS {
+        group.bench_function(*kind, |b| {
+            b.iter_custom(|iters| s.rt.block_on(pair.round_trips(iters as u32, *request, *reply)))
+        });
+    }
+    group.finish();
+}
+
+/// ns per unit: median of 3 runs of `n` units.
+fn median_ns(n: u32, mut run: impl FnMut(u32) -> Duration) -> f64 {
+    let mut runs: Vec<f64> = (0..3).map(|_| run(n).as_nanos() as f64 / f64::from(n)).collect();
+    runs.sort_by(f64::total_cmp);
+    runs[1]
+}
+
+fn summary() {
+    let mut s = setup();
+    let n = 20_000;
+    println!("\n| hop (ns per call) | {} |", KINDS[1..].join(" | "));
+    println!("|---|{}", "---|".repeat(KINDS.len() - 1));
+    for (m, mode) in MODES.iter().enumerate() {
+        s.through_link(m, "add", 1_000); // warm up: the provider's instance in a dynamic store
+        let empty = median_ns(n, |n| s.through_link(m, "empty", n));
+        let figures: Vec<String> = KINDS[1..]
+            .iter()
+            .map(|kind| {
+                let calls = if *kind == "bytes64k" { n / 20 } else { n };
+                format!("{:.0}", median_ns(calls, |n| s.through_link(m, kind, n)) - empty)
+            })
+            .collect();
+        println!("| weft `{mode}` link (empty loop {empty:.1} ns subtracted) | {} |", figures.join(" | "));
+    }
+    println!("| host → provider, `TypedFunc::call_async` | {:.0} | | | | |", median_ns(n, |n| s.host_typed_add(n)));
+    let nats = weft_testkit::Server::nats();
+    let pair = s.rt.block_on(NatsPair::connect(&nats.url()));
+    let trips: Vec<String> = NATS_PAYLOADS
+        .iter()
+        .map(|(_, request, reply)| {
+            format!("{:.0}", median_ns(2_000, |n| s.rt.block_on(pair.round_trips(n, *request, *reply))))
+        })
+        .collect();
+    println!("| request/reply through a local nats-server | {} |", trips.join(" | "));
+
+    println!("\n| instantiation, fresh store (µs) | median of 3 × 2,000 |\n|---|---|");
+    for (m, what) in ["caller alone (dynamic link)", "caller + provider composite (fused link)"].iter().enumerate() {
+        println!("| {what} | {:.1} |", median_ns(2_000, |n| s.instantiate(m, n)) / 1000.0);
+    }
+
+    let median_ms = |mode: &str| {
+        let mut runs: Vec<f64> = (0..3).map(|_| validate_cold(&s.rt, mode).as_secs_f64() * 1000.0).collect();
+        runs.sort_by(f64::total_cmp);
+        runs[1]
+    };
+    let (parts, fused) = (median_ms("dynamic"), median_ms("fused"));
+    println!("\n| compile on a fresh host (ms) | median of 3 |\n|---|---|");
+    println!("| the two components (`dynamic` workload) | {parts:.0} |");
+    println!("| the two components and their composite (`fused` workload) | {fused:.0} |");
+    println!("| the composite alone (difference) | {:.0} ({:.2}× the parts) |", fused - parts, (fused - parts) / parts);
+}
+
+criterion_group!(benches, criterion_links);
+
+fn main() {
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+    summary();
+}

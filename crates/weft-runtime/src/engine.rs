@@ -1,0 +1,173 @@
+//! The Wasmtime engine weft runs everything on: one per host.
+//!
+//! * async execution, so that guests run on Tokio without blocking it;
+//! * the pooling instance allocator where the machine allows it (it reserves a large
+//!   range of virtual memory up front), otherwise on-demand allocation; the heartbeat
+//!   reports which;
+//! * epoch interruption, driven by one ticker thread per engine: every tick lets
+//!   running guests yield to the executor and charges them CPU time.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use wasmtime::{InstanceAllocationStrategy, OptLevel, PoolingAllocationConfig};
+
+use crate::component::ComponentCache;
+
+/// Which instance allocator to use.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AllocatorChoice {
+    /// Pooling if the machine allows it, on-demand otherwise.
+    #[default]
+    Auto,
+    Pooling,
+    OnDemand,
+}
+
+/// The allocator actually in use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AllocatorKind {
+    Pooling,
+    OnDemand,
+}
+
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    pub allocator: AllocatorChoice,
+    /// How often the epoch advances: the granularity of CPU limits and of yielding.
+    pub epoch_tick: Duration,
+    /// Where compiled components are kept between runs (none: memory only).
+    pub cache_dir: Option<PathBuf>,
+    /// With pooling: how many component instances may be alive at once.
+    pub max_instances: u32,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            allocator: AllocatorChoice::Auto,
+            epoch_tick: Duration::from_millis(10),
+            cache_dir: None,
+            max_instances: 1000,
+        }
+    }
+}
+
+/// A configured Wasmtime engine, its epoch ticker and its compiled-component cache.
+pub struct Engine {
+    engine: wasmtime::Engine,
+    allocator: AllocatorKind,
+    epoch_tick: Duration,
+    cache: ComponentCache,
+    _ticker: EpochTicker,
+}
+
+impl Engine {
+    pub fn new(config: &EngineConfig) -> wasmtime::Result<Arc<Engine>> {
+        let (engine, allocator) = match config.allocator {
+            AllocatorChoice::OnDemand => (wasmtime::Engine::new(&base_config())?, AllocatorKind::OnDemand),
+            AllocatorChoice::Pooling => (pooling_engine(config)?, AllocatorKind::Pooling),
+            AllocatorChoice::Auto => match pooling_engine(config) {
+                Ok(engine) => (engine, AllocatorKind::Pooling),
+                Err(e) => {
+                    tracing::info!("pooling allocator unavailable ({e}); using on-demand allocation");
+                    (wasmtime::Engine::new(&base_config())?, AllocatorKind::OnDemand)
+                }
+            },
+        };
+        let cache = ComponentCache::new(engine.clone(), config.cache_dir.clone());
+        let ticker = EpochTicker::start(engine.clone(), config.epoch_tick);
+        Ok(Arc::new(Engine { engine, allocator, epoch_tick: config.epoch_tick, cache, _ticker: ticker }))
+    }
+
+    pub fn wasmtime(&self) -> &wasmtime::Engine {
+        &self.engine
+    }
+
+    pub fn allocator(&self) -> AllocatorKind {
+        self.allocator
+    }
+
+    pub fn epoch_tick(&self) -> Duration {
+        self.epoch_tick
+    }
+
+    pub fn cache(&self) -> &ComponentCache {
+        &self.cache
+    }
+
+    /// Whole epoch ticks in `d`, rounded up, at least one.
+    pub fn ticks(&self, d: Duration) -> u64 {
+        (d.as_nanos().div_ceil(self.epoch_tick.as_nanos().max(1)) as u64).max(1)
+    }
+}
+
+fn base_config() -> wasmtime::Config {
+    let mut config = wasmtime::Config::new();
+    config
+        .wasm_component_model(true)
+        // Composites import one WASI interface under several labels (fused links).
+        .wasm_component_model_implements(true)
+        .epoch_interruption(true)
+        // WASI 0.2 components need no component-model concurrency, and leaving it
+        // off keeps every host-mediated call cheaper (docs/engine.md).
+        .concurrency_support(cfg!(feature = "concurrency"))
+        .cranelift_opt_level(OptLevel::Speed);
+    config
+}
+
+fn pooling_engine(config: &EngineConfig) -> wasmtime::Result<wasmtime::Engine> {
+    let n = config.max_instances.max(1);
+    let mut pool = PoolingAllocationConfig::new();
+    // A Rust component built for wasm32-wasip2 holds a handful of core instances,
+    // memories and tables (the program, the WASI adapter, and their shims).
+    pool.total_component_instances(n)
+        .total_core_instances(n.saturating_mul(8))
+        .total_memories(n.saturating_mul(2))
+        .total_tables(n.saturating_mul(4))
+        .total_stacks(n)
+        .max_memory_size(4 << 30);
+    let mut wasm_config = base_config();
+    wasm_config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    wasmtime::Engine::new(&wasm_config)
+}
+
+/// Advances the engine's epoch every tick until dropped.
+struct EpochTicker {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl EpochTicker {
+    fn start(engine: wasmtime::Engine, tick: Duration) -> EpochTicker {
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = std::thread::Builder::new()
+            .name("weft-epoch".into())
+            .spawn({
+                let stop = stop.clone();
+                move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        std::thread::sleep(tick);
+                        engine.increment_epoch();
+                    }
+                }
+            })
+            .expect("spawn epoch ticker thread");
+        EpochTicker { stop, thread: Some(thread) }
+    }
+}
+
+impl Drop for EpochTicker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}

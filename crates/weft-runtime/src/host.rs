@@ -1,0 +1,233 @@
+//! The host: runs workloads, behind the [`HostApi`] trait that the lattice later
+//! serves over NATS. Everything here works in-process, without any network.
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use indexmap::IndexMap;
+use serde::{Deserialize, Serialize};
+
+use crate::component::CacheStats;
+use crate::engine::{AllocatorKind, Engine, EngineConfig};
+use crate::error::Rejection;
+use crate::manifest::WorkloadSpec;
+use crate::output::PrefixedStdio;
+use crate::plugin::{HostPlugin, PluginRegistry};
+use crate::wasi::{self, GuestStdio};
+use crate::workload::{self, HostContext, RunningWorkload, ValidatedWorkload, WorkloadId, WorkloadStatus};
+
+/// What a host says about itself, periodically and on request.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Heartbeat {
+    pub host_id: String,
+    pub friendly_name: String,
+    pub version: String,
+    pub uptime_secs: u64,
+    pub labels: IndexMap<String, String>,
+    /// Workloads not yet stopped, and their components (the service included).
+    pub workloads: usize,
+    pub components: usize,
+    /// Interfaces this host can provide to components (WASI and plugins).
+    pub interfaces: Vec<String>,
+    pub allocator: AllocatorKind,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, thiserror::Error)]
+pub enum HostError {
+    #[error(transparent)]
+    Rejected(#[from] Rejection),
+    #[error("no workload with id `{0}` on this host")]
+    NotFound(WorkloadId),
+}
+
+/// The operations a host offers; served in-process by [`Host`] and over NATS by
+/// the lattice.
+pub trait HostApi: Send + Sync {
+    fn heartbeat(&self) -> impl Future<Output = Heartbeat> + Send;
+    /// Validates `spec` and starts it; a rejected workload leaves nothing behind.
+    fn workload_start(&self, spec: WorkloadSpec) -> impl Future<Output = Result<WorkloadStatus, HostError>> + Send;
+    fn workload_status(&self, id: &WorkloadId) -> impl Future<Output = Result<WorkloadStatus, HostError>> + Send;
+    fn workload_stop(&self, id: &WorkloadId) -> impl Future<Output = Result<WorkloadStatus, HostError>> + Send;
+}
+
+pub struct HostConfig {
+    /// Shown in heartbeats; defaults to the machine's hostname.
+    pub friendly_name: Option<String>,
+    pub labels: IndexMap<String, String>,
+    pub engine: EngineConfig,
+    /// Where emptyDirs live; defaults to a temporary directory removed with the host.
+    pub scratch_dir: Option<PathBuf>,
+    /// Where guests' stdio goes; defaults to the host's stdout/stderr, prefixed.
+    pub stdio: GuestStdio,
+    pub plugins: Vec<Arc<dyn HostPlugin>>,
+}
+
+impl Default for HostConfig {
+    fn default() -> Self {
+        HostConfig {
+            friendly_name: None,
+            labels: IndexMap::new(),
+            engine: EngineConfig::default(),
+            scratch_dir: None,
+            stdio: GuestStdio::Sink(Arc::new(PrefixedStdio)),
+            plugins: Vec::new(),
+        }
+    }
+}
+
+/// Statuses of stopped workloads kept for `workload_status`.
+const STOPPED_KEPT: usize = 64;
+
+#[derive(Clone)]
+pub struct Host {
+    inner: Arc<HostInner>,
+}
+
+struct HostInner {
+    id: String,
+    friendly_name: String,
+    labels: IndexMap<String, String>,
+    started: Instant,
+    cx: HostContext,
+    workloads: Mutex<IndexMap<WorkloadId, Arc<RunningWorkload>>>,
+    stopped: Mutex<VecDeque<WorkloadStatus>>,
+    _scratch: Option<tempfile::TempDir>,
+}
+
+impl Host {
+    /// Creates the host and starts its plugins.
+    pub async fn new(config: HostConfig) -> anyhow::Result<Host> {
+        let engine = Engine::new(&config.engine).map_err(anyhow::Error::from)?;
+        let plugins = PluginRegistry::new(config.plugins);
+        for plugin in plugins.all() {
+            plugin.start().await.map_err(|e| anyhow::anyhow!("plugin `{}` cannot start: {e}", plugin.id()))?;
+        }
+        let (scratch_dir, scratch) = match config.scratch_dir {
+            Some(dir) => (dir, None),
+            None => {
+                let tmp = tempfile::Builder::new().prefix("weft-").tempdir()?;
+                (tmp.path().to_path_buf(), Some(tmp))
+            }
+        };
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        let friendly_name = config.friendly_name.unwrap_or_else(default_name);
+        tracing::info!(host = %id, name = %friendly_name, allocator = ?engine.allocator(), "host started");
+        Ok(Host {
+            inner: Arc::new(HostInner {
+                id,
+                friendly_name,
+                labels: config.labels,
+                started: Instant::now(),
+                cx: HostContext { engine, plugins, stdio: config.stdio, scratch_dir },
+                workloads: Mutex::default(),
+                stopped: Mutex::default(),
+                _scratch: scratch,
+            }),
+        })
+    }
+
+    pub fn id(&self) -> &str {
+        &self.inner.id
+    }
+
+    pub fn engine(&self) -> &Arc<Engine> {
+        &self.inner.cx.engine
+    }
+
+    pub fn cache_stats(&self) -> CacheStats {
+        self.engine().cache().stats()
+    }
+
+    /// Validates a workload without starting it (what `weft inspect` shows).
+    pub async fn validate(&self, spec: WorkloadSpec) -> Result<ValidatedWorkload, Rejection> {
+        workload::validate(&self.inner.cx, WorkloadId::new(), spec).await
+    }
+
+    /// The running workload with this id, to invoke its components in-process.
+    pub fn workload(&self, id: &WorkloadId) -> Option<Arc<RunningWorkload>> {
+        self.inner.workloads.lock().unwrap().get(id).cloned()
+    }
+
+    /// Stops the plugins first (so no new work arrives, and servers drain the
+    /// requests in flight), then every workload.
+    pub async fn shutdown(&self) {
+        for plugin in self.inner.cx.plugins.all() {
+            plugin.stop().await;
+        }
+        let ids: Vec<WorkloadId> = self.inner.workloads.lock().unwrap().keys().cloned().collect();
+        for id in ids {
+            let _ = self.workload_stop(&id).await;
+        }
+    }
+}
+
+impl HostApi for Host {
+    async fn heartbeat(&self) -> Heartbeat {
+        let (workloads, components) = {
+            let map = self.inner.workloads.lock().unwrap();
+            let active: Vec<_> = map.values().filter(|w| w.state().is_active()).collect();
+            (active.len(), active.iter().map(|w| w.components.len()).sum())
+        };
+        let mut interfaces: Vec<String> =
+            wasi::interfaces().chain(self.inner.cx.plugins.interfaces()).map(|i| i.to_string()).collect();
+        interfaces.sort();
+        interfaces.dedup();
+        Heartbeat {
+            host_id: self.inner.id.clone(),
+            friendly_name: self.inner.friendly_name.clone(),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            uptime_secs: self.inner.started.elapsed().as_secs(),
+            labels: self.inner.labels.clone(),
+            workloads,
+            components,
+            interfaces,
+            allocator: self.engine().allocator(),
+        }
+    }
+
+    async fn workload_start(&self, spec: WorkloadSpec) -> Result<WorkloadStatus, HostError> {
+        let id = WorkloadId::new();
+        let name = spec.name.clone();
+        let validated = workload::validate(&self.inner.cx, id.clone(), spec).await.inspect_err(|rejection| {
+            tracing::info!(workload = %name, "{rejection}");
+        })?;
+        let running = RunningWorkload::start(self.engine().clone(), &self.inner.cx.plugins, validated).await?;
+        tracing::info!(workload = %name, id = %id, "running");
+        self.inner.workloads.lock().unwrap().insert(id, running.clone());
+        Ok(running.status())
+    }
+
+    async fn workload_status(&self, id: &WorkloadId) -> Result<WorkloadStatus, HostError> {
+        if let Some(w) = self.workload(id) {
+            return Ok(w.status());
+        }
+        let stopped = self.inner.stopped.lock().unwrap();
+        stopped.iter().find(|s| &s.id == id).cloned().ok_or_else(|| HostError::NotFound(id.clone()))
+    }
+
+    async fn workload_stop(&self, id: &WorkloadId) -> Result<WorkloadStatus, HostError> {
+        let Some(workload) = self.workload(id) else {
+            return self.workload_status(id).await;
+        };
+        let status = workload.stop().await;
+        self.inner.workloads.lock().unwrap().shift_remove(id);
+        let mut stopped = self.inner.stopped.lock().unwrap();
+        if stopped.len() == STOPPED_KEPT {
+            stopped.pop_front();
+        }
+        stopped.push_back(status.clone());
+        Ok(status)
+    }
+}
+
+fn default_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .map(|s| s.trim().to_string())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "weft".to_string())
+}

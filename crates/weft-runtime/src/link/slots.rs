@@ -1,0 +1,145 @@
+//! WASI for the members of a composite, each with its own capabilities.
+//!
+//! Composing two components merges imports of the same name, so the caller and the
+//! provider would share one environment, one set of preopened directories, one
+//! stdout. A composite therefore renames the WASI imports through which a component
+//! receives its capabilities (its environment and arguments, its stdio, its
+//! preopened directories, its network, its outgoing HTTP policy) for every member
+//! but its entry, to the
+//! label `weft-m<slot>-wasi-<package>-<interface>` (imported with
+//! `(implements "wasi:…")`, as the component model allows one interface to be
+//! imported under several labels); the host links each slot to a copy of those
+//! interfaces whose every call reads the WASI context of the component that holds
+//! the slot.
+//!
+//! The other WASI interfaces stay shared: they act only on handles a member
+//! already holds (a descriptor, a socket, a stream) or hold no capability at all
+//! (clocks, random), and the resource types they define must be one type across
+//! the composite for handles to pass between its members. (Socket address checks
+//! are read from the entry's context; every component has the same policy today.)
+
+use wasmtime::component::{Linker, ResourceTable};
+use wasmtime_wasi::WasiCtx;
+use wasmtime_wasi::cli::{WasiCli, WasiCliCtxView};
+use wasmtime_wasi::filesystem::{WasiFilesystem, WasiFilesystemCtxView};
+use wasmtime_wasi::p2::bindings::{cli, filesystem, sockets};
+use wasmtime_wasi::sockets::{WasiSockets, WasiSocketsCtxView};
+use wasmtime_wasi_http::{WasiHttp, WasiHttpCtxView};
+
+use crate::interface::ItemName;
+use crate::store::StoreState;
+use crate::wasi::WASI_VERSION;
+
+/// Composite members a workload can have beyond their entries.
+pub(crate) const MAX_SLOTS: usize = 32;
+
+/// The WASI interfaces through which a component receives its capabilities.
+const PER_MEMBER: &[(&str, &str)] = &[
+    ("cli", "environment"),
+    ("cli", "exit"),
+    ("cli", "stdin"),
+    ("cli", "stdout"),
+    ("cli", "stderr"),
+    ("filesystem", "preopens"),
+    ("sockets", "instance-network"),
+    ("http", "outgoing-handler"),
+];
+
+/// Whether a member of a composite keeps this import to itself.
+pub(crate) fn is_per_member(import: &ItemName) -> bool {
+    import
+        .as_interface()
+        .is_some_and(|i| i.namespace != "wasi" || PER_MEMBER.contains(&(i.package.as_str(), i.interface.as_str())))
+}
+
+/// The label a member's import gets in a composite. A label, not an interface
+/// name: composition keeps a single import per interface name.
+pub(crate) fn renamed(slot: usize, import: &str) -> String {
+    match ItemName::parse(import) {
+        ItemName::Interface(i) => format!("weft-m{slot}-{}-{}-{}", i.namespace, i.package, i.interface),
+        ItemName::Plain(p) => format!("weft-m{slot}-{p}"),
+    }
+}
+
+impl StoreState {
+    /// The WASI context and resource table for a slot: the slot's component's own
+    /// context, or the executing component's if the slot is not in use here.
+    fn slot_wasi(&mut self, slot: usize) -> (&mut WasiCtx, &mut ResourceTable) {
+        let index = self.slot_frames.get(slot).copied().flatten().unwrap_or(self.active);
+        let (frames, table) = self.frames_and_table();
+        let frame = frames[index].as_mut().expect("a slot's frame exists");
+        (&mut frame.wasi, table)
+    }
+}
+
+fn cli_view<const SLOT: usize>(state: &mut StoreState) -> WasiCliCtxView<'_> {
+    let (ctx, table) = state.slot_wasi(SLOT);
+    WasiCliCtxView { ctx: ctx.cli(), table }
+}
+
+fn filesystem_view<const SLOT: usize>(state: &mut StoreState) -> WasiFilesystemCtxView<'_> {
+    let (ctx, table) = state.slot_wasi(SLOT);
+    WasiFilesystemCtxView { ctx: ctx.filesystem(), table }
+}
+
+fn http_view<const SLOT: usize>(state: &mut StoreState) -> WasiHttpCtxView<'_> {
+    let index = state.slot_frames.get(SLOT).copied().flatten().unwrap_or(state.active);
+    let (frames, table) = state.frames_and_table();
+    let frame = frames[index].as_mut().expect("a slot's frame exists");
+    WasiHttpCtxView { ctx: &mut frame.http, hooks: &mut frame.outgoing, table }
+}
+
+fn sockets_view<const SLOT: usize>(state: &mut StoreState) -> WasiSocketsCtxView<'_> {
+    let (ctx, table) = state.slot_wasi(SLOT);
+    WasiSocketsCtxView { ctx: ctx.sockets(), table }
+}
+
+/// Defines the capability-bearing WASI interfaces for `slot`, under their slot names.
+pub(crate) fn add_to_linker(linker: &mut Linker<StoreState>, slot: usize) -> wasmtime::Result<()> {
+    macro_rules! dispatch {
+        ($($n:literal)*) => {
+            match slot {
+                $($n => add_slot::<$n>(linker),)*
+                _ => wasmtime::bail!("slot {slot} is beyond the {MAX_SLOTS} composite members a workload can have"),
+            }
+        };
+    }
+    dispatch!(0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26 27 28 29 30 31)
+}
+
+fn add_slot<const SLOT: usize>(linker: &mut Linker<StoreState>) -> wasmtime::Result<()> {
+    let name = |package: &str, interface: &str| renamed(SLOT, &format!("wasi:{package}/{interface}@{WASI_VERSION}"));
+    cli::environment::add_to_linker_instance::<StoreState, WasiCli>(
+        &mut linker.instance(&name("cli", "environment"))?,
+        cli_view::<SLOT>,
+    )?;
+    cli::exit::add_to_linker_instance::<StoreState, WasiCli>(
+        &mut linker.instance(&name("cli", "exit"))?,
+        cli_view::<SLOT>,
+    )?;
+    cli::stdin::add_to_linker_instance::<StoreState, WasiCli>(
+        &mut linker.instance(&name("cli", "stdin"))?,
+        cli_view::<SLOT>,
+    )?;
+    cli::stdout::add_to_linker_instance::<StoreState, WasiCli>(
+        &mut linker.instance(&name("cli", "stdout"))?,
+        cli_view::<SLOT>,
+    )?;
+    cli::stderr::add_to_linker_instance::<StoreState, WasiCli>(
+        &mut linker.instance(&name("cli", "stderr"))?,
+        cli_view::<SLOT>,
+    )?;
+    filesystem::preopens::add_to_linker_instance::<StoreState, WasiFilesystem>(
+        &mut linker.instance(&name("filesystem", "preopens"))?,
+        filesystem_view::<SLOT>,
+    )?;
+    sockets::instance_network::add_to_linker_instance::<StoreState, WasiSockets>(
+        &mut linker.instance(&name("sockets", "instance-network"))?,
+        sockets_view::<SLOT>,
+    )?;
+    wasmtime_wasi_http::p2::bindings::http::outgoing_handler::add_to_linker_instance::<StoreState, WasiHttp>(
+        &mut linker.instance(&name("http", "outgoing-handler"))?,
+        http_view::<SLOT>,
+    )?;
+    Ok(())
+}

@@ -1,0 +1,431 @@
+//! The workload manifest: everything a set of components needs, in one YAML or JSON
+//! document. `docs/manifest.md` documents every field.
+//!
+//! Parsing is strict about shape (a wrong type or a YAML syntax error stops parsing,
+//! with line and column) but collects *every* unknown field, so that validation can
+//! report them together with all other problems of the manifest.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use indexmap::IndexMap;
+use serde::{Deserialize, Serialize};
+
+use crate::limits::LimitsSpec;
+
+/// A parsed workload manifest.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkloadSpec {
+    pub name: String,
+    #[serde(default = "default_namespace")]
+    pub namespace: String,
+    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
+    pub annotations: IndexMap<String, String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub components: Vec<ComponentSpec>,
+    /// The long-running component of the workload (it exports `wasi:cli/run`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<ComponentSpec>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub volumes: Vec<VolumeSpec>,
+    /// Interfaces the workload asks of host plugins, with their configuration.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub host_interfaces: Vec<HostInterfaceSpec>,
+    /// Explicit choices of provider, for imports more than one provider could serve.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub links: Vec<LinkSpec>,
+
+    /// Directory that relative sources and host paths resolve against (the
+    /// manifest's directory when read from a file).
+    #[serde(skip)]
+    pub base_dir: Option<PathBuf>,
+    /// Fields the parser did not recognise, as paths (`components[0].sorce`).
+    /// Validation rejects a spec that has any.
+    #[serde(skip)]
+    pub unknown_fields: Vec<String>,
+}
+
+fn default_namespace() -> String {
+    "default".to_string()
+}
+
+/// One component of a workload (also the shape of the service).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ComponentSpec {
+    /// Unique within the workload; links and logs refer to the component by it.
+    pub name: String,
+    pub source: Source,
+    /// Values served to the component through `wasi:config`.
+    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
+    pub config: IndexMap<String, String>,
+    /// Environment variables (`wasi:cli/environment`).
+    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
+    pub env: IndexMap<String, String>,
+    /// Arguments (`wasi:cli/environment.get-arguments`), after the component name.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub args: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub volume_mounts: Vec<VolumeMount>,
+    #[serde(default)]
+    pub limits: LimitsSpec,
+    /// Keep instances between invocations instead of starting each in a fresh one:
+    /// faster, but the component's state (memory, globals, open handles) then
+    /// survives from one invocation to the next.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub reuse_instances: bool,
+    /// Only for the service: what to do when it fails.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restart: Option<RestartPolicy>,
+}
+
+/// Where a component's bytes come from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "String", into = "String")]
+pub enum Source {
+    /// A file, relative to the manifest's directory unless absolute.
+    Path(PathBuf),
+    /// `oci://registry/repository:tag` (accepted by the parser; pulling OCI
+    /// artifacts arrives with `weft oci`).
+    Oci(String),
+}
+
+impl Default for Source {
+    fn default() -> Self {
+        Source::Path(PathBuf::new())
+    }
+}
+
+impl From<String> for Source {
+    fn from(s: String) -> Self {
+        match s.strip_prefix("oci://") {
+            Some(reference) => Source::Oci(reference.to_string()),
+            None => Source::Path(PathBuf::from(s)),
+        }
+    }
+}
+
+impl From<Source> for String {
+    fn from(s: Source) -> String {
+        s.to_string()
+    }
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Source::Path(p) => write!(f, "{}", p.display()),
+            Source::Oci(r) => write!(f, "oci://{r}"),
+        }
+    }
+}
+
+/// A volume a workload declares; components mount it by name.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VolumeSpec {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_path: Option<HostPathVolume>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub empty_dir: Option<EmptyDirVolume>,
+}
+
+/// An existing directory of the host.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HostPathVolume {
+    pub path: PathBuf,
+    #[serde(default)]
+    pub read_only: bool,
+}
+
+/// A fresh directory created when the workload starts and deleted when it stops.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EmptyDirVolume {}
+
+/// A volume mounted into a component as a WASI preopen.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VolumeMount {
+    /// The name of a volume declared under `volumes`.
+    pub name: String,
+    /// Where the guest sees it (`/data`).
+    pub mount_path: String,
+    /// Mount read-only even if the volume itself is writable.
+    #[serde(default)]
+    pub read_only: bool,
+}
+
+/// What happens when the service fails (traps or exits with an error).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct RestartPolicy {
+    /// Restarts allowed before the workload is marked `failed`.
+    pub max_restarts: u32,
+    pub backoff: Backoff,
+}
+
+impl Default for RestartPolicy {
+    fn default() -> Self {
+        RestartPolicy { max_restarts: 5, backoff: Backoff::default() }
+    }
+}
+
+/// Exponential backoff between restarts: `initial`, `initial * multiplier`, … up to `max`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct Backoff {
+    #[serde(with = "crate::limits::duration")]
+    pub initial: std::time::Duration,
+    #[serde(with = "crate::limits::duration")]
+    pub max: std::time::Duration,
+    pub multiplier: f64,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Backoff {
+            initial: std::time::Duration::from_millis(100),
+            max: std::time::Duration::from_secs(10),
+            multiplier: 2.0,
+        }
+    }
+}
+
+impl Backoff {
+    /// The pause before restart number `attempt` (1-based).
+    pub fn delay(&self, attempt: u32) -> std::time::Duration {
+        let factor = self.multiplier.max(1.0).powi(attempt.saturating_sub(1) as i32);
+        self.initial.mul_f64(factor).min(self.max)
+    }
+}
+
+/// An interface the workload asks of a host plugin.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HostInterfaceSpec {
+    /// `ns:pkg/iface@version`, matched semver-compatibly.
+    pub interface: String,
+    /// Limit the request to one component (default: every component that imports it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub component: Option<String>,
+    /// Plugin-specific settings.
+    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
+    pub config: IndexMap<String, serde_json::Value>,
+}
+
+/// "Component `from`'s import `import` is served by `to`."
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LinkSpec {
+    pub from: String,
+    pub import: String,
+    /// A component of the workload, `runtime` (the built-in WASI), or `plugin:<id>`.
+    pub to: String,
+    /// For a link to a component: how calls cross it.
+    #[serde(default, skip_serializing_if = "LinkModeSpec::is_auto")]
+    pub mode: LinkModeSpec,
+}
+
+/// How a link to a component is made.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LinkModeSpec {
+    /// `fused` where that keeps the behaviour of `dynamic`, `dynamic` otherwise.
+    #[default]
+    Auto,
+    /// Compose the provider into the caller; a validation error if that cannot be done.
+    Fused,
+    /// Call through the host.
+    Dynamic,
+}
+
+impl LinkModeSpec {
+    fn is_auto(&self) -> bool {
+        *self == LinkModeSpec::Auto
+    }
+}
+
+/// Why a manifest could not be read at all.
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestError {
+    #[error("cannot read manifest {}: {source}", path.display())]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("manifest is not valid {format}{}: {message}", location.map(|(l, c)| format!(" (line {l}, column {c})")).unwrap_or_default())]
+    Syntax { format: &'static str, message: String, location: Option<(usize, usize)> },
+}
+
+impl WorkloadSpec {
+    /// Reads a manifest from a file: `.json` is JSON, anything else YAML. Relative
+    /// paths in it resolve against the file's directory.
+    pub fn from_file(path: impl AsRef<Path>) -> Result<WorkloadSpec, ManifestError> {
+        let path = path.as_ref();
+        let text =
+            std::fs::read_to_string(path).map_err(|source| ManifestError::Io { path: path.to_path_buf(), source })?;
+        let mut spec = if path.extension().is_some_and(|e| e == "json") {
+            Self::from_json(&text)?
+        } else {
+            Self::from_yaml(&text)?
+        };
+        let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        spec.base_dir = Some(std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf()));
+        Ok(spec)
+    }
+
+    pub fn from_yaml(text: &str) -> Result<WorkloadSpec, ManifestError> {
+        let syntax = |e: serde_yaml_ng::Error| ManifestError::Syntax {
+            format: "YAML",
+            location: e.location().map(|l| (l.line(), l.column())),
+            message: e.to_string(),
+        };
+        Self::deserialize_collecting_unknown(serde_yaml_ng::Deserializer::from_str(text)).map_err(syntax)
+    }
+
+    pub fn from_json(text: &str) -> Result<WorkloadSpec, ManifestError> {
+        let syntax = |e: serde_json::Error| ManifestError::Syntax {
+            format: "JSON",
+            location: Some((e.line(), e.column())),
+            message: e.to_string(),
+        };
+        let mut de = serde_json::Deserializer::from_str(text);
+        let spec = Self::deserialize_collecting_unknown(&mut de).map_err(syntax)?;
+        de.end().map_err(syntax)?;
+        Ok(spec)
+    }
+
+    fn deserialize_collecting_unknown<'de, D: serde::Deserializer<'de>>(de: D) -> Result<WorkloadSpec, D::Error> {
+        let mut unknown = Vec::new();
+        let mut spec: WorkloadSpec = serde_ignored::deserialize(de, |path| unknown.push(field_path(&path)))?;
+        spec.unknown_fields = unknown;
+        Ok(spec)
+    }
+
+    /// The service first, then the components, in manifest order.
+    pub fn all_components(&self) -> impl Iterator<Item = &ComponentSpec> {
+        self.service.iter().chain(&self.components)
+    }
+
+    /// Resolves a path from the manifest against its directory.
+    pub fn resolve_path(&self, path: &Path) -> PathBuf {
+        match &self.base_dir {
+            Some(base) if path.is_relative() => base.join(path),
+            _ => path.to_path_buf(),
+        }
+    }
+}
+
+/// `components[0].limits.memry` from serde_ignored's path.
+fn field_path(path: &serde_ignored::Path<'_>) -> String {
+    use serde_ignored::Path as P;
+    match path {
+        P::Root => String::new(),
+        P::Seq { parent, index } => format!("{}[{index}]", field_path(parent)),
+        P::Map { parent, key } => match field_path(parent) {
+            p if p.is_empty() => key.clone(),
+            p => format!("{p}.{key}"),
+        },
+        P::Some { parent } | P::NewtypeStruct { parent } | P::NewtypeVariant { parent } => field_path(parent),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EXAMPLE: &str = r#"
+name: shop
+namespace: prod
+annotations:
+  zeta: last
+  alpha: first
+components:
+  - name: api
+    source: ./api.wasm
+    config: { greeting: hi }
+    env: { RUST_LOG: debug }
+    volumeMounts:
+      - { name: data, mountPath: /data, readOnly: true }
+    limits: { maxConcurrent: 4, memory: 32MiB, cpuTime: 250ms }
+  - name: store
+    source: oci://ghcr.io/acme/store:1.0
+service:
+  name: worker
+  source: worker.wasm
+  args: [--fast]
+  restart: { maxRestarts: 2, backoff: { initial: 50ms } }
+volumes:
+  - { name: data, hostPath: { path: ./data, readOnly: true } }
+  - { name: scratch, emptyDir: {} }
+hostInterfaces:
+  - interface: wasi:keyvalue/store@0.2.0-draft
+    config: { bucket: carts }
+links:
+  - { from: api, import: acme:store/carts@1.0.0, to: store, mode: fused }
+"#;
+
+    #[test]
+    fn parses_every_section() {
+        let spec = WorkloadSpec::from_yaml(EXAMPLE).unwrap();
+        assert!(spec.unknown_fields.is_empty(), "{:?}", spec.unknown_fields);
+        assert_eq!(spec.namespace, "prod");
+        assert_eq!(spec.annotations.keys().collect::<Vec<_>>(), ["zeta", "alpha"]);
+        assert_eq!(spec.components[0].source, Source::Path("./api.wasm".into()));
+        assert_eq!(spec.components[1].source, Source::Oci("ghcr.io/acme/store:1.0".into()));
+        assert_eq!(spec.components[0].limits.memory.map(|m| m.0), Some(32 << 20));
+        assert!(spec.components[0].volume_mounts[0].read_only);
+        let service = spec.service.as_ref().unwrap();
+        let restart = service.restart.as_ref().unwrap();
+        assert_eq!(restart.max_restarts, 2);
+        assert_eq!(restart.backoff.initial.as_millis(), 50);
+        assert_eq!(restart.backoff.max, Backoff::default().max);
+        assert!(spec.volumes[1].empty_dir.is_some());
+        assert_eq!(spec.links[0].to, "store");
+        assert_eq!(spec.links[0].mode, LinkModeSpec::Fused);
+        assert_eq!(spec.host_interfaces[0].config["bucket"], "carts");
+    }
+
+    #[test]
+    fn json_has_the_same_schema() {
+        let yaml = WorkloadSpec::from_yaml(EXAMPLE).unwrap();
+        let json = serde_json::to_string(&yaml).unwrap();
+        let back = WorkloadSpec::from_json(&json).unwrap();
+        assert!(back.unknown_fields.is_empty());
+        assert_eq!(serde_json::to_value(&back).unwrap(), serde_json::to_value(&yaml).unwrap());
+    }
+
+    #[test]
+    fn unknown_fields_are_all_collected_with_their_paths() {
+        let spec = WorkloadSpec::from_yaml(
+            "name: x\ncolour: red\ncomponents:\n  - name: a\n    source: a.wasm\n    limits: { memry: 1MiB }\n",
+        )
+        .unwrap();
+        assert_eq!(spec.unknown_fields, ["colour", "components[0].limits.memry"]);
+    }
+
+    #[test]
+    fn syntax_errors_carry_line_and_column() {
+        let err = WorkloadSpec::from_yaml("name: x\ncomponents:\n  - name: [unclosed\n").unwrap_err();
+        match err {
+            ManifestError::Syntax { location: Some((line, _)), .. } => assert_eq!(line, 3),
+            other => panic!("unexpected {other:?}"),
+        }
+        let err = WorkloadSpec::from_yaml("name: x\ncomponents: 3\n").unwrap_err();
+        let ManifestError::Syntax { location: Some((2, _)), .. } = err else { panic!("{err:?}") };
+        let err = WorkloadSpec::from_json("{\"name\": 1}").unwrap_err();
+        assert!(err.to_string().contains("line 1"), "{err}");
+    }
+
+    #[test]
+    fn backoff_grows_to_its_cap() {
+        let b = Backoff {
+            initial: std::time::Duration::from_millis(100),
+            max: std::time::Duration::from_millis(350),
+            multiplier: 2.0,
+        };
+        let d: Vec<u128> = (1..=4).map(|n| b.delay(n).as_millis()).collect();
+        assert_eq!(d, [100, 200, 350, 350]);
+    }
+}

@@ -1,0 +1,156 @@
+//! Host plugins: capabilities the host chooses to load (HTTP, key-value, …).
+//!
+//! The runtime itself links only WASI (with outgoing HTTP). Every other interface a
+//! component imports comes from another component of its workload or from a plugin
+//! registered with the host; validation resolves imports against the plugins'
+//! worlds, so a workload asking for something no plugin provides is rejected before
+//! it starts.
+//!
+//! A plugin's life:
+//!
+//! * [`HostPlugin::start`] when the host starts, [`HostPlugin::stop`] when it shuts
+//!   down (a server plugin listens in between);
+//! * [`HostPlugin::bind`] for every component of a starting workload that imports
+//!   one of the plugin's interfaces, exports one it drives, or is named by a
+//!   `hostInterfaces` entry for it; a plugin may refuse, which rejects the workload
+//!   (nothing of it keeps running); [`HostPlugin::unbind`] when the workload stops;
+//! * [`HostPlugin::add_to_linker`] while the workload is validated, for each import
+//!   it serves.
+//!
+//! Host functions find the component they serve with [`StoreState::caller`], and
+//! the plugin with [`StoreState::plugin`].
+
+use std::any::Any;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use indexmap::IndexMap;
+use wasmtime::component::Linker;
+
+use crate::interface::{InterfaceName, ItemName};
+use crate::store::StoreState;
+use crate::workload::{RunningWorkload, WorkloadId};
+
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// The interfaces a plugin provides to components (`imports`, from the component's
+/// point of view) and drives in components (`exports`, such as an HTTP handler).
+#[derive(Debug, Clone, Default)]
+pub struct PluginWorld {
+    pub imports: Vec<InterfaceName>,
+    pub exports: Vec<InterfaceName>,
+}
+
+/// Who a component is: what host functions learn about their caller.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ComponentIdentity {
+    pub workload_id: WorkloadId,
+    pub workload: Arc<str>,
+    pub namespace: Arc<str>,
+    pub component: Arc<str>,
+}
+
+/// A component of a starting workload that uses a plugin.
+pub struct Binding {
+    pub identity: ComponentIdentity,
+    /// The running workload, to call the component (an HTTP request, a message).
+    pub workload: Arc<RunningWorkload>,
+    /// The plugin's interfaces the component imports.
+    pub imports: Vec<String>,
+    /// The plugin's interfaces the component exports.
+    pub exports: Vec<String>,
+    /// Settings from the manifest's `hostInterfaces` entries that apply to the
+    /// component, by interface.
+    pub config: Vec<(String, IndexMap<String, serde_json::Value>)>,
+    /// The component's own `config` map from the manifest.
+    pub component_config: IndexMap<String, String>,
+}
+
+impl Binding {
+    /// The settings for an interface (semver-compatible), if the manifest gave any.
+    pub fn config_for(&self, interface: &str) -> Option<&IndexMap<String, serde_json::Value>> {
+        let wanted = ItemName::parse(interface);
+        self.config.iter().find(|(i, _)| ItemName::parse(i).satisfies(&wanted)).map(|(_, c)| c)
+    }
+}
+
+pub trait HostPlugin: Send + Sync + 'static {
+    /// Short, unique name (`keyvalue`, `http`); manifests link to `plugin:<id>`.
+    fn id(&self) -> &str;
+
+    fn world(&self) -> PluginWorld;
+
+    /// Called once when the host starts.
+    fn start(&self) -> BoxFuture<'_, Result<(), String>> {
+        Box::pin(async { Ok(()) })
+    }
+
+    /// Called once when the host shuts down.
+    fn stop(&self) -> BoxFuture<'_, ()> {
+        Box::pin(async {})
+    }
+
+    /// A component of a starting workload uses the plugin. An error rejects the
+    /// workload, with the message as the reason.
+    fn bind<'a>(&'a self, binding: &'a Binding) -> BoxFuture<'a, Result<(), String>> {
+        let _ = binding;
+        Box::pin(async { Ok(()) })
+    }
+
+    /// The component's workload stops (or its start failed after `bind`).
+    fn unbind<'a>(&'a self, identity: &'a ComponentIdentity) -> BoxFuture<'a, ()> {
+        let _ = identity;
+        Box::pin(async {})
+    }
+
+    /// Defines the import named `import` in a component's linker: one of
+    /// `world().imports`, at the version the component asks for. Define it under
+    /// exactly this name (bindgen's `add_to_linker_instance` on
+    /// `linker.instance(import)`, or `func_wrap` on it).
+    fn add_to_linker(&self, linker: &mut Linker<StoreState>, import: &str) -> wasmtime::Result<()>;
+
+    /// For [`StoreState::plugin`]: the plugin as `Any`.
+    fn as_any(&self) -> &dyn Any;
+}
+
+/// The plugins a host has loaded.
+#[derive(Clone, Default)]
+pub struct PluginRegistry {
+    plugins: Arc<Vec<Arc<dyn HostPlugin>>>,
+}
+
+impl PluginRegistry {
+    pub fn new(plugins: Vec<Arc<dyn HostPlugin>>) -> PluginRegistry {
+        PluginRegistry { plugins: Arc::new(plugins) }
+    }
+
+    pub fn get(&self, id: &str) -> Option<&Arc<dyn HostPlugin>> {
+        self.plugins.iter().find(|p| p.id() == id)
+    }
+
+    pub fn all(&self) -> impl Iterator<Item = &Arc<dyn HostPlugin>> {
+        self.plugins.iter()
+    }
+
+    /// Plugins whose world satisfies `import`.
+    pub fn providers_of(&self, import: &ItemName) -> Vec<&Arc<dyn HostPlugin>> {
+        let Some(wanted) = import.as_interface() else { return Vec::new() };
+        self.plugins.iter().filter(|p| p.world().imports.iter().any(|i| i.satisfies(wanted))).collect()
+    }
+
+    /// Plugins that drive an export satisfying `export`.
+    pub fn drivers_of(&self, export: &ItemName) -> Vec<&Arc<dyn HostPlugin>> {
+        let Some(wanted) = export.as_interface() else { return Vec::new() };
+        self.plugins.iter().filter(|p| p.world().exports.iter().any(|i| wanted.satisfies(i))).collect()
+    }
+
+    /// Every interface the plugins provide.
+    pub fn interfaces(&self) -> impl Iterator<Item = InterfaceName> + '_ {
+        self.plugins.iter().flat_map(|p| p.world().imports)
+    }
+
+    pub fn ids(&self) -> impl Iterator<Item = &str> {
+        self.plugins.iter().map(|p| p.id())
+    }
+}

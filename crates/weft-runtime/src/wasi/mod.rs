@@ -1,0 +1,118 @@
+//! WASI 0.2: the only interfaces the runtime links by itself, `wasi:http` included
+//! (outgoing requests behind a per-component policy, see [`http`]).
+
+pub mod http;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use wasmtime::component::Linker;
+use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder};
+
+use crate::interface::{InterfaceName, ItemName};
+use crate::output::{GuestOutput, Origin, OutputSink, Stream};
+use crate::store::StoreState;
+
+/// The WASI version wasmtime-wasi implements; imports of any 0.2.x match it.
+pub const WASI_VERSION: &str = "0.2.12";
+
+/// Every interface `wasmtime_wasi::p2::add_to_linker_async` and
+/// `wasmtime_wasi_http::p2::add_only_http_to_linker_async` define.
+pub const WASI_INTERFACES: &[&str] = &[
+    "wasi:cli/environment",
+    "wasi:cli/exit",
+    "wasi:cli/stderr",
+    "wasi:cli/stdin",
+    "wasi:cli/stdout",
+    "wasi:cli/terminal-input",
+    "wasi:cli/terminal-output",
+    "wasi:cli/terminal-stderr",
+    "wasi:cli/terminal-stdin",
+    "wasi:cli/terminal-stdout",
+    "wasi:clocks/monotonic-clock",
+    "wasi:clocks/wall-clock",
+    "wasi:filesystem/preopens",
+    "wasi:filesystem/types",
+    "wasi:http/outgoing-handler",
+    "wasi:http/types",
+    "wasi:io/error",
+    "wasi:io/poll",
+    "wasi:io/streams",
+    "wasi:random/insecure",
+    "wasi:random/insecure-seed",
+    "wasi:random/random",
+    "wasi:sockets/instance-network",
+    "wasi:sockets/ip-name-lookup",
+    "wasi:sockets/network",
+    "wasi:sockets/tcp",
+    "wasi:sockets/tcp-create-socket",
+    "wasi:sockets/udp",
+    "wasi:sockets/udp-create-socket",
+];
+
+/// The interfaces the runtime provides, with their versions.
+pub fn interfaces() -> impl Iterator<Item = InterfaceName> {
+    WASI_INTERFACES
+        .iter()
+        .map(|name| InterfaceName::parse(&format!("{name}@{WASI_VERSION}")).expect("valid WASI interface name"))
+}
+
+/// Whether the runtime's WASI satisfies `import`.
+pub fn provides(import: &ItemName) -> bool {
+    let Some(wanted) = import.as_interface() else { return false };
+    interfaces().any(|offered| offered.satisfies(wanted))
+}
+
+pub(crate) fn add_to_linker(linker: &mut Linker<StoreState>) -> wasmtime::Result<()> {
+    wasmtime_wasi::p2::add_to_linker_async(linker)?;
+    wasmtime_wasi_http::p2::add_only_http_to_linker_async(linker)
+}
+
+/// Where a component's stdio goes.
+#[derive(Clone)]
+pub enum GuestStdio {
+    /// The host process's own stdin, stdout and stderr (`weft run x.wasm`).
+    Inherit,
+    /// Lines to a sink, stdin empty.
+    Sink(Arc<dyn OutputSink>),
+}
+
+/// A directory mounted into a component.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Preopen {
+    pub host: PathBuf,
+    pub guest: String,
+    pub read_only: bool,
+}
+
+/// Everything needed to build a component's `WasiCtx` for a new store.
+#[derive(Clone)]
+pub(crate) struct WasiTemplate {
+    pub origin: Origin,
+    pub args: Vec<String>,
+    pub env: Vec<(String, String)>,
+    pub preopens: Vec<Preopen>,
+    pub stdio: GuestStdio,
+    pub outgoing: http::OutgoingPolicy,
+}
+
+impl WasiTemplate {
+    pub fn build(&self) -> wasmtime::Result<WasiCtx> {
+        let mut b = WasiCtxBuilder::new();
+        b.arg(&*self.origin.component).args(&self.args).envs(&self.env);
+        match &self.stdio {
+            GuestStdio::Inherit => {
+                b.inherit_stdio();
+            }
+            GuestStdio::Sink(sink) => {
+                let out = |stream| GuestOutput { origin: self.origin.clone(), stream, sink: sink.clone() };
+                b.stdout(out(Stream::Stdout)).stderr(out(Stream::Stderr));
+            }
+        }
+        for p in &self.preopens {
+            let perms = if p.read_only { FsPerms::ReadOnly } else { FsPerms::ReadWrite };
+            b.preopened_dir(&p.host, &p.guest, perms)?;
+        }
+        Ok(b.build())
+    }
+}

@@ -1,0 +1,282 @@
+//! Validation on receipt: a [`WorkloadSpec`] becomes a [`ValidatedWorkload`] (every
+//! component compiled, every import resolved to exactly one provider and linked) or
+//! is rejected with every problem found. Validation allocates nothing that outlives
+//! it: emptyDirs are created only when the workload starts.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use super::build::{Builder, Loaded, Prepared};
+use super::instance::WorkloadComponent;
+use super::plan::{self, LinkPlan, Provider, Surface};
+use super::volumes::{self, Volume};
+use super::{HostContext, WorkloadId};
+use crate::component;
+use crate::error::{Problem, Rejection};
+use crate::interface::ItemName;
+use crate::link::compat;
+use crate::manifest::{ComponentSpec, RestartPolicy, Source, WorkloadSpec};
+use crate::wasi::http::{HostPattern, OutgoingPolicy};
+use crate::wasi::{self, Preopen};
+
+/// A workload that passed validation and can start.
+pub struct ValidatedWorkload {
+    pub(crate) id: WorkloadId,
+    pub(crate) spec: WorkloadSpec,
+    /// In manifest order, the service last.
+    pub(crate) components: Vec<Arc<WorkloadComponent>>,
+    pub(crate) service: Option<(usize, RestartPolicy)>,
+    pub(crate) volumes: Vec<Volume>,
+    pub plan: LinkPlan,
+}
+
+const RUN_EXPORT: &str = "wasi:cli/run@0.2.0";
+
+pub(crate) async fn validate(
+    cx: &HostContext,
+    id: WorkloadId,
+    spec: WorkloadSpec,
+) -> Result<ValidatedWorkload, Rejection> {
+    let mut problems: Vec<Problem> = spec
+        .unknown_fields
+        .iter()
+        .map(|f| Problem::new("manifest", format!("unknown field `{f}`{}", field_owner(&spec, f))))
+        .collect();
+    if spec.name.trim().is_empty() {
+        problems.push(Problem::new("manifest", "`name` is missing or empty"));
+    }
+    let entries: Vec<(&ComponentSpec, bool)> =
+        spec.components.iter().map(|c| (c, false)).chain(spec.service.iter().map(|s| (s, true))).collect();
+    if entries.is_empty() {
+        problems.push(Problem::new("manifest", "declares no components and no service"));
+    }
+    check_names(&entries, &mut problems);
+
+    let scratch = cx.scratch_dir.join(&id.0);
+    let volumes = volumes::plan(&spec, &scratch, &mut problems);
+    let declared: Vec<String> = spec.volumes.iter().map(|v| v.name.clone()).collect();
+    let preopens: Vec<Vec<Preopen>> =
+        entries.iter().map(|(c, _)| volumes::preopens(c, &volumes, &declared, &mut problems)).collect();
+    let outgoing: Vec<OutgoingPolicy> = entries.iter().map(|(c, _)| outgoing_policy(&spec, c, &mut problems)).collect();
+
+    let sources: Vec<Result<PathBuf, String>> = entries.iter().map(|(c, _)| source_path(&spec, c)).collect();
+    let engine = cx.engine.clone();
+    let loaded: Vec<Result<Loaded, String>> =
+        tokio::task::spawn_blocking(move || sources.into_iter().map(|source| load(&engine, source?)).collect())
+            .await
+            .expect("component loading does not panic");
+    for ((c, is_service), loaded) in entries.iter().zip(&loaded) {
+        match loaded {
+            Err(message) => problems.push(Problem::new(format!("component `{}`", c.name), message.clone())),
+            Ok(l)
+                if *is_service
+                    && !l.exports.iter().any(|e| ItemName::parse(e).satisfies(&ItemName::parse(RUN_EXPORT))) =>
+            {
+                problems.push(Problem::new(
+                    format!("component `{}`", c.name),
+                    format!("is the service, so it must export `wasi:cli/run` (it exports: {})", list(&l.exports)),
+                ));
+            }
+            Ok(_) => {}
+        }
+    }
+
+    let surfaces: Vec<Surface<'_>> = entries
+        .iter()
+        .zip(&loaded)
+        .filter_map(|((c, _), l)| {
+            let l = l.as_ref().ok()?;
+            Some(Surface {
+                name: &c.name,
+                imports: l.imports.iter().map(|(n, _)| n.as_str()).collect(),
+                exports: l.exports.iter().map(|n| n.as_str()).collect(),
+            })
+        })
+        .collect();
+    let plan = plan::resolve(&surfaces, &spec.links, &cx.plugins, &mut problems);
+    check_link_types(cx, &plan, &entries, &loaded, &mut problems);
+    check_host_interfaces(cx, &spec, &mut problems);
+
+    let reject = |problems| Rejection { workload: spec.name.clone(), problems };
+    if !problems.is_empty() {
+        return Err(reject(problems));
+    }
+
+    let mut plan = plan;
+    let prepared = Prepared { entries: &entries, loaded: &loaded, preopens: &preopens, outgoing: &outgoing };
+    let mut builder = Builder::new(cx, &id, &spec, prepared, &mut plan, &mut problems);
+    builder.decide_modes();
+    builder.build_all().await;
+    let built = std::mem::take(&mut builder.built);
+    if !problems.is_empty() {
+        return Err(reject(problems));
+    }
+
+    let service = spec.service.as_ref().map(|s| (entries.len() - 1, s.restart.clone().unwrap_or_default()));
+    Ok(ValidatedWorkload {
+        id,
+        components: built.into_iter().map(|c| c.expect("every component was linked")).collect(),
+        service,
+        volumes,
+        plan,
+        spec,
+    })
+}
+
+/// Every component link joins an import and an export of matching types.
+fn check_link_types(
+    cx: &HostContext,
+    plan: &LinkPlan,
+    entries: &[(&ComponentSpec, bool)],
+    loaded: &[Result<Loaded, String>],
+    problems: &mut Vec<Problem>,
+) {
+    let engine = cx.engine.wasmtime();
+    let find = |name: &str| {
+        let index = entries.iter().position(|(c, _)| c.name == name)?;
+        loaded[index].as_ref().ok()
+    };
+    for links in &plan.components {
+        let Some(caller) = find(&links.component) else { continue };
+        for link in &links.imports {
+            let Provider::Component { component, export, .. } = &link.provider else { continue };
+            let Some(provider) = find(component) else { continue };
+            let expected = &caller.imports.iter().find(|(n, _)| *n == link.import).expect("planned imports exist").1;
+            let (caller_ty, provider_ty) = (caller.component.component_type(), provider.component.component_type());
+            let Some(provided) = provider_ty.exports(engine).find(|(n, _)| n == export).map(|(_, i)| i.ty) else {
+                continue;
+            };
+            let sides = compat::Sides { engine, caller: &caller_ty, provider: &provider_ty };
+            if let Err(mismatch) = sides.check(expected, &provided) {
+                problems.push(Problem::new(
+                    format!("component `{}`", links.component),
+                    format!(
+                        "imports `{}`, but component `{component}` exports it (as `{export}`) with a different type: {mismatch}",
+                        link.import
+                    ),
+                ));
+            }
+        }
+    }
+}
+
+fn check_names(entries: &[(&ComponentSpec, bool)], problems: &mut Vec<Problem>) {
+    for (i, (c, _)) in entries.iter().enumerate() {
+        let subject = format!("component `{}`", c.name);
+        let valid =
+            !c.name.is_empty() && c.name.chars().all(|ch| ch.is_ascii_alphanumeric() || matches!(ch, '-' | '_' | '.'));
+        if !valid {
+            problems.push(Problem::new(&subject, "the name must be non-empty ASCII letters, digits, `-`, `_` or `.`"));
+        } else if c.name == "runtime" {
+            problems.push(Problem::new(&subject, "`runtime` is reserved (links use it to name the built-in WASI)"));
+        }
+        if entries[..i].iter().any(|(o, _)| o.name == c.name) {
+            problems.push(Problem::new(&subject, "the name is used by more than one component"));
+        }
+    }
+    for (c, is_service) in entries {
+        if !is_service && c.restart.is_some() {
+            problems.push(Problem::new(format!("component `{}`", c.name), "`restart` applies only to the service"));
+        }
+        if *is_service && c.reuse_instances {
+            problems.push(Problem::new(
+                format!("component `{}`", c.name),
+                "`reuseInstances` does not apply to the service, which runs in one instance for its whole life",
+            ));
+        }
+    }
+}
+
+fn check_host_interfaces(cx: &HostContext, spec: &WorkloadSpec, problems: &mut Vec<Problem>) {
+    for hi in &spec.host_interfaces {
+        let subject = format!("host interface `{}`", hi.interface);
+        let name = ItemName::parse(&hi.interface);
+        if name.as_interface().is_none() {
+            problems.push(Problem::new(&subject, "expected `namespace:package/interface@version`"));
+        } else if cx.plugins.providers_of(&name).is_empty()
+            && cx.plugins.drivers_of(&name).is_empty()
+            && !wasi::provides(&name)
+        {
+            let loaded: Vec<&str> = cx.plugins.ids().collect();
+            problems.push(Problem::new(
+                &subject,
+                format!(
+                    "no host plugin provides it (plugins loaded: {})",
+                    if loaded.is_empty() { "none".into() } else { loaded.join(", ") }
+                ),
+            ));
+        }
+        if let Some(target) = &hi.component
+            && !spec.all_components().any(|c| &c.name == target)
+        {
+            problems.push(Problem::new(&subject, format!("`component: {target}` is not a component of this workload")));
+        }
+    }
+}
+
+/// A component's outgoing HTTP policy: the `allowedHosts` of the
+/// `wasi:http/outgoing-handler` host interfaces that apply to it.
+fn outgoing_policy(spec: &WorkloadSpec, c: &ComponentSpec, problems: &mut Vec<Problem>) -> OutgoingPolicy {
+    let outgoing = ItemName::parse("wasi:http/outgoing-handler@0.2.0");
+    let mut policy = OutgoingPolicy::default();
+    for hi in &spec.host_interfaces {
+        if !ItemName::parse(&hi.interface).satisfies(&outgoing) || hi.component.as_ref().is_some_and(|t| *t != c.name) {
+            continue;
+        }
+        let subject = format!("host interface `{}`", hi.interface);
+        for (key, value) in &hi.config {
+            if key != "allowedHosts" {
+                problems.push(Problem::new(&subject, format!("unknown setting `{key}` (expected `allowedHosts`)")));
+                continue;
+            }
+            let Some(hosts) = value.as_array() else {
+                problems.push(Problem::new(&subject, "`allowedHosts` must be a list of host patterns"));
+                continue;
+            };
+            for host in hosts {
+                match host.as_str().map(str::parse::<HostPattern>) {
+                    Some(Ok(pattern)) => policy.allowed.push(pattern),
+                    Some(Err(e)) => problems.push(Problem::new(&subject, e)),
+                    None => problems.push(Problem::new(&subject, format!("`{host}` is not a string"))),
+                }
+            }
+        }
+    }
+    policy
+}
+
+fn source_path(spec: &WorkloadSpec, c: &ComponentSpec) -> Result<PathBuf, String> {
+    match &c.source {
+        Source::Path(p) if p.as_os_str().is_empty() => Err("`source` is missing".into()),
+        Source::Path(p) => Ok(spec.resolve_path(p)),
+        Source::Oci(reference) => {
+            Err(format!("source `oci://{reference}`: this host cannot pull OCI artifacts yet; use a file path"))
+        }
+    }
+}
+
+fn load(engine: &crate::engine::Engine, path: PathBuf) -> Result<Loaded, String> {
+    let bytes = component::read_source(&path)?;
+    let (digest, component) = engine.cache().load(&bytes).map_err(|e| format!("{}: {e}", path.display()))?;
+    let ty = component.component_type();
+    let wasmtime = engine.wasmtime();
+    let imports = ty.imports(wasmtime).map(|(n, item)| (n.to_string(), item.ty)).collect();
+    let exports = ty.exports(wasmtime).map(|(n, _)| n.to_string()).collect();
+    Ok(Loaded { digest, bytes: bytes.into(), component, imports, exports })
+}
+
+/// ` (component `api`)` for a field path inside a component, to name it.
+fn field_owner(spec: &WorkloadSpec, path: &str) -> String {
+    let index = path
+        .strip_prefix("components[")
+        .and_then(|rest| rest.split_once(']'))
+        .and_then(|(i, _)| i.parse::<usize>().ok());
+    match index.and_then(|i| spec.components.get(i)) {
+        Some(c) if !c.name.is_empty() => format!(" (component `{}`)", c.name),
+        _ => String::new(),
+    }
+}
+
+fn list(items: &[String]) -> String {
+    if items.is_empty() { "nothing".into() } else { items.join(", ") }
+}

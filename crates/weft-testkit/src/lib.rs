@@ -1,0 +1,105 @@
+//! Real servers for tests and benchmarks: `nats-server` (with JetStream) and
+//! `redis-server`, each on a free port of 127.0.0.1 with a temporary directory,
+//! stopped by their process id when dropped. A missing server binary fails the
+//! test loudly, naming the package that provides it.
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A server process, killed when dropped.
+pub struct Server {
+    child: Child,
+    pub port: u16,
+    program: &'static str,
+    args: Vec<String>,
+    dir: tempfile::TempDir,
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn spawn(program: &'static str, args: &[String], dir: &Path) -> Child {
+    Command::new(program)
+        .args(args)
+        .current_dir(dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!("cannot start `{program}` ({e}): this test needs it on the PATH (Debian: apt-get install {program}; scripts/setup.sh installs it)")
+        })
+}
+
+fn wait_for_port(program: &str, port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while TcpStream::connect(SocketAddr::from(([127, 0, 0, 1], port))).is_err() {
+        assert!(Instant::now() < deadline, "`{program}` did not listen on port {port} within 15 s");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+impl Server {
+    fn start(program: &'static str, args: impl Fn(u16, &Path) -> Vec<String>) -> Server {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let args = args(port, dir.path());
+        let child = spawn(program, &args, dir.path());
+        wait_for_port(program, port);
+        Server { child, port, program, args, dir }
+    }
+
+    /// `nats-server` with JetStream, its store in a temporary directory.
+    pub fn nats() -> Server {
+        Server::start("nats-server", |port, dir| {
+            let store = dir.join("jetstream").display().to_string();
+            vec!["-a".into(), "127.0.0.1".into(), "-p".into(), port.to_string(), "-js".into(), "-sd".into(), store]
+        })
+    }
+
+    /// `redis-server` without persistence.
+    pub fn redis() -> Server {
+        Server::start("redis-server", |port, dir| {
+            vec![
+                "--bind".into(),
+                "127.0.0.1".into(),
+                "--port".into(),
+                port.to_string(),
+                "--save".into(),
+                String::new(),
+                "--appendonly".into(),
+                "no".into(),
+                "--dir".into(),
+                dir.display().to_string(),
+            ]
+        })
+    }
+
+    pub fn url(&self) -> String {
+        match self.program {
+            "redis-server" => format!("redis://127.0.0.1:{}", self.port),
+            _ => format!("nats://127.0.0.1:{}", self.port),
+        }
+    }
+
+    /// Stops the server (by its process id) and waits for it to exit.
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts it again on the same port, with the same data directory.
+    pub fn restart(&mut self) {
+        self.stop();
+        self.child = spawn(self.program, &self.args, self.dir.path());
+        wait_for_port(self.program, self.port);
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

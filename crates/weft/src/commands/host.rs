@@ -1,0 +1,94 @@
+//! How the local host is set up: command-line flags over a host configuration file.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use clap::Args;
+use indexmap::IndexMap;
+use serde::Deserialize;
+use weft_runtime::engine::{AllocatorChoice, EngineConfig};
+use weft_runtime::wasi::GuestStdio;
+use weft_runtime::{Host, HostConfig};
+
+#[derive(Args)]
+pub struct HostArgs {
+    /// A host configuration file (YAML): name, labels, cache directory, plugin
+    /// settings (see docs/host.md). Without one, every plugin uses its defaults.
+    #[arg(long = "host-config", env = "WEFT_HOST_CONFIG", value_name = "FILE")]
+    host_config: Option<PathBuf>,
+    /// Where compiled components are cached (default: the user's cache directory).
+    #[arg(long, env = "WEFT_CACHE_DIR", value_name = "DIR")]
+    cache_dir: Option<PathBuf>,
+    /// Compile every time, cache nothing on disk.
+    #[arg(long, conflicts_with = "cache_dir")]
+    no_cache: bool,
+    /// Instance allocator.
+    #[arg(long, value_enum, default_value = "auto")]
+    allocator: Allocator,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum Allocator {
+    Auto,
+    Pooling,
+    OnDemand,
+}
+
+/// The host configuration file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct HostFile {
+    pub name: Option<String>,
+    #[serde(default)]
+    pub labels: IndexMap<String, String>,
+    pub cache_dir: Option<PathBuf>,
+    #[serde(default)]
+    pub plugins: weft_plugins::Settings,
+}
+
+impl HostFile {
+    pub fn read(path: &Path) -> anyhow::Result<HostFile> {
+        let text = std::fs::read_to_string(path).with_context(|| format!("read {}", path.display()))?;
+        serde_yaml_ng::from_str(&text).with_context(|| format!("host configuration {}", path.display()))
+    }
+}
+
+impl HostArgs {
+    /// Starts a host with the built-in plugins.
+    pub async fn start(&self, stdio: GuestStdio) -> anyhow::Result<Host> {
+        let file = match &self.host_config {
+            Some(path) => HostFile::read(path)?,
+            None => HostFile::default(),
+        };
+        let cache_dir = if self.no_cache {
+            None
+        } else {
+            self.cache_dir.clone().or(file.cache_dir.clone()).or_else(default_cache_dir)
+        };
+        let plugins = weft_plugins::load(&file.plugins).await?;
+        Host::new(HostConfig {
+            friendly_name: file.name,
+            labels: file.labels,
+            engine: EngineConfig {
+                cache_dir,
+                allocator: match self.allocator {
+                    Allocator::Auto => AllocatorChoice::Auto,
+                    Allocator::Pooling => AllocatorChoice::Pooling,
+                    Allocator::OnDemand => AllocatorChoice::OnDemand,
+                },
+                ..EngineConfig::default()
+            },
+            stdio,
+            plugins,
+            ..HostConfig::default()
+        })
+        .await
+    }
+}
+
+fn default_cache_dir() -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
+    Some(base.join("weft"))
+}

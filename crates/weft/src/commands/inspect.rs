@@ -1,0 +1,92 @@
+//! `weft inspect`: a component's world, or a workload's link plan.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Args, ValueEnum};
+use weft_runtime::output::PrefixedStdio;
+use weft_runtime::wasi::GuestStdio;
+use weft_runtime::workload::LinkPlan;
+use weft_runtime::world::World;
+use weft_runtime::{Host, WorkloadSpec};
+
+use super::host::HostArgs;
+
+#[derive(Args)]
+pub struct InspectArgs {
+    /// A component (`.wasm`) or a workload manifest (`.yaml`, `.yml`, `.json`).
+    target: PathBuf,
+    #[arg(long, short, value_enum, default_value = "text")]
+    output: Output,
+    #[command(flatten)]
+    host: HostArgs,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Output {
+    Text,
+    Json,
+}
+
+pub async fn inspect(args: InspectArgs) -> anyhow::Result<ExitCode> {
+    let host = args.host.start(GuestStdio::Sink(std::sync::Arc::new(PrefixedStdio))).await?;
+    if args.target.extension().is_some_and(|e| e == "wasm") {
+        component(&host, &args).await
+    } else {
+        manifest(&host, &args).await
+    }
+}
+
+async fn component(host: &Host, args: &InspectArgs) -> anyhow::Result<ExitCode> {
+    let bytes = std::fs::read(&args.target).with_context(|| format!("read {}", args.target.display()))?;
+    let engine = host.engine().clone();
+    let (digest, component) = tokio::task::spawn_blocking(move || engine.cache().load(&bytes))
+        .await?
+        .map_err(|e| anyhow::anyhow!("{}: {e}", args.target.display()))?;
+    let wasmtime = host.engine().wasmtime();
+    let world = World::of(wasmtime, &component.component_type());
+    match args.output {
+        Output::Json => {
+            let json = serde_json::json!({ "digest": digest.to_string(), "world": world });
+            println!("{}", serde_json::to_string_pretty(&json)?);
+        }
+        Output::Text => {
+            let name = args.target.file_stem().and_then(|s| s.to_str()).unwrap_or("component");
+            println!("// {}\n// {digest}", args.target.display());
+            print!("{}", world.to_wit(name));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn manifest(host: &Host, args: &InspectArgs) -> anyhow::Result<ExitCode> {
+    let spec = WorkloadSpec::from_file(&args.target)?;
+    let (name, namespace) = (spec.name.clone(), spec.namespace.clone());
+    let service = spec.service.as_ref().map(|s| s.name.clone());
+    let validated = host.validate(spec).await.map_err(|rejection| anyhow::anyhow!("{rejection}"))?;
+    match args.output {
+        Output::Json => {
+            let json = serde_json::json!({ "workload": name, "namespace": namespace, "service": service, "links": validated.plan });
+            println!("{}", serde_json::to_string_pretty(&json)?);
+        }
+        Output::Text => print!("{}", plan_text(&name, &namespace, service.as_deref(), &validated.plan)),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn plan_text(name: &str, namespace: &str, service: Option<&str>, plan: &LinkPlan) -> String {
+    let mut out = format!("workload `{name}` (namespace {namespace})\n");
+    let width = plan.components.iter().flat_map(|c| &c.imports).map(|i| i.import.len()).max().unwrap_or(0);
+    for c in &plan.components {
+        let role = if Some(c.component.as_str()) == service { " (service)" } else { "" };
+        out.push_str(&format!("\ncomponent `{}`{role}\n", c.component));
+        if c.imports.is_empty() {
+            out.push_str("  imports nothing\n");
+        }
+        for import in &c.imports {
+            out.push_str(&format!("  {:width$}  ← {}\n", import.import, import.provider));
+        }
+    }
+    out
+}

@@ -1,0 +1,99 @@
+#!/usr/bin/env bash
+# HTTP serving benchmark: examples/http-hello under wrk on loopback, served by weft
+# (a fresh instance per request, then with reuseInstances) and by `wasmtime serve`
+# (fresh, then reusing instances), one after the other in the same run. Prints a
+# Markdown table for docs/benchmarks.md.
+#
+#   scripts/bench-http.sh                    # wasmtime from PATH
+#   WASMTIME=/opt/wasmtime-cli/bin/wasmtime DURATION=20s scripts/bench-http.sh
+#
+# Needs wrk (apt install wrk) and wasmtime-cli 48
+# (cargo install wasmtime-cli --version 48.0.8 --locked).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+WASMTIME=${WASMTIME:-wasmtime}
+DURATION=${DURATION:-15s}
+CONNECTIONS=${CONNECTIONS:-50}
+THREADS=${THREADS:-2}
+command -v wrk >/dev/null || { echo "wrk is missing: apt install wrk" >&2; exit 1; }
+command -v "$WASMTIME" >/dev/null || { echo "wasmtime is missing (WASMTIME=$WASMTIME)" >&2; exit 1; }
+
+cargo build --release -q -p weft -p weft-guests
+weft=$PWD/target/release/weft
+wasm=$PWD/target/guests/wasm32-wasip2/release/http_hello.wasm
+
+work=$(mktemp -d)
+server=""
+cleanup() {
+    [ -n "$server" ] && kill "$server" 2>/dev/null && wait "$server" 2>/dev/null
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+free_port() {
+    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+wait_for() {
+    for _ in $(seq 1 600); do
+        curl -sf "$1" >/dev/null 2>&1 && return 0
+        sleep 0.1
+    done
+    echo "nothing answers at $1" >&2
+    exit 1
+}
+
+# One scenario: `measure <label> <command…>`, the command serving on $port.
+measure() {
+    local label=$1
+    shift
+    "$@" >"$work/server.log" 2>&1 &
+    server=$!
+    wait_for "http://127.0.0.1:$port/"
+    wrk -t"$THREADS" -c"$CONNECTIONS" -d3s "http://127.0.0.1:$port/" >/dev/null # warm-up
+    wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency "http://127.0.0.1:$port/" >"$work/wrk.txt"
+    kill -INT "$server"
+    wait "$server" 2>/dev/null || true
+    server=""
+    local rps p50 p99 errors
+    rps=$(awk '/^Requests\/sec:/ { printf "%d", $2 }' "$work/wrk.txt")
+    p50=$(awk '$1 == "50%" { print $2 }' "$work/wrk.txt")
+    p99=$(awk '$1 == "99%" { print $2 }' "$work/wrk.txt")
+    errors=$(awk '/Non-2xx|Socket errors/ { sub(/^ +/, ""); printf "%s; ", $0 }' "$work/wrk.txt")
+    echo "| $label | $rps | $p50 | $p99 | ${errors:-none} |"
+}
+
+manifest() {
+    cat >"$work/$1.yaml" <<YAML
+name: http-hello
+components:
+  - name: hello
+    source: $wasm
+    reuseInstances: $2
+hostInterfaces:
+  - interface: wasi:http/incoming-handler@0.2.0
+    component: hello
+    config: { routes: [{ path: "/*" }] }
+YAML
+}
+manifest fresh false
+manifest reused true
+
+echo "wrk -t$THREADS -c$CONNECTIONS -d$DURATION --latency, $(nproc) cores, $(date -u +%Y-%m-%d)"
+echo
+echo "| server | requests/s | p50 | p99 | errors |"
+echo "|---|---|---|---|---|"
+port=$(free_port)
+printf 'plugins:\n  http:\n    listen: ["127.0.0.1:%s"]\n' "$port" >"$work/host.yaml"
+WEFT_LOG=warn measure "weft, fresh instance per request" \
+    "$weft" run --host-config "$work/host.yaml" --cache-dir "$work/cache" "$work/fresh.yaml"
+WEFT_LOG=warn measure "weft, \`reuseInstances: true\`" \
+    "$weft" run --host-config "$work/host.yaml" --cache-dir "$work/cache" "$work/reused.yaml"
+port=$(free_port)
+measure "wasmtime serve (defaults: fresh instance per request)" \
+    "$WASMTIME" serve --addr "127.0.0.1:$port" "$wasm"
+measure "wasmtime serve -O pooling-allocator" \
+    "$WASMTIME" serve -O pooling-allocator --addr "127.0.0.1:$port" "$wasm"
+measure "wasmtime serve --max-instance-reuse-count 1000000" \
+    "$WASMTIME" serve --max-instance-reuse-count 1000000 --addr "127.0.0.1:$port" "$wasm"

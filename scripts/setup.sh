@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Installs what building and testing weft needs on a fresh machine with rustup and
+# apt: the wasm32-wasip2 target, and the servers the tests start (nats-server,
+# redis-server). Idempotent: a second run changes nothing.
+set -euo pipefail
+
+rustup target add wasm32-wasip2 >/dev/null
+
+missing=()
+command -v nats-server >/dev/null || missing+=(nats-server)
+command -v redis-server >/dev/null || missing+=(redis-server)
+if [ ${#missing[@]} -gt 0 ]; then
+    sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo=sudo
+    echo "installing ${missing[*]}" >&2
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
