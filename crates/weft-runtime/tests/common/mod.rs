@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use weft_runtime::engine::EngineConfig;
 use weft_runtime::output::{CapturedOutput, Stream};
+use weft_runtime::plugin::HostPlugin;
 use weft_runtime::wasi::GuestStdio;
 use weft_runtime::{Host, HostApi, HostConfig, HostError, Rejection, RunningWorkload, WorkloadSpec, WorkloadStatus};
 
@@ -20,12 +21,18 @@ pub struct TestHost {
 /// A host with a small instance pool (tests run many hosts at once) and, unless
 /// given one, no disk cache.
 pub async fn host_with(cache_dir: Option<PathBuf>) -> TestHost {
+    host_with_plugins(cache_dir, Vec::new()).await
+}
+
+/// A host like [`host_with`] that loads `plugins`.
+pub async fn host_with_plugins(cache_dir: Option<PathBuf>, plugins: Vec<Arc<dyn HostPlugin>>) -> TestHost {
     let dir = tempfile::tempdir().unwrap();
     let output = Arc::new(CapturedOutput::default());
     let host = Host::new(HostConfig {
         engine: EngineConfig { cache_dir, max_instances: 32, ..EngineConfig::default() },
         scratch_dir: Some(dir.path().join("scratch")),
         stdio: GuestStdio::Sink(output.clone()),
+        plugins,
         ..HostConfig::default()
     })
     .await
@@ -39,7 +46,7 @@ pub async fn host() -> TestHost {
     host_with(Some(shared_cache())).await
 }
 
-fn shared_cache() -> PathBuf {
+pub fn shared_cache() -> PathBuf {
     static DIR: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
     DIR.get_or_init(|| tempfile::tempdir().unwrap()).path().to_path_buf()
 }
