@@ -91,9 +91,11 @@ WEFT_LOG=warn measure "weft, fresh instance per request" \
 WEFT_LOG=warn measure "weft, \`reuseInstances: true\`" \
     "$weft" run --host-config "$work/host.yaml" --cache-dir "$work/cache" "$work/reused.yaml"
 port=$(free_port)
-measure "wasmtime serve (defaults: fresh instance per request)" \
-    "$WASMTIME" serve --addr "127.0.0.1:$port" "$wasm"
-measure "wasmtime serve -O pooling-allocator" \
-    "$WASMTIME" serve -O pooling-allocator --addr "127.0.0.1:$port" "$wasm"
-measure "wasmtime serve --max-instance-reuse-count 1000000" \
-    "$WASMTIME" serve --max-instance-reuse-count 1000000 --addr "127.0.0.1:$port" "$wasm"
+# `-S cli`: `wasmtime serve` links only the wasi:http proxy world unless asked, and
+# a component built with Rust's std also imports wasi:cli (environment, stdio).
+measure "wasmtime serve -S cli (fresh instance per request)" \
+    "$WASMTIME" serve -S cli --addr "127.0.0.1:$port" "$wasm"
+measure "wasmtime serve -S cli -O pooling-allocator" \
+    "$WASMTIME" serve -S cli -O pooling-allocator --addr "127.0.0.1:$port" "$wasm"
+measure "wasmtime serve -S cli --max-instance-reuse-count 1000000" \
+    "$WASMTIME" serve -S cli --max-instance-reuse-count 1000000 --addr "127.0.0.1:$port" "$wasm"
