@@ -126,3 +126,92 @@ async fn buckets_are_per_workload_unless_shared() {
     assert_eq!(count("three").await, "3\n");
     assert_eq!(count("four").await, "3\n", "a shared bucket is one bucket");
 }
+
+/// What `guests/keyvalue-probe` must see on every backend: all of store, atomics
+/// and batch, odd keys, empty and binary values, and listings past one page.
+const TRANSCRIPT: &[&str] = &[
+    "open empty name: error no-such-store",
+    "get absent: none",
+    "exists absent: false",
+    "set: ok",
+    "get: \"one\"",
+    "exists: true",
+    "overwrite: ok",
+    "get overwritten: \"two\"",
+    "set empty value: ok",
+    "get empty value: \"\"",
+    "delete: ok",
+    "get deleted: none",
+    "exists deleted: false",
+    "delete again: ok",
+    "empty key: error other",
+    "key \"with space\": true",
+    "key \"ключ\": true",
+    "key \"a/b\": true",
+    "key \"a.b\": true",
+    "key \".hidden\": true",
+    "key \"%41\": true",
+    "key \"_41\": true",
+    "key \"*\": true",
+    "key \">\": true",
+    "key \"kkkkkkkkkkkk\": true",
+    "64 KiB binary value: true",
+    "list odd keys: 11 keys in pages of 11",
+    "odd keys listed sorted: true",
+    "delete odd keys: ok",
+    "set-many 2500: ok",
+    "list 2500: 2500 keys in pages of 1000+1000+500",
+    "listed in order: true",
+    "get-many: k0000=0 none k2499=2499",
+    "delete-many: ok",
+    "list after delete-many: 500 keys in pages of 500",
+    "left: k2000..k2499",
+    "delete-many rest: ok",
+    "list emptied: 0 keys in pages of 0",
+    "increment absent: 5",
+    "increment: 1099511627781",
+    "counter reads as: \"1099511627781\"",
+    "set counter: ok",
+    "increment set counter: 42",
+    "set text: ok",
+    "increment text: error other",
+    "text unchanged: \"text\"",
+];
+
+async fn probe_transcript(kv: Kv) {
+    let t = host_with_kv(kv).await;
+    let w = t
+        .start_ok(&format!(
+            "name: conformance\ncomponents:\n  - {{ name: probe, source: {KEYVALUE_PROBE}, args: [things] }}\n"
+        ))
+        .await;
+    w.run("probe").await.unwrap();
+    let seen = t.stdout("probe");
+    for (i, (seen, expected)) in seen.iter().zip(TRANSCRIPT).enumerate() {
+        assert_eq!(seen, expected, "line {} of the transcript", i + 1);
+    }
+    assert_eq!(seen.len(), TRANSCRIPT.len(), "{seen:#?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_whole_interface_behaves_alike_in_memory() {
+    probe_transcript(Kv::Memory).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_whole_interface_behaves_alike_on_the_filesystem() {
+    let dir = tempfile::tempdir().unwrap();
+    probe_transcript(Kv::Filesystem { path: dir.path().to_path_buf() }).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_whole_interface_behaves_alike_in_redis() {
+    let redis = Server::redis();
+    probe_transcript(Kv::Redis { url: redis.url() }).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_whole_interface_behaves_alike_in_nats() {
+    let nats = Server::nats();
+    probe_transcript(Kv::Nats { url: nats.url() }).await;
+}

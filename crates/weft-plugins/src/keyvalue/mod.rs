@@ -229,6 +229,24 @@ impl View<'_> {
     }
 }
 
+/// Keys are non-empty on every backend (a file or a NATS subject token cannot be
+/// empty), so a workload behaves the same whichever backend the host chose.
+fn check_keys<'k>(keys: impl IntoIterator<Item = &'k str>) -> Result<(), store::Error> {
+    match keys.into_iter().any(str::is_empty) {
+        true => Err(store::Error::Other("keys must not be empty".into())),
+        false => Ok(()),
+    }
+}
+
+/// Returns the guest-visible error from a host function when `$check` fails.
+macro_rules! guest_try {
+    ($check:expr) => {
+        if let Err(e) = $check {
+            return Ok(Err(e));
+        }
+    };
+}
+
 impl store::Host for View<'_> {
     async fn open(&mut self, identifier: String) -> Wasm<Resource<Bucket>> {
         if identifier.is_empty() {
@@ -241,21 +259,25 @@ impl store::Host for View<'_> {
 
 impl store::HostBucket for View<'_> {
     async fn get(&mut self, bucket: Resource<Bucket>, key: String) -> Wasm<Option<Vec<u8>>> {
+        guest_try!(check_keys([key.as_str()]));
         let name = self.bucket(&bucket)?;
         Ok(self.plugin.get(&name, &key).await.map_err(Into::into))
     }
 
     async fn set(&mut self, bucket: Resource<Bucket>, key: String, value: Vec<u8>) -> Wasm<()> {
+        guest_try!(check_keys([key.as_str()]));
         let name = self.bucket(&bucket)?;
         Ok(self.plugin.set(&name, &key, value).await.map_err(Into::into))
     }
 
     async fn delete(&mut self, bucket: Resource<Bucket>, key: String) -> Wasm<()> {
+        guest_try!(check_keys([key.as_str()]));
         let name = self.bucket(&bucket)?;
         Ok(self.plugin.delete(&name, &key).await.map_err(Into::into))
     }
 
     async fn exists(&mut self, bucket: Resource<Bucket>, key: String) -> Wasm<bool> {
+        guest_try!(check_keys([key.as_str()]));
         let name = self.bucket(&bucket)?;
         Ok(self.plugin.exists(&name, &key).await.map_err(Into::into))
     }
@@ -280,6 +302,7 @@ impl store::HostBucket for View<'_> {
 
 impl atomics::Host for View<'_> {
     async fn increment(&mut self, bucket: Resource<Bucket>, key: String, delta: u64) -> Wasm<u64> {
+        guest_try!(check_keys([key.as_str()]));
         let name = self.bucket(&bucket)?;
         Ok(self.plugin.increment(&name, &key, delta).await.map_err(Into::into))
     }
@@ -287,6 +310,7 @@ impl atomics::Host for View<'_> {
 
 impl batch::Host for View<'_> {
     async fn get_many(&mut self, bucket: Resource<Bucket>, keys: Vec<String>) -> Wasm<Vec<Option<(String, Vec<u8>)>>> {
+        guest_try!(check_keys(keys.iter().map(String::as_str)));
         let name = self.bucket(&bucket)?;
         let mut out = Vec::with_capacity(keys.len());
         for key in keys {
@@ -299,6 +323,7 @@ impl batch::Host for View<'_> {
     }
 
     async fn set_many(&mut self, bucket: Resource<Bucket>, key_values: Vec<(String, Vec<u8>)>) -> Wasm<()> {
+        guest_try!(check_keys(key_values.iter().map(|(k, _)| k.as_str())));
         let name = self.bucket(&bucket)?;
         for (key, value) in key_values {
             if let Err(e) = self.plugin.set(&name, &key, value).await {
@@ -309,6 +334,7 @@ impl batch::Host for View<'_> {
     }
 
     async fn delete_many(&mut self, bucket: Resource<Bucket>, keys: Vec<String>) -> Wasm<()> {
+        guest_try!(check_keys(keys.iter().map(String::as_str)));
         let name = self.bucket(&bucket)?;
         for key in keys {
             if let Err(e) = self.plugin.delete(&name, &key).await {
