@@ -67,14 +67,19 @@ impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Captured {
 async fn log_records_become_tracing_events_naming_workload_and_component() {
     use tracing_subscriber::layer::SubscriberExt;
     let captured = Captured::default();
-    // The only test in this binary that installs a subscriber.
+    // The only test in this binary that installs a subscriber (a global one).
     tracing::subscriber::set_global_default(tracing_subscriber::registry().with(captured.clone())).unwrap();
     let t = host_with(weft_plugins::Settings::default()).await;
     let w = t.start_ok(&format!("name: logged\ncomponents:\n  - {{ name: probe, source: {CONFIG_PROBE} }}\n")).await;
     w.run("probe").await.unwrap();
     let guest: Vec<Event> = captured.0.lock().unwrap().iter().filter(|e| e.target == "guest").cloned().collect();
+    // The subscriber is global, so it also sees the guests of tests running beside
+    // this one: every guest event names its workload and component, and this
+    // workload's are exactly its guest's two records.
+    assert!(guest.iter().all(|e| e.fields.contains_key("workload") && e.fields.contains_key("component")), "{guest:?}");
     let summary: Vec<(tracing::Level, &str, &str, &str, &str)> = guest
         .iter()
+        .filter(|e| e.fields.get("workload").is_some_and(|w| w == "logged"))
         .map(|e| {
             let f = |k: &str| e.fields.get(k).map(String::as_str).unwrap_or("<missing>");
             (e.level, f("workload"), f("component"), f("context"), f("message"))
