@@ -1,8 +1,8 @@
 //! `wasi:blobstore` 0.2.0-draft over `wasi:filesystem`.
 //!
 //! Layout under the root directory: one subdirectory per container, one file per
-//! object. Names are percent-encoded into file names, so any UTF-8 name is allowed
-//! and none can step outside the root. Values are written to a staging file and
+//! object. Names are percent-encoded into file names (long ones continuing in
+//! directories), so any UTF-8 name is allowed and none can step outside the root. Values are written to a staging file and
 //! renamed into place when finished, so a reader never sees half an object; their
 //! bytes travel through WASI streams of the files themselves, never through the
 //! component's memory in one piece.
@@ -78,13 +78,15 @@ impl blobstore::Guest for Component {
         // Through a staging file, so that the destination changes at once.
         let staging = root.staging_file()?;
         std::fs::copy(&from, &staging).map_err(|e| format!("copy {}: {e}", show(&src)))?;
-        std::fs::rename(&staging, &to).map_err(|e| format!("copy to {}: {e}", show(&dest)))
+        names::place(&staging, &to).map_err(|e| format!("copy to {}: {e}", show(&dest)))
     }
 
     fn move_object(src: ObjectId, dest: ObjectId) -> Result<(), Error> {
         let root = Root::get()?;
         let (from, to) = (root.existing_object(&src)?, root.object_path(&dest)?);
-        std::fs::rename(&from, &to).map_err(|e| format!("move {} to {}: {e}", show(&src), show(&dest)))
+        names::place(&from, &to).map_err(|e| format!("move {} to {}: {e}", show(&src), show(&dest)))?;
+        names::prune(&root.existing_container(&src.container)?, &from);
+        Ok(())
     }
 }
 
@@ -99,7 +101,7 @@ pub struct Container {
 
 impl Container {
     fn object(&self, name: &str) -> Result<PathBuf, Error> {
-        Ok(self.dir.join(names::encode(name)?))
+        names::object_path(&self.dir, name)
     }
 
     fn existing(&self, name: &str) -> Result<PathBuf, Error> {
@@ -139,24 +141,18 @@ impl container::GuestContainer for Container {
     }
 
     fn list_objects(&self) -> Result<container::StreamObjectNames, Error> {
-        let entries = std::fs::read_dir(&self.dir).map_err(|e| format!("list `{}`: {e}", self.name))?;
-        let mut names = Vec::new();
-        for entry in entries {
-            let entry = entry.map_err(|e| e.to_string())?;
-            if entry.file_type().map(|t| t.is_file()).unwrap_or(false)
-                && let Some(name) = entry.file_name().to_str().and_then(names::decode)
-            {
-                names.push(name);
-            }
-        }
-        names.sort();
+        let names = names::list(&self.dir).map_err(|e| format!("list `{}`: {e}", self.name))?;
         Ok(container::StreamObjectNames::new(ObjectNames { names: RefCell::new(names.into()) }))
     }
 
     fn delete_object(&self, name: String) -> Result<(), Error> {
-        match std::fs::remove_file(self.object(&name)?) {
+        let path = self.object(&name)?;
+        match std::fs::remove_file(&path) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(format!("delete `{}/{name}`: {e}", self.name)),
-            _ => Ok(()),
+            _ => {
+                names::prune(&self.dir, &path);
+                Ok(())
+            }
         }
     }
 
@@ -176,9 +172,9 @@ impl container::GuestContainer for Container {
     fn clear(&self) -> Result<(), Error> {
         for entry in std::fs::read_dir(&self.dir).map_err(|e| e.to_string())? {
             let path = entry.map_err(|e| e.to_string())?.path();
-            if path.is_file() {
-                std::fs::remove_file(&path).map_err(|e| format!("clear `{}`: {e}", self.name))?;
-            }
+            // Objects, and the directories long names continue in.
+            let removed = if path.is_dir() { std::fs::remove_dir_all(&path) } else { std::fs::remove_file(&path) };
+            removed.map_err(|e| format!("clear `{}`: {e}", self.name))?;
         }
         Ok(())
     }
@@ -239,8 +235,9 @@ impl types::GuestOutgoingValue for OutgoingValue {
         let value: OutgoingValue = this.into_inner();
         drop(value.file.take());
         match value.destination.take() {
-            Some(destination) => std::fs::rename(&value.staging, &destination)
-                .map_err(|e| format!("store {}: {e}", destination.display())),
+            Some(destination) => {
+                names::place(&value.staging, &destination).map_err(|e| format!("store {}: {e}", destination.display()))
+            }
             // Finished but never written anywhere: nothing to keep.
             None => Ok(()),
         }

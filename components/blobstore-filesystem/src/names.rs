@@ -1,24 +1,66 @@
 //! Container and object names as file names: percent-encoded, so that any UTF-8
 //! name round-trips and none can be `.`, `..`, contain `/`, or start with `.` (the
 //! staging directory's mark).
+//!
+//! An object name too long for one file name continues in directories: every
+//! full piece of [`NAME_MAX`] encoded bytes but the last names a directory
+//! `+<piece>` (`+` is always encoded, so no object's file starts with it), and the
+//! last piece names the file.
 
-pub fn encode(name: &str) -> Result<String, String> {
+use std::path::{Path, PathBuf};
+
+/// The longest file name written: most filesystems allow 255 bytes.
+const NAME_MAX: usize = 200;
+
+/// Starts the name of a directory holding the rest of longer names.
+const CONTINUED: char = '+';
+
+/// `name` as file names: one, or more for a long name.
+fn pieces(name: &str) -> Result<Vec<String>, String> {
     if name.is_empty() {
         return Err("names cannot be empty".into());
     }
-    let mut out = String::with_capacity(name.len());
-    for (i, byte) in name.bytes().enumerate() {
-        let plain = byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'~') || (byte == b'.' && i > 0);
-        if plain {
-            out.push(byte as char);
+    let mut pieces = vec![String::new()];
+    for byte in name.bytes() {
+        let piece = pieces.last_mut().expect("there is a piece");
+        // `.` is plain inside a piece, never at its start.
+        let plain =
+            byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'~') || (byte == b'.' && !piece.is_empty());
+        let encoded = if plain { (byte as char).to_string() } else { format!("%{byte:02X}") };
+        if piece.len() + encoded.len() > NAME_MAX {
+            pieces.push(String::new());
+            // Encoded again: it may be a `.` that now starts a piece.
+            let plain = byte != b'.' && plain;
+            pieces.last_mut().unwrap().push_str(&if plain { encoded } else { format!("%{byte:02X}") });
         } else {
-            out.push_str(&format!("%{byte:02X}"));
+            piece.push_str(&encoded);
         }
     }
-    Ok(out)
+    Ok(pieces)
 }
 
-pub fn decode(file: &str) -> Option<String> {
+/// A container's directory name.
+pub fn encode(name: &str) -> Result<String, String> {
+    let pieces = pieces(name)?;
+    match <[String; 1]>::try_from(pieces) {
+        Ok([one]) => Ok(one),
+        Err(_) => Err(format!("the name `{name}` is too long for a container")),
+    }
+}
+
+/// Where the file of object `name` lives in container directory `dir`.
+pub fn object_path(dir: &Path, name: &str) -> Result<PathBuf, String> {
+    let mut pieces = pieces(name)?;
+    let file = pieces.pop().expect("at least one piece");
+    let mut path = dir.to_path_buf();
+    for piece in pieces {
+        path.push(format!("{CONTINUED}{piece}"));
+    }
+    path.push(file);
+    Ok(path)
+}
+
+fn decode(file: &str) -> Option<String> {
     let bytes = file.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
@@ -33,4 +75,42 @@ pub fn decode(file: &str) -> Option<String> {
         }
     }
     String::from_utf8(out).ok()
+}
+
+/// The names of the objects in container directory `dir`, sorted.
+pub fn list(dir: &Path) -> Result<Vec<String>, String> {
+    let mut names = Vec::new();
+    let mut pending = vec![(dir.to_path_buf(), String::new())];
+    while let Some((dir, prefix)) = pending.pop() {
+        for entry in std::fs::read_dir(&dir).map_err(|e| format!("list {}: {e}", dir.display()))? {
+            let entry = entry.map_err(|e| e.to_string())?;
+            let Some(file) = entry.file_name().to_str().map(str::to_string) else { continue };
+            let is_dir = entry.file_type().map(|t| t.is_dir()).unwrap_or(false);
+            match file.strip_prefix(CONTINUED) {
+                Some(piece) if is_dir => pending.push((entry.path(), format!("{prefix}{piece}"))),
+                None if !is_dir => names.extend(decode(&format!("{prefix}{file}"))),
+                _ => {}
+            }
+        }
+    }
+    names.sort();
+    Ok(names)
+}
+
+/// Moves a finished file to an object's path, making the directories a long
+/// name continues in.
+pub fn place(from: &Path, to: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(to.parent().expect("an object's file is inside its container"))?;
+    std::fs::rename(from, to)
+}
+
+/// After the file at `path` is gone: removes the continuation directories it
+/// leaves empty, up to container directory `dir`.
+pub fn prune(dir: &Path, path: &Path) {
+    for parent in path.ancestors().skip(1).take_while(|d| *d != dir) {
+        // Removing a directory that is not empty fails, which ends the climb.
+        if std::fs::remove_dir(parent).is_err() {
+            break;
+        }
+    }
 }

@@ -46,7 +46,7 @@ impl Root {
 
     /// Where an object goes; its container must exist.
     pub fn object_path(&self, id: &ObjectId) -> Result<PathBuf, String> {
-        Ok(self.existing_container(&id.container)?.join(names::encode(&id.object)?))
+        names::object_path(&self.existing_container(&id.container)?, &id.object)
     }
 
     pub fn existing_object(&self, id: &ObjectId) -> Result<PathBuf, String> {

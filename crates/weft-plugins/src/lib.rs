@@ -4,6 +4,7 @@
 
 pub mod blobstore;
 pub mod config;
+mod filenames;
 pub mod http;
 pub mod keyvalue;
 pub mod logging;

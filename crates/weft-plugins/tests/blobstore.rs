@@ -9,6 +9,12 @@ use weft_testkit::Server;
 
 const SIZE: u32 = 10 << 20;
 
+/// An object name longer, once encoded, than a file name may be (and starting
+/// with a dot): the filesystem providers continue it in directories.
+fn long_name() -> String {
+    format!(".{}photo.jpg", "album/".repeat(40))
+}
+
 fn object() -> Vec<u8> {
     (0..SIZE).map(|i| (i.wrapping_mul(2654435761) >> 11) as u8).collect()
 }
@@ -23,14 +29,16 @@ fn workload(component: bool) -> String {
         String::new()
     };
     let blobs_volume = if component { "  - { name: blobs, hostPath: { path: blobs } }\n" } else { "" };
+    let long = long_name();
     format!(
         r#"name: blobs
 components:
 {store}  - name: put
     source: {BLOBBY}
-    args: [put, photos, big.bin, /in/big.bin, list, photos, info, photos, big.bin, get, photos, big.bin, /out/big.bin]
+    args: [put, photos, big.bin, /in/big.bin, put, photos, "{long}", /in/small.txt, list, photos,
+           info, photos, big.bin, get, photos, big.bin, /out/big.bin, get, photos, "{long}", /out/small.txt]
     volumeMounts: [{{ name: in, mountPath: /in, readOnly: true }}, {{ name: out, mountPath: /out }}]
-  - {{ name: delete, source: {BLOBBY}, args: [delete, photos, big.bin, list, photos] }}
+  - {{ name: delete, source: {BLOBBY}, args: [delete, photos, big.bin, delete, photos, "{long}", list, photos] }}
 volumes:
 {blobs_volume}  - {{ name: in, hostPath: {{ path: in }} }}
   - {{ name: out, hostPath: {{ path: out }} }}
@@ -44,6 +52,8 @@ async fn round_trip(t: &TestHost, component: bool) {
         std::fs::create_dir_all(t.dir.path().join(dir)).unwrap();
     }
     std::fs::write(t.dir.path().join("in/big.bin"), &data).unwrap();
+    std::fs::write(t.dir.path().join("in/small.txt"), b"small").unwrap();
+    let long = long_name();
     let w = t.start_ok(&workload(component)).await;
     let provider =
         &w.plan().imports_of("put").iter().find(|l| l.import.starts_with("wasi:blobstore/blobstore")).unwrap().provider;
@@ -53,15 +63,21 @@ async fn round_trip(t: &TestHost, component: bool) {
     assert_eq!(
         t.stdout("put"),
         [
-            "put photos/big.bin: 10485760 bytes",
-            "list photos: big.bin",
-            "info photos/big.bin: 10485760 bytes",
-            "get photos/big.bin: 10485760 bytes -> /out/big.bin",
+            "put photos/big.bin: 10485760 bytes".to_string(),
+            format!("put photos/{long}: 5 bytes"),
+            format!("list photos: {long} big.bin"),
+            "info photos/big.bin: 10485760 bytes".to_string(),
+            "get photos/big.bin: 10485760 bytes -> /out/big.bin".to_string(),
+            format!("get photos/{long}: 5 bytes -> /out/small.txt"),
         ]
     );
     assert!(std::fs::read(t.dir.path().join("out/big.bin")).unwrap() == data, "read-back bytes differ");
+    assert_eq!(std::fs::read(t.dir.path().join("out/small.txt")).unwrap(), b"small");
     w.run("delete").await.unwrap();
-    assert_eq!(t.stdout("delete"), ["delete photos/big.bin: done", "list photos: "]);
+    assert_eq!(
+        t.stdout("delete"),
+        ["delete photos/big.bin: done".to_string(), format!("delete photos/{long}: done"), "list photos: ".to_string()]
+    );
 }
 
 async fn host_with_blobs(blobs: Blobs) -> TestHost {
@@ -78,8 +94,10 @@ async fn on_the_filesystem() {
     let dir = tempfile::tempdir().unwrap();
     let t = host_with_blobs(Blobs::Filesystem { path: dir.path().to_path_buf() }).await;
     round_trip(&t, false).await;
-    // The container is a directory of the backend, scoped to the workload.
-    assert!(dir.path().join("default%2Eblobs%2Ephotos").is_dir());
+    // The container is a directory of the backend, scoped to the workload, and
+    // deleting the long-named object left nothing of it behind.
+    let container = dir.path().join("default%2Eblobs%2Ephotos");
+    assert_eq!(std::fs::read_dir(&container).unwrap().count(), 0);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -90,5 +108,8 @@ async fn in_nats_object_stores() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_same_workload_against_the_component() {
-    round_trip(&host().await, true).await;
+    let t = host().await;
+    round_trip(&t, true).await;
+    let container = t.dir.path().join("blobs/photos");
+    assert_eq!(std::fs::read_dir(&container).unwrap().count(), 0);
 }

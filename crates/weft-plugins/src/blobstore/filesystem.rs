@@ -1,6 +1,6 @@
 //! Containers in a directory: one subdirectory per container, one file per object
-//! (names percent-encoded). Objects are copied in through a temporary file and
-//! renamed into place.
+//! (names encoded by [`crate::filenames`], long ones included). Objects are copied
+//! in through a temporary file and renamed into place.
 
 use std::path::{Path, PathBuf};
 
@@ -8,6 +8,7 @@ use async_trait::async_trait;
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
 use super::{Backend, BlobResult, ObjectInfo, Reader};
+use crate::filenames;
 
 pub struct Filesystem {
     root: PathBuf,
@@ -21,11 +22,11 @@ impl Filesystem {
     }
 
     fn dir(&self, container: &str) -> PathBuf {
-        self.root.join(encode(container))
+        self.root.join(filenames::encode(container))
     }
 
     fn file(&self, container: &str, object: &str) -> PathBuf {
-        self.dir(container).join(encode(object))
+        filenames::path(&self.dir(container), object)
     }
 
     async fn existing_dir(&self, container: &str) -> BlobResult<PathBuf> {
@@ -35,33 +36,6 @@ impl Filesystem {
             _ => Err(format!("container `{container}` does not exist")),
         }
     }
-}
-
-/// Any name as a file name: `[A-Za-z0-9_-]` kept, every other byte `%XX`.
-fn encode(name: &str) -> String {
-    name.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b == b'_' || b == b'-' {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
-}
-
-fn decode(file: &str) -> Option<String> {
-    let mut out = Vec::new();
-    let mut bytes = file.bytes();
-    while let Some(b) = bytes.next() {
-        if b == b'%' {
-            let hex = [bytes.next()?, bytes.next()?];
-            out.push(u8::from_str_radix(std::str::from_utf8(&hex).ok()?, 16).ok()?);
-        } else {
-            out.push(b);
-        }
-    }
-    String::from_utf8(out).ok()
 }
 
 fn io(e: std::io::Error) -> String {
@@ -93,10 +67,18 @@ impl Backend for Filesystem {
     }
 
     async fn put(&self, container: &str, object: &str, staged: &Path) -> BlobResult<()> {
-        let dir = self.existing_dir(container).await?;
-        let tmp = dir.join(format!(".incoming-{}", staged.file_name().and_then(|n| n.to_str()).unwrap_or("value")));
-        tokio::fs::copy(staged, &tmp).await.map_err(io)?;
-        tokio::fs::rename(&tmp, self.file(container, object)).await.map_err(io)
+        self.existing_dir(container).await?;
+        let file = self.file(container, object);
+        let tmp = filenames::create_beside(&file, b"").await.map_err(io)?;
+        let copied = tokio::fs::copy(staged, &tmp).await.map(|_| ());
+        let placed = match copied {
+            Ok(()) => tokio::fs::rename(&tmp, &file).await,
+            Err(e) => Err(e),
+        };
+        if placed.is_err() {
+            let _ = tokio::fs::remove_file(&tmp).await;
+        }
+        placed.map_err(io)
     }
 
     async fn read(&self, container: &str, object: &str, start: u64, len: u64) -> BlobResult<Reader> {
@@ -117,23 +99,18 @@ impl Backend for Filesystem {
     }
 
     async fn list(&self, container: &str) -> BlobResult<Vec<String>> {
-        let mut entries = tokio::fs::read_dir(self.existing_dir(container).await?).await.map_err(io)?;
-        let mut names = Vec::new();
-        while let Some(entry) = entries.next_entry().await.map_err(io)? {
-            if let Some(name) = entry.file_name().to_str().filter(|n| !n.starts_with('.')).and_then(decode) {
-                names.push(name);
-            }
-        }
-        names.sort();
-        Ok(names)
+        filenames::list(&self.existing_dir(container).await?).await.map_err(io)
     }
 
     async fn delete(&self, container: &str, object: &str) -> BlobResult<()> {
-        self.existing_dir(container).await?;
-        match tokio::fs::remove_file(self.file(container, object)).await {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io(e)),
-            _ => Ok(()),
+        let dir = self.existing_dir(container).await?;
+        let file = self.file(container, object);
+        match tokio::fs::remove_file(&file).await {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io(e)),
+            _ => {}
         }
+        filenames::prune(&dir, &file).await;
+        Ok(())
     }
 
     async fn copy(&self, from: (&str, &str), to: (&str, &str)) -> BlobResult<()> {
@@ -144,8 +121,14 @@ impl Backend for Filesystem {
 
     async fn rename(&self, from: (&str, &str), to: (&str, &str)) -> BlobResult<()> {
         self.existing_dir(to.0).await?;
-        tokio::fs::rename(self.file(from.0, from.1), self.file(to.0, to.1))
-            .await
-            .map_err(|e| format!("move `{}/{}`: {e}", from.0, from.1))
+        let (source, target) = (self.file(from.0, from.1), self.file(to.0, to.1));
+        let moved = async {
+            // A long target name may need its continuation directories.
+            tokio::fs::create_dir_all(target.parent().expect("an object's file is inside its container")).await?;
+            tokio::fs::rename(&source, &target).await
+        };
+        moved.await.map_err(|e| format!("move `{}/{}`: {e}", from.0, from.1))?;
+        filenames::prune(&self.dir(from.0), &source).await;
+        Ok(())
     }
 }
