@@ -121,17 +121,38 @@ async fn a_plugin_from_outside_weft_serves_an_import_and_follows_the_host_and_wo
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_plugin_refusing_a_component_rejects_the_workload_and_nothing_of_it_runs() {
+async fn every_refusal_is_listed_and_the_bindings_made_are_undone() {
     let plugin = Arc::new(Greetings::default());
     let t = host_with_plugins(Some(shared_cache()), vec![plugin.clone()]).await;
-    let rejection = t.rejection(&workload("mute", "")).await;
+    let (mut components, mut entries) = (String::new(), String::new());
+    for (name, greeting) in [("first", ""), ("fine", "Hi"), ("last", "")] {
+        components.push_str(&format!("  - {{ name: {name}, source: {GREETER_CLIENT} }}\n"));
+        entries.push_str(&format!(
+            "  - {{ interface: \"{GREETER}\", component: {name}, config: {{ greeting: \"{greeting}\" }} }}\n"
+        ));
+    }
+    let manifest = format!("name: mute\ncomponents:\n{components}hostInterfaces:\n{entries}");
+    let rejection = t.rejection(&manifest).await;
     let text = rejection.to_string();
-    assert!(text.contains("workload `mute` rejected"), "{text}");
-    assert!(text.contains("plugin `greetings` refused it: an empty greeting greets nobody"), "{text}");
-    assert_eq!(t.host.heartbeat().await.workloads, 0);
+    assert_eq!(rejection.problems.len(), 2, "{text}");
+    for refused in ["first", "last"] {
+        assert!(
+            text.contains(&format!(
+                "component `{refused}`: plugin `greetings` refused it: an empty greeting greets nobody"
+            )),
+            "{text}"
+        );
+    }
+    assert!(!text.contains("`fine`"), "{text}");
+    // The component the plugin accepted was unbound again: nothing of the workload is left.
+    assert_eq!(
+        plugin.events()[1..],
+        [format!("bind mute/fine imports [\"{GREETER}\"]"), "unbind mute/fine".to_string()]
+    );
     assert!(plugin.greetings.lock().unwrap().is_empty());
+    assert_eq!(t.host.heartbeat().await.workloads, 0);
 
-    // The same manifest with a greeting is accepted by the same host.
+    // The same host accepts the workload once every greeting is set.
     let w = t.start_ok(&workload("mute", "Hi")).await;
     assert_eq!(w.state(), WorkloadState::Running);
 }

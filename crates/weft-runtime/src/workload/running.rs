@@ -177,21 +177,28 @@ impl RunningWorkload {
             service_task: Mutex::new(None),
             bound: tokio::sync::Mutex::new(Vec::new()),
         });
-        for (plugin, index, imports, exports, config) in bindings {
-            let identity = workload.components[index].identity.clone();
+        // Every plugin is asked, so that a rejection lists every refusal at once.
+        let mut refusals = Vec::new();
+        for PlannedBinding { plugin, component, imports, exports, config } in bindings {
+            let identity = workload.components[component].identity.clone();
             let component_config = spec
                 .all_components()
                 .find(|c| *c.name == *identity.component)
                 .map(|c| c.config.clone())
                 .unwrap_or_default();
             let binding = Binding { identity, workload: workload.clone(), imports, exports, config, component_config };
-            if let Err(reason) = plugin.bind(&binding).await {
-                workload.unbind_all().await;
-                volumes::remove(&workload.volumes);
-                let component = format!("component `{}`", binding.identity.component);
-                return Err(reject(Problem::new(component, format!("plugin `{}` refused it: {reason}", plugin.id()))));
+            match plugin.bind(&binding).await {
+                Ok(()) => workload.bound.lock().await.push((plugin, binding.identity)),
+                Err(reason) => refusals.push(Problem::new(
+                    format!("component `{}`", binding.identity.component),
+                    format!("plugin `{}` refused it: {reason}", plugin.id()),
+                )),
             }
-            workload.bound.lock().await.push((plugin, binding.identity));
+        }
+        if !refusals.is_empty() {
+            workload.unbind_all().await;
+            volumes::remove(&workload.volumes);
+            return Err(Rejection { workload: spec.name.clone(), problems: refusals });
         }
         workload.update(|l| l.state = WorkloadState::Running);
         if let Some((index, policy)) = workload.service.clone() {
@@ -363,25 +370,36 @@ impl RunningWorkload {
     const GRACE: Duration = Duration::from_millis(500);
 }
 
-/// Which plugins each component is bound to: those serving its imports, and those
-/// whose interfaces a `hostInterfaces` entry for the component names (so a server
-/// plugin drives only the exports it was asked to).
-#[allow(clippy::type_complexity)]
+/// A plugin to bind to a component of a starting workload.
+struct PlannedBinding {
+    plugin: Arc<dyn HostPlugin>,
+    component: usize,
+    imports: Vec<String>,
+    exports: Vec<String>,
+    config: Vec<(String, IndexMap<String, serde_json::Value>)>,
+}
+
+/// Which plugins each component is bound to: those serving its imports, those
+/// driving exports a `hostInterfaces` entry asks them to (so a server plugin
+/// drives only what it was asked to), and those an entry naming the component
+/// addresses. An entry naming no component configures every component bound.
 fn plan_bindings(
     plugins: &PluginRegistry,
     spec: &WorkloadSpec,
     components: &[Arc<WorkloadComponent>],
     plan: &LinkPlan,
-) -> Vec<(Arc<dyn HostPlugin>, usize, Vec<String>, Vec<String>, Vec<(String, IndexMap<String, serde_json::Value>)>)> {
+) -> Vec<PlannedBinding> {
     let mut out = Vec::new();
     for c in components {
         let engine = c.component.engine();
         let exports: Vec<String> = c.component.component_type().exports(engine).map(|(n, _)| n.to_string()).collect();
-        let asked: Vec<(String, IndexMap<String, serde_json::Value>)> = spec
+        // Entries for this component, and whether each names it (an entry naming no
+        // component applies to every component that uses the plugin anyway).
+        let asked: Vec<(String, IndexMap<String, serde_json::Value>, bool)> = spec
             .host_interfaces
             .iter()
             .filter(|hi| hi.component.as_deref().is_none_or(|t| t == &*c.name))
-            .map(|hi| (hi.interface.clone(), hi.config.clone()))
+            .map(|hi| (hi.interface.clone(), hi.config.clone(), hi.component.is_some()))
             .collect();
         for plugin in plugins.all() {
             let world = plugin.world();
@@ -396,7 +414,9 @@ fn plan_bindings(
                 .filter(|l| matches!(&l.provider, Provider::Plugin { plugin: p } if p == plugin.id()))
                 .map(|l| l.import.clone())
                 .collect();
-            let config: Vec<_> = asked.iter().filter(|(i, _)| in_world(i)).cloned().collect();
+            let entries: Vec<_> = asked.iter().filter(|(i, _, _)| in_world(i)).collect();
+            let named = entries.iter().any(|(_, _, named)| *named);
+            let config: Vec<_> = entries.into_iter().map(|(i, c, _)| (i.clone(), c.clone())).collect();
             let driven: Vec<String> = exports
                 .iter()
                 .filter(|e| {
@@ -404,8 +424,14 @@ fn plan_bindings(
                 })
                 .cloned()
                 .collect();
-            if !imports.is_empty() || !config.is_empty() {
-                out.push((plugin.clone(), c.index, imports, driven, config));
+            if !imports.is_empty() || !driven.is_empty() || named {
+                out.push(PlannedBinding {
+                    plugin: plugin.clone(),
+                    component: c.index,
+                    imports,
+                    exports: driven,
+                    config,
+                });
             }
         }
     }
