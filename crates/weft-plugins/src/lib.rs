@@ -9,6 +9,7 @@ pub mod http;
 pub mod keyvalue;
 pub mod logging;
 pub mod messaging;
+mod nats_client;
 
 use std::sync::Arc;
 

@@ -96,6 +96,31 @@ async fn counts_exactly_in_nats_and_rides_out_a_nats_restart() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_host_started_before_nats_fails_clearly_then_serves_once_nats_is_up() {
+    let mut nats = Server::nats();
+    nats.stop();
+    let t = host_with_kv(Kv::Nats { url: nats.url() }).await;
+    t.start_ok(&counter_workload("early")).await;
+    let hit = format!("{}/hit", t.base().await);
+    // No operation waits for a connection that is not there.
+    let (status, body) = tokio::time::timeout(Duration::from_secs(30), get(&hit)).await.expect("no request hangs");
+    assert_eq!(status, 500, "{body}");
+    assert!(body.contains("NATS: not connected"), "{body}");
+
+    nats.restart();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let (status, body) = get(&hit).await;
+        if status == 200 {
+            assert_eq!(body, "1\n", "the failed requests counted nothing");
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "NATS operations did not start working: {body}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn buckets_are_per_workload_unless_shared() {
     let t = host_with_kv(Kv::Memory).await;
     let workload = |name: &str, path: &str, shared: bool| {

@@ -11,6 +11,7 @@ use tokio::io::AsyncReadExt;
 use tokio::sync::Mutex;
 
 use super::{Backend, BlobResult, ObjectInfo, Reader};
+use crate::nats_client;
 
 pub struct Nats {
     client: async_nats::Client,
@@ -31,12 +32,7 @@ fn encode(name: &str) -> String {
 
 impl Nats {
     pub async fn connect(url: &str) -> anyhow::Result<Nats> {
-        let client = async_nats::ConnectOptions::new()
-            .retry_on_initial_connect()
-            .connection_timeout(std::time::Duration::from_secs(2))
-            .connect(url)
-            .await
-            .map_err(|e| anyhow::anyhow!("blobstore: cannot connect to NATS at {url}: {e}"))?;
+        let client = nats_client::connect(url, "blobstore").await?;
         let mut jetstream = jetstream::new(client.clone());
         jetstream.set_timeout(std::time::Duration::from_secs(5));
         Ok(Nats { client, jetstream, stores: Mutex::default() })
@@ -44,6 +40,7 @@ impl Nats {
 
     /// The stream behind a container: its creation time, if it exists.
     async fn stream_created(&self, container: &str) -> BlobResult<Option<u64>> {
+        nats_client::ready(&self.client)?;
         let reply = self
             .client
             .request(format!("$JS.API.STREAM.INFO.OBJ_{}", encode(container)), "".into())
@@ -59,6 +56,7 @@ impl Nats {
     }
 
     async fn store(&self, container: &str) -> BlobResult<ObjectStore> {
+        nats_client::ready(&self.client)?;
         let name = encode(container);
         let mut stores = self.stores.lock().await;
         if let Some(store) = stores.get(&name) {
@@ -95,6 +93,7 @@ fn rfc3339_seconds(text: &str) -> Option<u64> {
 #[async_trait]
 impl Backend for Nats {
     async fn create_container(&self, name: &str) -> BlobResult<()> {
+        nats_client::ready(&self.client)?;
         let bucket = encode(name);
         // A plain JetStream API request: async-nats 0.49's `create_object_store`
         // first reads account info in a shape nats-server 2.9 does not send.
@@ -131,6 +130,7 @@ impl Backend for Nats {
     }
 
     async fn delete_container(&self, name: &str) -> BlobResult<()> {
+        nats_client::ready(&self.client)?;
         self.stores.lock().await.remove(&encode(name));
         self.jetstream.delete_object_store(encode(name)).await.map_err(nats)
     }

@@ -1,6 +1,6 @@
 //! Buckets in NATS JetStream key-value stores. The client reconnects on its own:
-//! while the server is away operations fail with an error naming NATS, and they
-//! succeed again once it is back, without restarting the host.
+//! while the server is away operations fail at once with an error naming NATS,
+//! and they succeed again once it is back, without restarting the host.
 
 use std::collections::HashMap;
 
@@ -10,6 +10,7 @@ use futures_util::StreamExt;
 use tokio::sync::Mutex;
 
 use super::{Backend, KvError, KvResult, counter};
+use crate::nats_client;
 
 pub struct Nats {
     client: async_nats::Client,
@@ -19,12 +20,7 @@ pub struct Nats {
 
 impl Nats {
     pub async fn connect(url: &str) -> anyhow::Result<Nats> {
-        let client = async_nats::ConnectOptions::new()
-            .retry_on_initial_connect()
-            .connection_timeout(std::time::Duration::from_secs(2))
-            .connect(url)
-            .await
-            .map_err(|e| anyhow::anyhow!("keyvalue: cannot connect to NATS at {url}: {e}"))?;
+        let client = nats_client::connect(url, "keyvalue").await?;
         let mut jetstream = jetstream::new(client.clone());
         jetstream.set_timeout(std::time::Duration::from_secs(2));
         Ok(Nats { client, jetstream, stores: Mutex::default() })
@@ -32,6 +28,7 @@ impl Nats {
 
     /// The JetStream store for a bucket, created on first use.
     async fn store(&self, bucket: &str) -> KvResult<kv::Store> {
+        nats_client::ready(&self.client).map_err(KvError::Other)?;
         let name = encode(bucket, false);
         let mut stores = self.stores.lock().await;
         if let Some(store) = stores.get(&name) {

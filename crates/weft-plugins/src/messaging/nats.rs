@@ -7,6 +7,7 @@ use futures_util::StreamExt;
 use tokio::sync::mpsc;
 
 use super::{BrokerMessage, Bus};
+use crate::nats_client;
 
 pub struct Nats {
     client: async_nats::Client,
@@ -14,12 +15,7 @@ pub struct Nats {
 
 impl Nats {
     pub async fn connect(url: &str) -> anyhow::Result<Nats> {
-        let client = async_nats::ConnectOptions::new()
-            .retry_on_initial_connect()
-            .connect(url)
-            .await
-            .map_err(|e| anyhow::anyhow!("messaging: cannot connect to NATS at {url}: {e}"))?;
-        Ok(Nats { client })
+        Ok(Nats { client: nats_client::connect(url, "messaging").await? })
     }
 }
 
@@ -30,6 +26,7 @@ fn nats(e: impl std::fmt::Display) -> String {
 #[async_trait]
 impl Bus for Nats {
     async fn publish(&self, message: BrokerMessage) -> Result<(), String> {
+        nats_client::ready(&self.client)?;
         let published = match message.reply_to {
             Some(reply) => self.client.publish_with_reply(message.subject, reply, message.body.into()).await,
             None => self.client.publish(message.subject, message.body.into()).await,
@@ -39,6 +36,7 @@ impl Bus for Nats {
     }
 
     async fn request(&self, subject: String, body: Vec<u8>, timeout: Duration) -> Result<BrokerMessage, String> {
+        nats_client::ready(&self.client)?;
         let reply = tokio::time::timeout(timeout, self.client.request(subject.clone(), body.into()))
             .await
             .map_err(|_| format!("no reply on `{subject}` within {timeout:?}"))?
@@ -47,6 +45,7 @@ impl Bus for Nats {
     }
 
     async fn subscribe(&self, subject: &str, queue: Option<&str>) -> Result<mpsc::Receiver<BrokerMessage>, String> {
+        nats_client::ready(&self.client)?;
         let mut subscription = match queue {
             Some(queue) => self.client.queue_subscribe(subject.to_string(), queue.to_string()).await,
             None => self.client.subscribe(subject.to_string()).await,
