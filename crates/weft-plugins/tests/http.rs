@@ -142,6 +142,25 @@ async fn a_saturated_component_answers_503_never_hangs_never_loses_a_request() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_handler_past_its_timeout_is_a_500_and_its_slot_is_freed() {
+    let t = host().await;
+    t.start_ok(&format!(
+        "name: sleepy\ncomponents:\n{}hostInterfaces:\n{}",
+        probe("slow", ", limits: { timeout: 300ms, maxConcurrent: 1, maxQueued: 0 }"),
+        serve("slow", r#"[{ path: "/*" }]"#)
+    ))
+    .await;
+    let base = t.base().await;
+    // A handler waiting for ten minutes uses no CPU; only the timeout ends it.
+    let (status, body) =
+        tokio::time::timeout(Duration::from_secs(30), get(&format!("{base}/slow?ms=600000"))).await.expect("no hang");
+    assert_eq!(status, 500, "{body}");
+    assert!(body.contains("did not finish within its timeout of 300ms"), "{body}");
+    // The one slot is free again: not a 503.
+    assert_eq!(get(&format!("{base}/slow?ms=10")).await, (200, "slept\n".into()));
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn outgoing_requests_are_denied_unless_allowed() {
     let t = host().await;
     // A second HTTP route of this same host serves as the outgoing target.
@@ -229,7 +248,7 @@ async fn a_one_gibibyte_upload_streams_back_byte_exact_in_bounded_memory() {
     let t = host().await;
     t.start_ok(&format!(
         "name: echo\ncomponents:\n{}hostInterfaces:\n{}",
-        probe("echo", ", limits: { cpuTime: unlimited }"),
+        probe("echo", ", limits: { cpuTime: unlimited, timeout: unlimited }"),
         serve("echo", r#"[{ path: "/*" }]"#)
     ))
     .await;

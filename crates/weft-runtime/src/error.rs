@@ -58,6 +58,8 @@ pub enum InvokeError {
     Busy { component: String, busy: Busy },
     #[error("component `{component}` timed out: it ran longer than its CPU time limit of {}", humantime::format_duration(*.limit))]
     Timeout { component: Arc<str>, limit: Duration },
+    #[error("component `{component}` timed out: it did not finish within its timeout of {}", humantime::format_duration(*.limit))]
+    DeadlineExceeded { component: Arc<str>, limit: Duration },
     #[error("component `{component}` ran out of memory: it tried to grow past its limit of {limit} ({message})")]
     OutOfMemory { component: Arc<str>, limit: ByteSize, message: String },
     #[error("component `{component}` trapped: {message}")]
@@ -78,7 +80,10 @@ impl InvokeError {
         match self {
             InvokeError::Exit { code, .. } => *code,
             // Like `wasmtime run`: a trap looks like an abort.
-            InvokeError::Trap { .. } | InvokeError::OutOfMemory { .. } | InvokeError::Timeout { .. } => 134,
+            InvokeError::Trap { .. }
+            | InvokeError::OutOfMemory { .. }
+            | InvokeError::Timeout { .. }
+            | InvokeError::DeadlineExceeded { .. } => 134,
             _ => 1,
         }
     }

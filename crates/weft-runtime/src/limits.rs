@@ -1,4 +1,5 @@
-//! Per-component limits: concurrent invocations, memory, and CPU time per invocation.
+//! Per-component limits: concurrent invocations, memory, and CPU and wall-clock
+//! time per invocation.
 //!
 //! | limit            | default    | what happens past it                                   |
 //! |------------------|------------|--------------------------------------------------------|
@@ -7,10 +8,13 @@
 //! | `queueTimeout`   | 5s         | a call that waited this long fails with "busy"         |
 //! | `memory`         | 256MiB     | `memory.grow` fails (Rust guests then abort: a trap)   |
 //! | `cpuTime`        | 10s        | the invocation is interrupted and reported as timeout  |
+//! | `timeout`        | 60s        | the invocation is abandoned and reported as timed out  |
 //!
-//! `cpuTime: unlimited` lifts the CPU limit.
+//! `cpuTime` counts only time spent running the component's code; `timeout` counts
+//! from the invocation's start to its end, waiting included (on a sleep, a stream,
+//! an outgoing request), which the CPU limit never sees. `unlimited` lifts either.
 //!
-//! The service has no CPU limit unless one is set: it runs for the life of the workload.
+//! The service has neither limit unless one is set: it runs for the life of the workload.
 
 use std::fmt;
 use std::sync::Arc;
@@ -34,6 +38,8 @@ pub struct LimitsSpec {
     pub memory: Option<ByteSize>,
     #[serde(default, with = "duration::option", skip_serializing_if = "Option::is_none")]
     pub cpu_time: Option<Duration>,
+    #[serde(default, with = "duration::option", skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<Duration>,
 }
 
 /// Limits in force for one component.
@@ -47,6 +53,9 @@ pub struct Limits {
     pub memory: ByteSize,
     #[serde(with = "duration::option")]
     pub cpu_time: Option<Duration>,
+    /// Wall-clock time from an invocation's start to its end.
+    #[serde(with = "duration::option")]
+    pub timeout: Option<Duration>,
 }
 
 impl Limits {
@@ -56,18 +65,21 @@ impl Limits {
         queue_timeout: Duration::from_secs(5),
         memory: ByteSize(256 << 20),
         cpu_time: Some(Duration::from_secs(10)),
+        timeout: Some(Duration::from_secs(60)),
     };
 
-    /// The manifest's limits over the defaults; a service gets no CPU limit by default.
+    /// The manifest's limits over the defaults; a service gets no time limits by default.
     pub fn resolve(spec: &LimitsSpec, is_service: bool) -> Limits {
         let d = Limits::DEFAULT;
         let cpu_time = spec.cpu_time.or(if is_service { None } else { d.cpu_time });
+        let timeout = spec.timeout.or(if is_service { None } else { d.timeout });
         Limits {
             max_concurrent: spec.max_concurrent.unwrap_or(d.max_concurrent),
             max_queued: spec.max_queued.unwrap_or(d.max_queued),
             queue_timeout: spec.queue_timeout.unwrap_or(d.queue_timeout),
             memory: spec.memory.unwrap_or(d.memory),
             cpu_time: cpu_time.filter(|t| *t != UNLIMITED),
+            timeout: timeout.filter(|t| *t != UNLIMITED),
         }
     }
 }
@@ -266,14 +278,19 @@ mod tests {
     }
 
     #[test]
-    fn services_have_no_cpu_limit_by_default() {
-        assert_eq!(Limits::resolve(&LimitsSpec::default(), true).cpu_time, None);
+    fn services_have_no_time_limits_by_default() {
+        let service = Limits::resolve(&LimitsSpec::default(), true);
+        assert_eq!((service.cpu_time, service.timeout), (None, None));
         assert_eq!(Limits::resolve(&LimitsSpec::default(), false), Limits::DEFAULT);
         let set = LimitsSpec { cpu_time: Some(Duration::from_secs(1)), ..Default::default() };
         assert_eq!(Limits::resolve(&set, true).cpu_time, Some(Duration::from_secs(1)));
         let unlimited: LimitsSpec = serde_json::from_str(r#"{"cpuTime": "unlimited"}"#).unwrap();
         assert_eq!(Limits::resolve(&unlimited, false).cpu_time, None);
         assert_eq!(serde_json::to_string(&unlimited).unwrap(), r#"{"cpuTime":"unlimited"}"#);
+        let waiting: LimitsSpec = serde_json::from_str(r#"{"timeout": "unlimited"}"#).unwrap();
+        assert_eq!(Limits::resolve(&waiting, false).timeout, None);
+        let short: LimitsSpec = serde_json::from_str(r#"{"timeout": "250ms"}"#).unwrap();
+        assert_eq!(Limits::resolve(&short, true).timeout, Some(Duration::from_millis(250)));
     }
 
     #[tokio::test]

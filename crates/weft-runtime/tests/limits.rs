@@ -61,6 +61,29 @@ components:
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_guest_that_waits_forever_is_abandoned_at_its_timeout() {
+    let t = host().await;
+    // The ticker sleeps between ticks forever: it uses almost no CPU, so only the
+    // wall-clock timeout ends it. One slot, no queue: a slot kept by an abandoned
+    // invocation would make the next one fail "busy".
+    let w = t
+        .start_ok(&format!(
+            "name: sleepy\ncomponents:\n  - {{ name: ticker, source: {TICKER}, limits: {{ timeout: 300ms, maxConcurrent: 1, maxQueued: 0 }} }}\n"
+        ))
+        .await;
+    for _ in 0..2 {
+        let err = w.run("ticker").await.unwrap_err();
+        assert!(
+            matches!(&err, InvokeError::DeadlineExceeded { component, limit } if &**component == "ticker" && *limit == Duration::from_millis(300)),
+            "{err}"
+        );
+        assert!(err.to_string().contains("did not finish within its timeout of 300ms"), "{err}");
+        assert_eq!(err.exit_code(), 134);
+    }
+    assert!(t.stdout("ticker").contains(&"tick 2".to_string()), "it ran until abandoned: {:?}", t.stdout("ticker"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn excess_invocations_wait_then_fail_busy() {
     let t = host().await;
     let w = t

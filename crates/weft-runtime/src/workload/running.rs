@@ -62,7 +62,24 @@ pub struct Invocation {
     /// Whether every call so far ended cleanly: only then may the instance serve
     /// another invocation.
     clean: bool,
+    /// When the component's `timeout` runs out for this invocation.
+    deadline: Option<Instant>,
     _slot: OwnedSemaphorePermit,
+}
+
+/// Runs a call into `component` until it ends or `deadline` passes. Past the
+/// deadline the call's future is dropped, which Wasmtime allows at any await
+/// point; the store it ran in must not serve again.
+async fn before_deadline<T>(
+    component: &WorkloadComponent,
+    deadline: Option<Instant>,
+    call: impl Future<Output = wasmtime::Result<T>>,
+) -> Result<wasmtime::Result<T>, InvokeError> {
+    let Some(deadline) = deadline else { return Ok(call.await) };
+    tokio::time::timeout_at(deadline.into(), call).await.map_err(|_| InvokeError::DeadlineExceeded {
+        component: component.name.clone(),
+        limit: component.limits.timeout.unwrap_or_default(),
+    })
 }
 
 impl Invocation {
@@ -70,11 +87,11 @@ impl Invocation {
     /// call gets the component's full CPU time limit.
     pub async fn call(&mut self, function: &str, params: &[Val]) -> Result<Vec<Val>, InvokeError> {
         let func = self.func(function)?;
-        let index = self.component.index;
+        let (component, deadline) = (self.component.clone(), self.deadline);
         let store = self.store();
         let mut results = vec![Val::Bool(false); func.ty(&*store).results().len()];
-        store.data_mut().enter(index, None);
-        let outcome = func.call_async(&mut *store, params, &mut results).await;
+        store.data_mut().enter(component.index, None);
+        let outcome = before_deadline(&component, deadline, func.call_async(&mut *store, params, &mut results)).await;
         self.settle(outcome).map(|()| results)
     }
 
@@ -85,15 +102,17 @@ impl Invocation {
         P: ComponentNamedList + Lower + Send + Sync + 'static,
         R: ComponentNamedList + Lift + Send + Sync + 'static,
     {
-        let index = self.component.index;
+        let (component, deadline) = (self.component.clone(), self.deadline);
         let store = self.store();
-        store.data_mut().enter(index, None);
-        let outcome = func.call_async(&mut *store, params).await;
+        store.data_mut().enter(component.index, None);
+        let outcome = before_deadline(&component, deadline, func.call_async(&mut *store, params)).await;
         self.settle(outcome)
     }
 
-    /// A failed call leaves the instance in a state nobody should see again.
-    fn settle<T>(&mut self, outcome: wasmtime::Result<T>) -> Result<T, InvokeError> {
+    /// A failed (or abandoned) call leaves the instance in a state nobody should
+    /// see again.
+    fn settle<T>(&mut self, outcome: Result<wasmtime::Result<T>, InvokeError>) -> Result<T, InvokeError> {
+        let outcome = outcome.inspect_err(|_| self.clean = false)?;
         outcome.map_err(|e| {
             self.clean = false;
             let (store, _) = self.live.as_ref().expect("live until dropped");
@@ -277,11 +296,12 @@ impl RunningWorkload {
     pub async fn instantiate(&self, component: &str) -> Result<Invocation, InvokeError> {
         let c = self.component(component)?;
         let slot = self.admit(c).await?;
+        let deadline = c.limits.timeout.map(|t| Instant::now() + t);
         let live = match c.take_idle() {
             Some(idle) => idle,
             None => c.instantiate(&self.engine, self.interrupt.clone()).await?,
         };
-        Ok(Invocation { component: c.clone(), live: Some(live), clean: true, _slot: slot })
+        Ok(Invocation { component: c.clone(), live: Some(live), clean: true, deadline, _slot: slot })
     }
 
     /// Runs a component's `wasi:cli/run` export once, within its limits. An exit
@@ -294,11 +314,12 @@ impl RunningWorkload {
 
     pub(crate) async fn run_component(&self, c: &WorkloadComponent) -> Result<(), InvokeError> {
         let func = c.export_func(RUN)?;
+        let deadline = c.limits.timeout.map(|t| Instant::now() + t);
         let (mut store, instance) = c.instantiate(&self.engine, self.interrupt.clone()).await?;
         let run = instance.get_typed_func::<(), (Result<(), ()>,)>(&mut store, func).map_err(|e| {
             InvokeError::NoSuchFunction { component: c.name.to_string(), function: format!("{RUN}: {e}") }
         })?;
-        match run.call_async(&mut store, ()).await {
+        match before_deadline(c, deadline, run.call_async(&mut store, ())).await? {
             Ok((Ok(()),)) => Ok(()),
             Ok((Err(()),)) => Err(InvokeError::RunFailed { component: c.name.to_string() }),
             Err(e) => match classify(c, e, store.data()) {
