@@ -16,6 +16,11 @@ fn main() {
     let manifest_dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR").unwrap());
     let workspace = manifest_dir.parent().and_then(Path::parent).expect("crates/weft-guests is two levels deep");
     println!("cargo:rerun-if-changed={}", workspace.join("wit").display());
+    // The guests' dependency versions live in the workspace manifest and lock file;
+    // the nested cargo rebuilds only what a change there touches.
+    for file in ["Cargo.toml", "Cargo.lock"] {
+        println!("cargo:rerun-if-changed={}", workspace.join(file).display());
+    }
     println!("cargo:rerun-if-env-changed=WEFT_GUESTS_TARGET_DIR");
 
     let mut guests: Vec<(String, bool)> = Vec::new();
