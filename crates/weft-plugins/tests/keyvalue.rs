@@ -192,6 +192,8 @@ const TRANSCRIPT: &[&str] = &[
     "list after delete-many: 500 keys in pages of 500",
     "left: k2000..k2499",
     "delete-many rest: ok",
+    "set-many with a key twice: \"last\"",
+    "delete dup: ok",
     "list emptied: 0 keys in pages of 0",
     "increment absent: 5",
     "increment: 1099511627781",

@@ -2,6 +2,9 @@
 //! batch) on the bucket named by its first argument, and prints one line per step:
 //! `<step>: <what it saw>`. It judges nothing itself; the test holds the
 //! expectations, so that every backend is held to the same transcript.
+//!
+//! `batch <n> <bucket>` (for the benchmark): sets, gets and deletes `n` keys with
+//! one call of `batch` each, and prints `batch <n>: ok` if every value came back.
 
 wit_bindgen::generate!({ path: "../../wit/deps/wasi-keyvalue", world: "wasi:keyvalue/imports" });
 
@@ -58,8 +61,29 @@ fn all_keys(bucket: &Bucket, step: &str) -> Vec<String> {
     keys
 }
 
+fn batch(n: usize, bucket: &str) -> Result<(), Error> {
+    let bucket = store::open(bucket)?;
+    let entries: Vec<(String, Vec<u8>)> = (0..n).map(|i| (format!("key-{i}"), vec![i as u8; 64])).collect();
+    let keys: Vec<String> = entries.iter().map(|(k, _)| k.clone()).collect();
+    batch::set_many(&bucket, &entries)?;
+    let values = batch::get_many(&bucket, &keys)?;
+    batch::delete_many(&bucket, &keys)?;
+    let all_back = values.into_iter().zip(&entries).all(|(got, (k, v))| got.as_ref() == Some(&(k.clone(), v.clone())));
+    match all_back {
+        true => Ok(()),
+        false => Err(Error::Other("values differ".into())),
+    }
+}
+
 fn main() {
-    let name = std::env::args().nth(1).unwrap_or_else(|| "probe".into());
+    let args: Vec<String> = std::env::args().collect();
+    if let [_, mode, n, bucket] = &args[..]
+        && mode == "batch"
+    {
+        let n: usize = n.parse().expect("batch <n> <bucket>");
+        return println!("batch {n}: {}", show(batch(n, bucket), unit));
+    }
+    let name = args.get(1).cloned().unwrap_or_else(|| "probe".into());
     println!("open empty name: {}", show(store::open(""), |_| "opened".into()));
     let bucket = match store::open(&name) {
         Ok(bucket) => bucket,
@@ -120,6 +144,10 @@ fn main() {
     let left = all_keys(&bucket, "list after delete-many");
     println!("left: {}..{}", left.first().map_or("", String::as_str), left.last().map_or("", String::as_str));
     println!("delete-many rest: {}", show(batch::delete_many(&bucket, &names[2000..]), unit));
+    let twice = [("dup".to_string(), b"first".to_vec()), ("dup".to_string(), b"last".to_vec())];
+    let got = batch::set_many(&bucket, &twice).and_then(|()| bucket.get("dup"));
+    println!("set-many with a key twice: {}", show(got, value));
+    println!("delete dup: {}", show(bucket.delete("dup"), unit));
     all_keys(&bucket, "list emptied");
 
     // atomics

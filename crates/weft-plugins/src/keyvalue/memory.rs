@@ -41,4 +41,25 @@ impl Backend for Memory {
         values.insert(key.to_string(), sum.to_string().into_bytes());
         Ok(sum)
     }
+
+    // Batches under one lock: nothing to overlap.
+    async fn get_many(&self, bucket: &str, keys: &[String]) -> KvResult<Vec<Option<Vec<u8>>>> {
+        let buckets = self.buckets.lock().unwrap();
+        let values = buckets.get(bucket);
+        Ok(keys.iter().map(|key| values.and_then(|b| b.get(key)).cloned()).collect())
+    }
+
+    async fn set_many(&self, bucket: &str, entries: Vec<(String, Vec<u8>)>) -> KvResult<()> {
+        self.buckets.lock().unwrap().entry(bucket.to_string()).or_default().extend(entries);
+        Ok(())
+    }
+
+    async fn delete_many(&self, bucket: &str, keys: &[String]) -> KvResult<()> {
+        if let Some(values) = self.buckets.lock().unwrap().get_mut(bucket) {
+            for key in keys {
+                values.remove(key);
+            }
+        }
+        Ok(())
+    }
 }

@@ -23,6 +23,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
+use futures_util::{StreamExt, TryStreamExt, stream};
 use serde::{Deserialize, Serialize};
 use wasmtime::component::{HasData, Linker, Resource, ResourceTable};
 use weft_runtime::interface::{InterfaceName, ItemName};
@@ -88,6 +89,49 @@ pub trait Backend: Send + Sync + 'static {
     /// Adds `delta` to the decimal number stored at `key` (0 when absent),
     /// atomically with respect to every other client of the backend.
     async fn increment(&self, bucket: &str, key: &str, delta: u64) -> KvResult<u64>;
+
+    /// The values of `keys`, in their order. Unless a backend has a command for
+    /// it, the reads run concurrently.
+    async fn get_many(&self, bucket: &str, keys: &[String]) -> KvResult<Vec<Option<Vec<u8>>>> {
+        // By index: a closure over `&String` would not be `Send` for every lifetime.
+        let reads = stream::iter(0..keys.len()).map(|i| self.get(bucket, &keys[i]));
+        reads.buffered(BATCH_IN_FLIGHT).try_collect().await
+    }
+
+    /// Sets every pair (each write atomic, the batch not); a key given twice ends
+    /// with its last value, as if the pairs were set one after another.
+    async fn set_many(&self, bucket: &str, entries: Vec<(String, Vec<u8>)>) -> KvResult<()> {
+        let writes = stream::iter(last_value_per_key(entries))
+            .map(|(key, value)| async move { self.set(bucket, &key, value).await });
+        writes.buffer_unordered(BATCH_IN_FLIGHT).try_collect().await
+    }
+
+    async fn delete_many(&self, bucket: &str, keys: &[String]) -> KvResult<()> {
+        let deletes = stream::iter(0..keys.len()).map(|i| self.delete(bucket, &keys[i]));
+        deletes.buffer_unordered(BATCH_IN_FLIGHT).try_collect().await
+    }
+}
+
+/// How many operations of one batch a backend has in flight at once.
+const BATCH_IN_FLIGHT: usize = 32;
+
+/// The pairs to write for a batch: for a key given more than once, only its last
+/// value (which is what writing them in order would leave).
+pub(crate) fn last_value_per_key(entries: Vec<(String, Vec<u8>)>) -> Vec<(String, Vec<u8>)> {
+    let mut last: HashMap<String, Vec<u8>> = HashMap::with_capacity(entries.len());
+    let mut order = Vec::with_capacity(entries.len());
+    for (key, value) in entries {
+        if last.insert(key.clone(), value).is_none() {
+            order.push(key);
+        }
+    }
+    order
+        .into_iter()
+        .map(|key| {
+            let value = last.remove(&key).expect("every key has a value");
+            (key, value)
+        })
+        .collect()
 }
 
 /// Parses a stored counter: decimal text (what Redis `INCRBY` keeps), or empty.
@@ -312,35 +356,21 @@ impl batch::Host for View<'_> {
     async fn get_many(&mut self, bucket: Resource<Bucket>, keys: Vec<String>) -> Wasm<Vec<Option<(String, Vec<u8>)>>> {
         guest_try!(check_keys(keys.iter().map(String::as_str)));
         let name = self.bucket(&bucket)?;
-        let mut out = Vec::with_capacity(keys.len());
-        for key in keys {
-            match self.plugin.get(&name, &key).await {
-                Ok(value) => out.push(value.map(|v| (key, v))),
-                Err(e) => return Ok(Err(e.into())),
-            }
-        }
-        Ok(Ok(out))
+        Ok(match self.plugin.get_many(&name, &keys).await {
+            Ok(values) => Ok(keys.into_iter().zip(values).map(|(key, value)| value.map(|v| (key, v))).collect()),
+            Err(e) => Err(e.into()),
+        })
     }
 
     async fn set_many(&mut self, bucket: Resource<Bucket>, key_values: Vec<(String, Vec<u8>)>) -> Wasm<()> {
         guest_try!(check_keys(key_values.iter().map(|(k, _)| k.as_str())));
         let name = self.bucket(&bucket)?;
-        for (key, value) in key_values {
-            if let Err(e) = self.plugin.set(&name, &key, value).await {
-                return Ok(Err(e.into()));
-            }
-        }
-        Ok(Ok(()))
+        Ok(self.plugin.set_many(&name, key_values).await.map_err(Into::into))
     }
 
     async fn delete_many(&mut self, bucket: Resource<Bucket>, keys: Vec<String>) -> Wasm<()> {
         guest_try!(check_keys(keys.iter().map(String::as_str)));
         let name = self.bucket(&bucket)?;
-        for key in keys {
-            if let Err(e) = self.plugin.delete(&name, &key).await {
-                return Ok(Err(e.into()));
-            }
-        }
-        Ok(Ok(()))
+        Ok(self.plugin.delete_many(&name, &keys).await.map_err(Into::into))
     }
 }

@@ -1,11 +1,12 @@
 //! Buckets in Redis: one hash per bucket (`weft:kv:<bucket>`), increments with
-//! `HINCRBY`. The connection manager reconnects on its own.
+//! `HINCRBY`, a batch in one command (`HMGET`, `HSET`, `HDEL` with many fields).
+//! The connection manager reconnects on its own.
 
 use async_trait::async_trait;
 use redis::AsyncCommands;
 use redis::aio::ConnectionManager;
 
-use super::{Backend, KvError, KvResult};
+use super::{Backend, KvError, KvResult, last_value_per_key};
 
 pub struct Redis {
     connection: ConnectionManager,
@@ -57,5 +58,26 @@ impl Backend for Redis {
         let delta = i64::try_from(delta).map_err(|_| KvError::Other("Redis: the increment exceeds i64".into()))?;
         let sum: i64 = self.connection.clone().hincr(hash(bucket), key, delta).await.map_err(redis)?;
         Ok(sum as u64)
+    }
+
+    async fn get_many(&self, bucket: &str, keys: &[String]) -> KvResult<Vec<Option<Vec<u8>>>> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.connection.clone().hmget(hash(bucket), keys).await.map_err(redis)
+    }
+
+    async fn set_many(&self, bucket: &str, entries: Vec<(String, Vec<u8>)>) -> KvResult<()> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        self.connection.clone().hset_multiple(hash(bucket), &last_value_per_key(entries)).await.map_err(redis)
+    }
+
+    async fn delete_many(&self, bucket: &str, keys: &[String]) -> KvResult<()> {
+        if keys.is_empty() {
+            return Ok(());
+        }
+        self.connection.clone().hdel(hash(bucket), keys).await.map_err(redis)
     }
 }
