@@ -181,15 +181,21 @@ async fn outgoing_requests_are_denied_unless_allowed() {
     assert_eq!(body, "fetched 200: denied GET /denied/target\n");
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn tls_with_a_generated_certificate_serves_h2() {
+/// A certificate for `localhost`, generated here, and TLS settings serving it.
+fn self_signed(dir: &std::path::Path) -> (rcgen::CertifiedKey, weft_plugins::http::TlsSettings) {
     let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let (cert_path, key_path) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    let (cert_path, key_path) = (dir.join("cert.pem"), dir.join("key.pem"));
     std::fs::write(&cert_path, cert.cert.pem()).unwrap();
     std::fs::write(&key_path, cert.key_pair.serialize_pem()).unwrap();
+    (cert, weft_plugins::http::TlsSettings { cert: cert_path, key: key_path })
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tls_with_a_generated_certificate_serves_h2() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, tls) = self_signed(dir.path());
     let mut settings = weft_plugins::Settings::default();
-    settings.http.tls = Some(weft_plugins::http::TlsSettings { cert: cert_path, key: key_path });
+    settings.http.tls = Some(tls);
     let t = host_with(settings).await;
     t.start_ok(&format!(
         "name: secure\ncomponents:\n{}hostInterfaces:\n{}",
@@ -228,6 +234,44 @@ async fn tls_with_a_generated_certificate_serves_h2() {
     assert_eq!(response.status(), 200);
     let body = http_body_util::BodyExt::collect(response.into_body()).await.unwrap().to_bytes();
     assert_eq!(&body[..], b"p GET /secure\n");
+}
+
+/// Reads from `stream` until the server closes it (failing if it never does).
+async fn closed_by_the_server(mut stream: impl tokio::io::AsyncRead + Unpin) {
+    use tokio::io::AsyncReadExt;
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(20), stream.read_to_end(&mut answer)).await;
+    read.expect("the server closes the connection").ok();
+    assert!(answer.is_empty() || answer.starts_with(b"HTTP/1.1 408"), "{}", String::from_utf8_lossy(&answer));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn connections_that_never_finish_a_request_head_are_closed() {
+    use tokio::io::AsyncWriteExt;
+    let dir = tempfile::tempdir().unwrap();
+    for tls in [false, true] {
+        let mut settings = weft_plugins::Settings::default();
+        settings.http.header_read_timeout = Duration::from_millis(300);
+        settings.http.tls = tls.then(|| self_signed(dir.path()).1);
+        let t = host_with(settings).await;
+        t.start_ok(&format!(
+            "name: patient\ncomponents:\n{}hostInterfaces:\n{}",
+            probe("p", ""),
+            serve("p", r#"[{ path: "/*" }]"#)
+        ))
+        .await;
+        let addr = t.http.local_addrs().await[0];
+        let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        if tls {
+            // Not even a ClientHello.
+            closed_by_the_server(tcp).await;
+        } else {
+            tcp.write_all(b"GET /x HTTP/1.1\r\nHost: localhost\r\n").await.unwrap();
+            closed_by_the_server(tcp).await;
+            // A client that does send its request is served as ever.
+            assert_eq!(get(&format!("{}/x", t.base().await)).await, (200, "p GET /x\n".into()));
+        }
+    }
 }
 
 /// The resident set of this process, from /proc.

@@ -55,6 +55,10 @@ pub struct Settings {
     /// How long a stopping host waits for requests in flight.
     #[serde(default = "default_drain", with = "weft_runtime::limits::duration")]
     pub drain_timeout: Duration,
+    /// How long a new connection may take to finish its TLS handshake, and an
+    /// HTTP/1 request to send its whole head; past it the connection is closed.
+    #[serde(default = "default_header_read", with = "weft_runtime::limits::duration")]
+    pub header_read_timeout: Duration,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -74,9 +78,18 @@ fn default_drain() -> Duration {
     Duration::from_secs(10)
 }
 
+fn default_header_read() -> Duration {
+    Duration::from_secs(30)
+}
+
 impl Default for Settings {
     fn default() -> Self {
-        Settings { listen: default_listen(), tls: None, drain_timeout: default_drain() }
+        Settings {
+            listen: default_listen(),
+            tls: None,
+            drain_timeout: default_drain(),
+            header_read_timeout: default_header_read(),
+        }
     }
 }
 

@@ -10,7 +10,7 @@ use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
@@ -38,6 +38,7 @@ impl Server {
     pub async fn start(settings: &Settings, shared: Arc<Shared>) -> Result<Server, String> {
         let acceptor = settings.tls.as_ref().map(tls::acceptor).transpose()?;
         let scheme = if acceptor.is_some() { Scheme::Https } else { Scheme::Http };
+        let header_read = settings.header_read_timeout;
         let (stop, stopped) = watch::channel(false);
         let graceful = Arc::new(tokio::sync::Mutex::new(GracefulShutdown::new()));
         let mut listeners = JoinSet::new();
@@ -69,16 +70,22 @@ impl Server {
                             let (shared, scheme) = (shared.clone(), scheme.clone());
                             async move { Ok::<_, Infallible>(handle(&shared, scheme, req).await) }
                         });
-                        let builder = auto::Builder::new(TokioExecutor::new());
+                        let mut builder = auto::Builder::new(TokioExecutor::new());
+                        // A client that never finishes its request head holds nothing for long.
+                        builder.http1().timer(TokioTimer::new()).header_read_timeout(header_read);
                         let result = match acceptor {
-                            Some(acceptor) => match acceptor.accept(tcp).await {
-                                Ok(tls) => {
+                            Some(acceptor) => match tokio::time::timeout(header_read, acceptor.accept(tcp)).await {
+                                Ok(Ok(tls)) => {
                                     let conn = builder.serve_connection(TokioIo::new(tls), service).into_owned();
                                     let watched = graceful.lock().await.watch(conn);
                                     watched.await
                                 }
-                                Err(e) => {
+                                Ok(Err(e)) => {
                                     tracing::debug!(%peer, "TLS handshake failed: {e}");
+                                    return;
+                                }
+                                Err(_) => {
+                                    tracing::debug!(%peer, "TLS handshake not finished within {header_read:?}");
                                     return;
                                 }
                             },
