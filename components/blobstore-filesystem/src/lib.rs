@@ -78,13 +78,15 @@ impl blobstore::Guest for Component {
         // Through a staging file, so that the destination changes at once.
         let staging = root.staging_file()?;
         std::fs::copy(&from, &staging).map_err(|e| format!("copy {}: {e}", show(&src)))?;
-        names::place(&staging, &to).map_err(|e| format!("copy to {}: {e}", show(&dest)))
+        let dir = root.existing_container(&dest.container)?;
+        names::place(&dir, &staging, &to).map_err(|e| format!("copy to {}: {e}", show(&dest)))
     }
 
     fn move_object(src: ObjectId, dest: ObjectId) -> Result<(), Error> {
         let root = Root::get()?;
         let (from, to) = (root.existing_object(&src)?, root.object_path(&dest)?);
-        names::place(&from, &to).map_err(|e| format!("move {} to {}: {e}", show(&src), show(&dest)))?;
+        let dir = root.existing_container(&dest.container)?;
+        names::place(&dir, &from, &to).map_err(|e| format!("move {} to {}: {e}", show(&src), show(&dest)))?;
         names::prune(&root.existing_container(&src.container)?, &from);
         Ok(())
     }
@@ -136,7 +138,7 @@ impl container::GuestContainer for Container {
 
     fn write_data(&self, name: String, data: types::OutgoingValueBorrow<'_>) -> Result<(), Error> {
         let destination = self.object(&name)?;
-        data.get::<OutgoingValue>().destination.replace(Some(destination));
+        data.get::<OutgoingValue>().destination.replace(Some((self.dir.clone(), destination)));
         Ok(())
     }
 
@@ -206,7 +208,8 @@ pub struct OutgoingValue {
     /// The open file behind the body stream; it must outlive the stream.
     file: RefCell<Option<wasip2::filesystem::types::Descriptor>>,
     body_taken: Cell<bool>,
-    destination: RefCell<Option<PathBuf>>,
+    /// The container's directory and the object's file in it.
+    destination: RefCell<Option<(PathBuf, PathBuf)>>,
 }
 
 impl types::GuestOutgoingValue for OutgoingValue {
@@ -235,9 +238,8 @@ impl types::GuestOutgoingValue for OutgoingValue {
         let value: OutgoingValue = this.into_inner();
         drop(value.file.take());
         match value.destination.take() {
-            Some(destination) => {
-                names::place(&value.staging, &destination).map_err(|e| format!("store {}: {e}", destination.display()))
-            }
+            Some((dir, destination)) => names::place(&dir, &value.staging, &destination)
+                .map_err(|e| format!("store {}: {e}", destination.display())),
             // Finished but never written anywhere: nothing to keep.
             None => Ok(()),
         }

@@ -5,12 +5,17 @@
 //! An object name too long for one file name continues in directories: every
 //! full piece of [`NAME_MAX`] encoded bytes but the last names a directory
 //! `+<piece>` (`+` is always encoded, so no object's file starts with it), and the
-//! last piece names the file.
+//! last piece names the file. A name that fits one file name is never split.
 
 use std::path::{Path, PathBuf};
 
-/// The longest file name written: most filesystems allow 255 bytes.
-const NAME_MAX: usize = 200;
+/// The longest piece: with its `+`, a directory name of 255 bytes, the limit of
+/// most filesystems.
+const NAME_MAX: usize = 254;
+
+/// How often a move retries when a concurrent delete pruned a directory it had
+/// just made.
+const ATTEMPTS: usize = 8;
 
 /// Starts the name of a directory holding the rest of longer names.
 const CONTINUED: char = '+';
@@ -82,7 +87,13 @@ pub fn list(dir: &Path) -> Result<Vec<String>, String> {
     let mut names = Vec::new();
     let mut pending = vec![(dir.to_path_buf(), String::new())];
     while let Some((dir, prefix)) = pending.pop() {
-        for entry in std::fs::read_dir(&dir).map_err(|e| format!("list {}: {e}", dir.display()))? {
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            // A continuation directory a concurrent delete just pruned.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !prefix.is_empty() => continue,
+            Err(e) => return Err(format!("list {}: {e}", dir.display())),
+        };
+        for entry in entries {
             let entry = entry.map_err(|e| e.to_string())?;
             let Some(file) = entry.file_name().to_str().map(str::to_string) else { continue };
             let is_dir = entry.file_type().map(|t| t.is_dir()).unwrap_or(false);
@@ -97,11 +108,31 @@ pub fn list(dir: &Path) -> Result<Vec<String>, String> {
     Ok(names)
 }
 
-/// Moves a finished file to an object's path, making the directories a long
-/// name continues in.
-pub fn place(from: &Path, to: &Path) -> std::io::Result<()> {
-    std::fs::create_dir_all(to.parent().expect("an object's file is inside its container"))?;
-    std::fs::rename(from, to)
+/// Moves a finished file to an object's path in container directory `dir`,
+/// making the directories a long name continues in, one level at a time (so a
+/// container deleted meanwhile is not made again).
+pub fn place(dir: &Path, from: &Path, to: &Path) -> std::io::Result<()> {
+    let parent = to.parent().expect("an object's file is inside its container");
+    let below = parent.strip_prefix(dir).expect("the object is inside its container");
+    let mut attempt = 1;
+    loop {
+        let mut made = dir.to_path_buf();
+        let placed = below
+            .components()
+            .try_for_each(|piece| {
+                made.push(piece);
+                match std::fs::create_dir(&made) {
+                    Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => Err(e),
+                    _ => Ok(()),
+                }
+            })
+            .and_then(|()| std::fs::rename(from, to));
+        match placed {
+            // A concurrent delete pruned a directory just made: make it again.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && attempt < ATTEMPTS && dir.is_dir() => attempt += 1,
+            done => return done,
+        }
+    }
 }
 
 /// After the file at `path` is gone: removes the continuation directories it

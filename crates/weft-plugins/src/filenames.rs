@@ -4,13 +4,23 @@
 //!
 //! An encoded name longer than a file name may be is split: every full
 //! [`NAME_MAX`]-byte piece but the last becomes a directory named `+<piece>` (`+`
-//! never appears in an encoded name), and the last piece names the file.
+//! never appears in an encoded name), and the last piece names the file. A name
+//! that fits one file name is never split.
+//!
+//! A file is written whole or not at all, by one blocking job (a temporary file
+//! with a random name, then a rename), so a caller that gives up half-way (a
+//! deadline, a failing batch) leaves neither half a value nor a stray temporary.
 
 use std::io;
 use std::path::{Path, PathBuf};
 
-/// The longest file name written: most filesystems allow 255 bytes.
-const NAME_MAX: usize = 200;
+/// The longest piece: with its `+`, a directory name of 255 bytes, the limit of
+/// most filesystems.
+const NAME_MAX: usize = 254;
+
+/// How often a write retries when a concurrent `prune` removed a directory it
+/// had just made.
+const ATTEMPTS: usize = 8;
 
 /// Starts the name of a directory holding the rest of longer names.
 const CONTINUED: char = '+';
@@ -83,26 +93,64 @@ pub async fn list(dir: &Path) -> io::Result<Vec<String>> {
     Ok(names)
 }
 
-/// Writes `bytes` to a new temporary file in the directory of `path` (from
-/// [`path`], which may need continuation directories), to be renamed to `path`.
-pub async fn create_beside(path: &Path, bytes: &[u8]) -> io::Result<PathBuf> {
-    let dir = path.parent().expect("a name's file is inside a directory");
-    let tmp = dir.join(format!(".tmp-{}", unique()));
-    loop {
-        tokio::fs::create_dir_all(dir).await?;
-        match tokio::fs::write(&tmp, bytes).await {
-            // A concurrent `prune` removed the directory just made: make it again.
-            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-            written => return written.map(|()| tmp),
-        }
-    }
+/// Writes the file `path` (from [`path`] below `base`, which must exist) with
+/// what `fill` writes, atomically: readers see the old file or the new one.
+pub async fn write(
+    base: &Path,
+    path: &Path,
+    fill: impl Fn(&mut std::fs::File) -> io::Result<()> + Send + 'static,
+) -> io::Result<()> {
+    let (base, path) = (base.to_path_buf(), path.to_path_buf());
+    let job = tokio::task::spawn_blocking(move || {
+        retry_when_pruned(&base, || {
+            make_continuations(&base, &path)?;
+            let dir = path.parent().expect("a name's file is inside a directory");
+            let mut tmp = tempfile::Builder::new().prefix(".tmp-").tempfile_in(dir)?;
+            fill(tmp.as_file_mut())?;
+            tmp.persist(&path).map(|_| ()).map_err(|e| e.error)
+        })
+    });
+    job.await.map_err(io::Error::other)?
 }
 
-/// A name part unique within this host's run, for temporary files.
-fn unique() -> String {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    format!("{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed))
+/// Renames `from` to `to` (from [`path`] below `base`, which must exist).
+pub async fn rename(base: &Path, from: &Path, to: &Path) -> io::Result<()> {
+    let (base, from, to) = (base.to_path_buf(), from.to_path_buf(), to.to_path_buf());
+    let job = tokio::task::spawn_blocking(move || {
+        retry_when_pruned(&base, || {
+            make_continuations(&base, &to)?;
+            std::fs::rename(&from, &to)
+        })
+    });
+    job.await.map_err(io::Error::other)?
+}
+
+/// Makes the continuation directories between `base` and the file `path`, one
+/// level at a time, so that a `base` removed meanwhile is not made again.
+fn make_continuations(base: &Path, path: &Path) -> io::Result<()> {
+    let parent = path.parent().expect("a name's file is inside a directory");
+    let below = parent.strip_prefix(base).expect("the path is below its base");
+    let mut dir = base.to_path_buf();
+    for piece in below.components() {
+        dir.push(piece);
+        match std::fs::create_dir(&dir) {
+            Err(e) if e.kind() != io::ErrorKind::AlreadyExists => return Err(e),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Runs `op` again when it failed because a directory vanished under it (a
+/// concurrent `prune`), as long as `base` itself is still there.
+fn retry_when_pruned(base: &Path, mut op: impl FnMut() -> io::Result<()>) -> io::Result<()> {
+    let mut attempt = 1;
+    loop {
+        match op() {
+            Err(e) if e.kind() == io::ErrorKind::NotFound && attempt < ATTEMPTS && base.is_dir() => attempt += 1,
+            done => return done,
+        }
+    }
 }
 
 /// After the file at `path` (from [`path`]) is gone: removes the continuation
@@ -134,23 +182,29 @@ mod tests {
         let name = "é".repeat(150); // 300 bytes, 900 encoded
         let path = path(Path::new("/kv/b"), &name);
         let parts: Vec<&str> = path.iter().skip(3).map(|n| n.to_str().unwrap()).collect();
-        assert_eq!(parts.len(), 5, "{parts:?}");
+        assert_eq!(parts.len(), 900usize.div_ceil(NAME_MAX), "{parts:?}");
         assert!(parts.iter().all(|n| n.len() <= NAME_MAX + 1), "{parts:?}");
-        assert!(parts[..4].iter().all(|n| n.starts_with(CONTINUED)) && !parts[4].starts_with(CONTINUED));
+        let (file, dirs) = parts.split_last().unwrap();
+        assert!(dirs.iter().all(|n| n.starts_with(CONTINUED)) && !file.starts_with(CONTINUED), "{parts:?}");
         let joined: String = parts.iter().map(|n| n.trim_start_matches(CONTINUED)).collect();
         assert_eq!(decode(&joined).as_deref(), Some(name.as_str()));
         assert_eq!(super::path(Path::new("/kv/b"), "short"), PathBuf::from("/kv/b/short"));
+        // A name that fits one file name stays one file, as it always was.
+        let fits = "k".repeat(NAME_MAX);
+        assert_eq!(super::path(Path::new("/b"), &fits), Path::new("/b").join(&fits));
+        assert_eq!(super::path(Path::new("/b"), &format!("{fits}k")).iter().count(), 4);
     }
 
     #[tokio::test]
     async fn long_names_are_listed_and_pruned() {
         let dir = tempfile::tempdir().unwrap();
-        let names = ["k".repeat(500), "k".repeat(450) + "/x", "short".to_string()];
+        let names = ["k".repeat(700), "k".repeat(600) + "/x", "short".to_string()];
         for name in &names {
-            let file = path(dir.path(), name);
-            tokio::fs::create_dir_all(file.parent().unwrap()).await.unwrap();
-            tokio::fs::write(&file, name).await.unwrap();
+            let bytes = name.clone().into_bytes();
+            write(dir.path(), &path(dir.path(), name), move |f| std::io::Write::write_all(f, &bytes)).await.unwrap();
+            assert_eq!(std::fs::read(path(dir.path(), name)).unwrap(), name.as_bytes());
         }
+        // A temporary file is not a name.
         tokio::fs::write(dir.path().join(".tmp-1"), b"").await.unwrap();
         let mut sorted = names.to_vec();
         sorted.sort();

@@ -9,10 +9,12 @@ use weft_testkit::Server;
 
 const SIZE: u32 = 10 << 20;
 
-/// An object name longer, once encoded, than a file name may be (and starting
-/// with a dot): the filesystem providers continue it in directories.
+/// An object name longer, once encoded, than a file name may be: the filesystem
+/// providers continue it in directories. It starts with a dot, and in the
+/// component's encoding (where a dot is kept, except first in a file name) its
+/// second dot falls just where the first piece is full.
 fn long_name() -> String {
-    format!(".{}photo.jpg", "album/".repeat(40))
+    format!(".{}.x/{}photo.jpg", "a".repeat(251), "album/".repeat(20))
 }
 
 fn object() -> Vec<u8> {

@@ -67,18 +67,10 @@ impl Backend for Filesystem {
     }
 
     async fn put(&self, container: &str, object: &str, staged: &Path) -> BlobResult<()> {
-        self.existing_dir(container).await?;
-        let file = self.file(container, object);
-        let tmp = filenames::create_beside(&file, b"").await.map_err(io)?;
-        let copied = tokio::fs::copy(staged, &tmp).await.map(|_| ());
-        let placed = match copied {
-            Ok(()) => tokio::fs::rename(&tmp, &file).await,
-            Err(e) => Err(e),
-        };
-        if placed.is_err() {
-            let _ = tokio::fs::remove_file(&tmp).await;
-        }
-        placed.map_err(io)
+        let dir = self.existing_dir(container).await?;
+        let staged = staged.to_path_buf();
+        let copy = move |file: &mut std::fs::File| std::io::copy(&mut std::fs::File::open(&staged)?, file).map(|_| ());
+        filenames::write(&dir, &self.file(container, object), copy).await.map_err(io)
     }
 
     async fn read(&self, container: &str, object: &str, start: u64, len: u64) -> BlobResult<Reader> {
@@ -120,14 +112,9 @@ impl Backend for Filesystem {
     }
 
     async fn rename(&self, from: (&str, &str), to: (&str, &str)) -> BlobResult<()> {
-        self.existing_dir(to.0).await?;
+        let dir = self.existing_dir(to.0).await?;
         let (source, target) = (self.file(from.0, from.1), self.file(to.0, to.1));
-        let moved = async {
-            // A long target name may need its continuation directories.
-            tokio::fs::create_dir_all(target.parent().expect("an object's file is inside its container")).await?;
-            tokio::fs::rename(&source, &target).await
-        };
-        moved.await.map_err(|e| format!("move `{}/{}`: {e}", from.0, from.1))?;
+        filenames::rename(&dir, &source, &target).await.map_err(|e| format!("move `{}/{}`: {e}", from.0, from.1))?;
         filenames::prune(&self.dir(from.0), &source).await;
         Ok(())
     }

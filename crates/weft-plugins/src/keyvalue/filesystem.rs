@@ -48,9 +48,11 @@ impl Backend for Filesystem {
     }
 
     async fn set(&self, bucket: &str, key: &str, value: Vec<u8>) -> KvResult<()> {
-        let path = self.path(bucket, key);
-        let tmp = filenames::create_beside(&path, &value).await.map_err(io)?;
-        tokio::fs::rename(&tmp, &path).await.map_err(io)
+        // Buckets come into being with their first key.
+        let dir = self.bucket_dir(bucket);
+        tokio::fs::create_dir_all(&dir).await.map_err(io)?;
+        let write = move |file: &mut std::fs::File| std::io::Write::write_all(file, &value);
+        filenames::write(&dir, &self.path(bucket, key), write).await.map_err(io)
     }
 
     async fn delete(&self, bucket: &str, key: &str) -> KvResult<()> {

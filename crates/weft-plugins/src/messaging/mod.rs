@@ -113,7 +113,14 @@ impl HostPlugin for MessagingPlugin {
             let function = format!("{export}#handle-message");
             let mut tasks = Vec::new();
             for subject in &config.subscriptions {
-                let mut messages = self.bus.subscribe(subject, config.queue.as_deref()).await?;
+                let mut messages = match self.bus.subscribe(subject, config.queue.as_deref()).await {
+                    Ok(messages) => messages,
+                    Err(e) => {
+                        // Not bound, so never unbound: stop what this bind started.
+                        tasks.iter().for_each(JoinHandle::abort);
+                        return Err(e);
+                    }
+                };
                 let (workload, identity, function) =
                     (binding.workload.clone(), binding.identity.clone(), function.clone());
                 tasks.push(tokio::spawn(async move {

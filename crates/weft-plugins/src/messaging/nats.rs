@@ -44,14 +44,21 @@ impl Bus for Nats {
         Ok(BrokerMessage { subject: reply.subject.to_string(), body: reply.payload.to_vec(), reply_to: None })
     }
 
+    /// Made while NATS is away, a subscription takes effect once it is back (the
+    /// client subscribes again on every reconnect).
     async fn subscribe(&self, subject: &str, queue: Option<&str>) -> Result<mpsc::Receiver<BrokerMessage>, String> {
-        nats_client::ready(&self.client)?;
         let mut subscription = match queue {
             Some(queue) => self.client.queue_subscribe(subject.to_string(), queue.to_string()).await,
             None => self.client.subscribe(subject.to_string()).await,
         }
         .map_err(nats)?;
-        self.client.flush().await.map_err(nats)?;
+        // Connected: make sure the server has the subscription before going on.
+        if nats_client::ready(&self.client).is_ok() {
+            let flushed = tokio::time::timeout(Duration::from_secs(5), self.client.flush()).await;
+            if !matches!(flushed, Ok(Ok(()))) {
+                tracing::warn!(subject, "NATS did not confirm the subscription; it is made again on reconnect");
+            }
+        }
         let (sender, receiver) = mpsc::channel(1024);
         tokio::spawn(async move {
             while let Some(msg) = subscription.next().await {

@@ -92,6 +92,12 @@ impl WorkloadComponent {
         }
     }
 
+    /// When an invocation starting now must end, by the component's `timeout`
+    /// (none when unlimited, or too far off to represent).
+    pub fn deadline(&self) -> Option<std::time::Instant> {
+        self.limits.timeout.and_then(|t| std::time::Instant::now().checked_add(t))
+    }
+
     /// An idle instance to reuse, when the component reuses instances and has one.
     pub fn take_idle(&self) -> Option<LiveInstance> {
         let (mut store, instance) = self.idle.as_ref()?.lock().unwrap().pop()?;

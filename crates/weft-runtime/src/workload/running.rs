@@ -208,10 +208,15 @@ impl RunningWorkload {
             let binding = Binding { identity, workload: workload.clone(), imports, exports, config, component_config };
             match plugin.bind(&binding).await {
                 Ok(()) => workload.bound.lock().await.push((plugin, binding.identity)),
-                Err(reason) => refusals.push(Problem::new(
-                    format!("component `{}`", binding.identity.component),
-                    format!("plugin `{}` refused it: {reason}", plugin.id()),
-                )),
+                Err(reason) => {
+                    // Bindings still to come may take traffic before they are undone:
+                    // turn it away, as for a workload that is stopping.
+                    workload.stopping.store(true, Ordering::Relaxed);
+                    refusals.push(Problem::new(
+                        format!("component `{}`", binding.identity.component),
+                        format!("plugin `{}` refused it: {reason}", plugin.id()),
+                    ));
+                }
             }
         }
         if !refusals.is_empty() {
@@ -296,7 +301,7 @@ impl RunningWorkload {
     pub async fn instantiate(&self, component: &str) -> Result<Invocation, InvokeError> {
         let c = self.component(component)?;
         let slot = self.admit(c).await?;
-        let deadline = c.limits.timeout.map(|t| Instant::now() + t);
+        let deadline = c.deadline();
         let live = match c.take_idle() {
             Some(idle) => idle,
             None => c.instantiate(&self.engine, self.interrupt.clone()).await?,
@@ -314,7 +319,7 @@ impl RunningWorkload {
 
     pub(crate) async fn run_component(&self, c: &WorkloadComponent) -> Result<(), InvokeError> {
         let func = c.export_func(RUN)?;
-        let deadline = c.limits.timeout.map(|t| Instant::now() + t);
+        let deadline = c.deadline();
         let (mut store, instance) = c.instantiate(&self.engine, self.interrupt.clone()).await?;
         let run = instance.get_typed_func::<(), (Result<(), ()>,)>(&mut store, func).map_err(|e| {
             InvokeError::NoSuchFunction { component: c.name.to_string(), function: format!("{RUN}: {e}") }
