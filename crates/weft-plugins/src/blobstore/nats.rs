@@ -58,16 +58,16 @@ impl Nats {
     async fn store(&self, container: &str) -> BlobResult<ObjectStore> {
         nats_client::ready(&self.client)?;
         let name = encode(container);
-        let mut stores = self.stores.lock().await;
-        if let Some(store) = stores.get(&name) {
+        if let Some(store) = self.stores.lock().await.get(&name) {
             return Ok(store.clone());
         }
+        // Looked up without the lock: a slow server stalls only this container.
         let store = self
             .jetstream
             .get_object_store(&name)
             .await
             .map_err(|_| format!("container `{container}` does not exist"))?;
-        stores.insert(name, store.clone());
+        self.stores.lock().await.insert(name, store.clone());
         Ok(store)
     }
 }

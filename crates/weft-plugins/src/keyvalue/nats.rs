@@ -30,10 +30,11 @@ impl Nats {
     async fn store(&self, bucket: &str) -> KvResult<kv::Store> {
         nats_client::ready(&self.client).map_err(KvError::Other)?;
         let name = encode(bucket, false);
-        let mut stores = self.stores.lock().await;
-        if let Some(store) = stores.get(&name) {
+        if let Some(store) = self.stores.lock().await.get(&name) {
             return Ok(store.clone());
         }
+        // Looked up without the lock, so a slow server stalls only this bucket's
+        // first use; two first uses at once both find (or create) the same bucket.
         let store = match self.jetstream.get_key_value(&name).await {
             Ok(store) => store,
             Err(_) => {
@@ -41,7 +42,7 @@ impl Nats {
                 self.jetstream.get_key_value(&name).await.map_err(nats)?
             }
         };
-        stores.insert(name, store.clone());
+        self.stores.lock().await.insert(name, store.clone());
         Ok(store)
     }
 }
