@@ -2,10 +2,10 @@
 //!
 //! Layout under the root directory: one subdirectory per container, one file per
 //! object. Names are percent-encoded into file names (long ones continuing in
-//! directories), so any UTF-8 name is allowed and none can step outside the root. Values are written to a staging file and
-//! renamed into place when finished, so a reader never sees half an object; their
-//! bytes travel through WASI streams of the files themselves, never through the
-//! component's memory in one piece.
+//! directories), so any UTF-8 name is allowed and none can step outside the root.
+//! Values are written to a staging file and renamed into place when finished, so
+//! a reader never sees half an object; their bytes travel through WASI streams of
+//! the files themselves, never through the component's memory in one piece.
 
 wit_bindgen::generate!({
     path: ["../../wit/deps/wasi-io", "../../wit/deps/wasi-blobstore", "wit"],
@@ -74,20 +74,22 @@ impl blobstore::Guest for Component {
 
     fn copy_object(src: ObjectId, dest: ObjectId) -> Result<(), Error> {
         let root = Root::get()?;
-        let (from, to) = (root.existing_object(&src)?, root.object_path(&dest)?);
+        let from = root.existing_object(&src)?;
+        let dir = root.existing_container(&dest.container)?;
+        let to = names::object_path(&dir, &dest.object)?;
         // Through a staging file, so that the destination changes at once.
         let staging = root.staging_file()?;
         std::fs::copy(&from, &staging).map_err(|e| format!("copy {}: {e}", show(&src)))?;
-        let dir = root.existing_container(&dest.container)?;
         names::place(&dir, &staging, &to).map_err(|e| format!("copy to {}: {e}", show(&dest)))
     }
 
     fn move_object(src: ObjectId, dest: ObjectId) -> Result<(), Error> {
         let root = Root::get()?;
-        let (from, to) = (root.existing_object(&src)?, root.object_path(&dest)?);
+        let from = root.existing_object(&src)?;
         let dir = root.existing_container(&dest.container)?;
+        let to = names::object_path(&dir, &dest.object)?;
         names::place(&dir, &from, &to).map_err(|e| format!("move {} to {}: {e}", show(&src), show(&dest)))?;
-        names::prune(&root.existing_container(&src.container)?, &from);
+        names::prune(&root.container_dir(&src.container)?, &from);
         Ok(())
     }
 }

@@ -25,21 +25,21 @@ fn pieces(name: &str) -> Result<Vec<String>, String> {
     if name.is_empty() {
         return Err("names cannot be empty".into());
     }
+    // `.` is plain inside a piece, never at its start.
+    let encode = |byte: u8, starts_piece: bool| {
+        let plain =
+            byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'~') || (byte == b'.' && !starts_piece);
+        if plain { (byte as char).to_string() } else { format!("%{byte:02X}") }
+    };
     let mut pieces = vec![String::new()];
     for byte in name.bytes() {
-        let piece = pieces.last_mut().expect("there is a piece");
-        // `.` is plain inside a piece, never at its start.
-        let plain =
-            byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'~') || (byte == b'.' && !piece.is_empty());
-        let encoded = if plain { (byte as char).to_string() } else { format!("%{byte:02X}") };
+        let piece = pieces.last().expect("there is a piece");
+        let mut encoded = encode(byte, piece.is_empty());
         if piece.len() + encoded.len() > NAME_MAX {
             pieces.push(String::new());
-            // Encoded again: it may be a `.` that now starts a piece.
-            let plain = byte != b'.' && plain;
-            pieces.last_mut().unwrap().push_str(&if plain { encoded } else { format!("%{byte:02X}") });
-        } else {
-            piece.push_str(&encoded);
+            encoded = encode(byte, true);
         }
+        pieces.last_mut().expect("there is a piece").push_str(&encoded);
     }
     Ok(pieces)
 }

@@ -100,57 +100,61 @@ pub async fn write(
     path: &Path,
     fill: impl Fn(&mut std::fs::File) -> io::Result<()> + Send + 'static,
 ) -> io::Result<()> {
-    let (base, path) = (base.to_path_buf(), path.to_path_buf());
-    let job = tokio::task::spawn_blocking(move || {
-        retry_when_pruned(&base, || {
-            make_continuations(&base, &path)?;
-            let dir = path.parent().expect("a name's file is inside a directory");
-            let mut tmp = tempfile::Builder::new().prefix(".tmp-").tempfile_in(dir)?;
-            fill(tmp.as_file_mut())?;
-            tmp.persist(&path).map(|_| ()).map_err(|e| e.error)
-        })
-    });
-    job.await.map_err(io::Error::other)?
+    in_place(base, path, move |path| {
+        let dir = path.parent().expect("a name's file is inside a directory");
+        let mut tmp = tempfile::Builder::new().prefix(".tmp-").tempfile_in(dir)?;
+        fill(tmp.as_file_mut())?;
+        tmp.persist(path).map(|_| ()).map_err(|e| e.error)
+    })
+    .await
 }
 
 /// Renames `from` to `to` (from [`path`] below `base`, which must exist).
 pub async fn rename(base: &Path, from: &Path, to: &Path) -> io::Result<()> {
-    let (base, from, to) = (base.to_path_buf(), from.to_path_buf(), to.to_path_buf());
+    let from = from.to_path_buf();
+    in_place(base, to, move |to| std::fs::rename(&from, to)).await
+}
+
+/// Runs `op` on `path` (from [`path`] below `base`) as one blocking job, after
+/// making the continuation directories between them one level at a time (so a
+/// `base` removed meanwhile is not made again); again when a concurrent `prune`
+/// removed one of them in between, as long as `base` is still there.
+async fn in_place(base: &Path, path: &Path, op: impl Fn(&Path) -> io::Result<()> + Send + 'static) -> io::Result<()> {
+    let (base, path) = (base.to_path_buf(), path.to_path_buf());
     let job = tokio::task::spawn_blocking(move || {
-        retry_when_pruned(&base, || {
-            make_continuations(&base, &to)?;
-            std::fs::rename(&from, &to)
-        })
+        let parent = path.parent().expect("a name's file is inside a directory");
+        let below = parent.strip_prefix(&base).expect("the path is below its base");
+        let attempt = || {
+            let mut dir = base.clone();
+            for piece in below.components() {
+                dir.push(piece);
+                match std::fs::create_dir(&dir) {
+                    Err(e) if e.kind() != io::ErrorKind::AlreadyExists => return Err(e),
+                    _ => {}
+                }
+            }
+            op(&path)
+        };
+        let mut attempts = 1;
+        loop {
+            match attempt() {
+                Err(e) if e.kind() == io::ErrorKind::NotFound && attempts < ATTEMPTS && base.is_dir() => attempts += 1,
+                done => return done,
+            }
+        }
     });
     job.await.map_err(io::Error::other)?
 }
 
-/// Makes the continuation directories between `base` and the file `path`, one
-/// level at a time, so that a `base` removed meanwhile is not made again.
-fn make_continuations(base: &Path, path: &Path) -> io::Result<()> {
-    let parent = path.parent().expect("a name's file is inside a directory");
-    let below = parent.strip_prefix(base).expect("the path is below its base");
-    let mut dir = base.to_path_buf();
-    for piece in below.components() {
-        dir.push(piece);
-        match std::fs::create_dir(&dir) {
-            Err(e) if e.kind() != io::ErrorKind::AlreadyExists => return Err(e),
-            _ => {}
-        }
+/// Removes the file `path` (from [`path`] below `dir`), if it is there, and the
+/// continuation directories that leaves empty.
+pub async fn remove(dir: &Path, path: &Path) -> io::Result<()> {
+    match tokio::fs::remove_file(path).await {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+        _ => {}
     }
+    prune(dir, path).await;
     Ok(())
-}
-
-/// Runs `op` again when it failed because a directory vanished under it (a
-/// concurrent `prune`), as long as `base` itself is still there.
-fn retry_when_pruned(base: &Path, mut op: impl FnMut() -> io::Result<()>) -> io::Result<()> {
-    let mut attempt = 1;
-    loop {
-        match op() {
-            Err(e) if e.kind() == io::ErrorKind::NotFound && attempt < ATTEMPTS && base.is_dir() => attempt += 1,
-            done => return done,
-        }
-    }
 }
 
 /// After the file at `path` (from [`path`]) is gone: removes the continuation

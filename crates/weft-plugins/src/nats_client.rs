@@ -18,10 +18,8 @@ pub async fn connect(url: &str, plugin: &str) -> anyhow::Result<async_nats::Clie
         .connect(url)
         .await
         .map_err(|e| anyhow::anyhow!("{plugin}: cannot connect to NATS at {url}: {e}"))?;
-    let deadline = tokio::time::Instant::now() + FIRST_CONNECTION;
-    while client.connection_state() != State::Connected && tokio::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    // A flush completes once the client has connected and the server answered.
+    let _ = tokio::time::timeout(FIRST_CONNECTION, client.flush()).await;
     if client.connection_state() != State::Connected {
         tracing::warn!(%url, plugin, "NATS is not reachable; its operations fail until it is (retrying meanwhile)");
     }

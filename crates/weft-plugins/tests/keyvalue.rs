@@ -39,6 +39,20 @@ async fn thousand_requests(t: &TestHost) -> (u16, String) {
     get(&format!("{base}/count")).await
 }
 
+/// The body of the first 200 answer from `url`, asked every 200 ms while NATS
+/// operations fail; fails the test if none comes `within`.
+async fn first_success(url: &str, within: Duration) -> String {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let (status, body) = get(url).await;
+        if status == 200 {
+            return body;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "NATS operations did not start working: {body}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn counts_exactly_in_memory() {
     let t = host_with_kv(Kv::Memory).await;
@@ -83,16 +97,7 @@ async fn counts_exactly_in_nats_and_rides_out_a_nats_restart() {
 
     nats.restart();
     // The client reconnects on its own; no restart of weft.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        let (status, body) = get(&count).await;
-        if status == 200 {
-            assert_eq!(body, "1000\n");
-            break;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "NATS operations did not recover: {body}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    assert_eq!(first_success(&count, Duration::from_secs(20)).await, "1000\n");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -108,16 +113,7 @@ async fn a_host_started_before_nats_fails_clearly_then_serves_once_nats_is_up() 
     assert!(body.contains("NATS: not connected"), "{body}");
 
     nats.restart();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let (status, body) = get(&hit).await;
-        if status == 200 {
-            assert_eq!(body, "1\n", "the failed requests counted nothing");
-            break;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "NATS operations did not start working: {body}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    assert_eq!(first_success(&hit, Duration::from_secs(30)).await, "1\n", "the failed requests counted nothing");
 }
 
 #[tokio::test(flavor = "multi_thread")]

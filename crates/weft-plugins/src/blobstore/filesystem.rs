@@ -96,13 +96,7 @@ impl Backend for Filesystem {
 
     async fn delete(&self, container: &str, object: &str) -> BlobResult<()> {
         let dir = self.existing_dir(container).await?;
-        let file = self.file(container, object);
-        match tokio::fs::remove_file(&file).await {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io(e)),
-            _ => {}
-        }
-        filenames::prune(&dir, &file).await;
-        Ok(())
+        filenames::remove(&dir, &self.file(container, object)).await.map_err(io)
     }
 
     async fn copy(&self, from: (&str, &str), to: (&str, &str)) -> BlobResult<()> {

@@ -56,13 +56,7 @@ impl Backend for Filesystem {
     }
 
     async fn delete(&self, bucket: &str, key: &str) -> KvResult<()> {
-        let path = self.path(bucket, key);
-        match tokio::fs::remove_file(&path).await {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io(e)),
-            _ => {}
-        }
-        filenames::prune(&self.bucket_dir(bucket), &path).await;
-        Ok(())
+        filenames::remove(&self.bucket_dir(bucket), &self.path(bucket, key)).await.map_err(io)
     }
 
     async fn keys(&self, bucket: &str) -> KvResult<Vec<String>> {

@@ -18,7 +18,7 @@ mod nats;
 mod redis;
 
 use std::any::Any;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
@@ -117,21 +117,9 @@ const BATCH_IN_FLIGHT: usize = 32;
 
 /// The pairs to write for a batch: for a key given more than once, only its last
 /// value (which is what writing them in order would leave).
-pub(crate) fn last_value_per_key(entries: Vec<(String, Vec<u8>)>) -> Vec<(String, Vec<u8>)> {
-    let mut last: HashMap<String, Vec<u8>> = HashMap::with_capacity(entries.len());
-    let mut order = Vec::with_capacity(entries.len());
-    for (key, value) in entries {
-        if last.insert(key.clone(), value).is_none() {
-            order.push(key);
-        }
-    }
-    order
-        .into_iter()
-        .map(|key| {
-            let value = last.remove(&key).expect("every key has a value");
-            (key, value)
-        })
-        .collect()
+fn last_value_per_key(entries: Vec<(String, Vec<u8>)>) -> Vec<(String, Vec<u8>)> {
+    let mut seen = HashSet::with_capacity(entries.len());
+    entries.into_iter().rev().filter(|(key, _)| seen.insert(key.clone())).collect()
 }
 
 /// Parses a stored counter: decimal text (what Redis `INCRBY` keeps), or empty.

@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use redis::AsyncCommands;
 use redis::aio::ConnectionManager;
 
-use super::{Backend, KvError, KvResult, last_value_per_key};
+use super::{Backend, KvError, KvResult};
 
 pub struct Redis {
     connection: ConnectionManager,
@@ -71,7 +71,8 @@ impl Backend for Redis {
         if entries.is_empty() {
             return Ok(());
         }
-        self.connection.clone().hset_multiple(hash(bucket), &last_value_per_key(entries)).await.map_err(redis)
+        // HSET applies its pairs in order: a key given twice ends with its last value.
+        self.connection.clone().hset_multiple(hash(bucket), &entries).await.map_err(redis)
     }
 
     async fn delete_many(&self, bucket: &str, keys: &[String]) -> KvResult<()> {
