@@ -100,6 +100,7 @@ async fn run_command(args: RunArgs) -> anyhow::Result<ExitCode> {
 
 /// A manifest's workload until Ctrl-C, or until its service completes or fails.
 async fn run_manifest(args: RunArgs) -> anyhow::Result<ExitCode> {
+    let interrupted = interrupts()?;
     let spec = WorkloadSpec::from_file(&args.target)?;
     let host = args.host.start(GuestStdio::Sink(std::sync::Arc::new(PrefixedStdio))).await?;
     let status = start(&host, spec).await?;
@@ -109,7 +110,7 @@ async fn run_manifest(args: RunArgs) -> anyhow::Result<ExitCode> {
     let workload = host.workload(&status.id).expect("just started");
     let code = tokio::select! {
         code = follow(&workload, WorkloadState::Running) => code,
-        _ = tokio::signal::ctrl_c() => {
+        () = interrupted => {
             eprintln!("weft: stopping `{}`", status.name);
             0
         }
@@ -117,6 +118,25 @@ async fn run_manifest(args: RunArgs) -> anyhow::Result<ExitCode> {
     let stopped = host.workload_stop(&status.id).await?;
     eprintln!("weft: workload `{}` is {}", stopped.name, stopped.state);
     Ok(ExitCode::from(code))
+}
+
+/// Ctrl-C from now on. tokio's `ctrl_c()` listens only once first polled, so a
+/// Ctrl-C while the workload starts (its server already answering) would kill the
+/// process instead of stopping the workload.
+fn interrupts() -> anyhow::Result<impl Future<Output = ()>> {
+    #[cfg(unix)]
+    {
+        let mut interrupts = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
+        Ok(async move {
+            interrupts.recv().await;
+        })
+    }
+    #[cfg(not(unix))]
+    {
+        Ok(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+    }
 }
 
 /// Prints state changes after `state` until the workload completes (0) or fails (1).
