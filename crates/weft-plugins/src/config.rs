@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use serde::{Deserialize, Serialize};
 use wasmtime::component::{ComponentType, Lift, Linker, Lower};
 use weft_runtime::interface::InterfaceName;
-use weft_runtime::plugin::{Binding, BoxFuture, ComponentIdentity, HostPlugin, PluginWorld};
+use weft_runtime::plugin::{Binding, BindingSettings, BoxFuture, ComponentIdentity, HostPlugin, PluginWorld};
 use weft_runtime::store::StoreState;
 
 pub const ID: &str = "config";
@@ -62,6 +62,15 @@ impl HostPlugin for ConfigPlugin {
     fn world(&self) -> PluginWorld {
         let store = |v: &str| InterfaceName::parse(&format!("wasi:config/store@{v}")).expect("valid name");
         PluginWorld { imports: vec![store("0.2.0-draft"), store("0.2.0-rc.1")], exports: Vec::new() }
+    }
+
+    fn validate(&self, settings: &BindingSettings) -> Result<(), String> {
+        match settings.config.iter().find(|(_, c)| !c.is_empty()) {
+            Some((interface, _)) => Err(format!(
+                "`{interface}` takes no settings: a component's values come from its own `config` in the manifest"
+            )),
+            None => Ok(()),
+        }
     }
 
     fn bind<'a>(&'a self, binding: &'a Binding) -> BoxFuture<'a, Result<(), String>> {

@@ -72,6 +72,10 @@ pub enum InvokeError {
     Instantiate { component: String, message: String },
     #[error("the workload is stopping")]
     Stopped,
+    /// A plugin took traffic for a workload still starting (which may yet be
+    /// rejected): nothing of a workload runs before it is `running`.
+    #[error("the workload is not running yet")]
+    NotStarted,
 }
 
 impl InvokeError {

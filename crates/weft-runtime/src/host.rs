@@ -1,7 +1,7 @@
 //! The host: runs workloads, behind the [`HostApi`] trait that the lattice later
 //! serves over NATS. Everything here works in-process, without any network.
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::component::CacheStats;
 use crate::engine::{AllocatorKind, Engine, EngineConfig};
-use crate::error::Rejection;
+use crate::error::{Problem, Rejection};
 use crate::manifest::WorkloadSpec;
 use crate::output::PrefixedStdio;
 use crate::plugin::{HostPlugin, PluginRegistry};
@@ -93,6 +93,9 @@ struct HostInner {
     started: Instant,
     cx: HostContext,
     workloads: Mutex<IndexMap<WorkloadId, Arc<RunningWorkload>>>,
+    /// `(namespace, name)` of every workload starting or running: a name names
+    /// one workload's data, so two at once would share it.
+    names: Mutex<HashSet<(String, String)>>,
     stopped: Mutex<VecDeque<WorkloadStatus>>,
     _scratch: Option<tempfile::TempDir>,
 }
@@ -123,6 +126,7 @@ impl Host {
                 started: Instant::now(),
                 cx: HostContext { engine, plugins, stdio: config.stdio, scratch_dir },
                 workloads: Mutex::default(),
+                names: Mutex::default(),
                 stopped: Mutex::default(),
                 _scratch: scratch,
             }),
@@ -191,12 +195,29 @@ impl HostApi for Host {
     async fn workload_start(&self, spec: WorkloadSpec) -> Result<WorkloadStatus, HostError> {
         let id = WorkloadId::new();
         let name = spec.name.clone();
-        let validated = workload::validate(&self.inner.cx, id.clone(), spec).await.inspect_err(|rejection| {
-            tracing::info!(workload = %name, "{rejection}");
-        })?;
-        let running = RunningWorkload::start(self.engine().clone(), &self.inner.cx.plugins, validated).await?;
+        let key = (spec.namespace.clone(), spec.name.clone());
+        if !self.inner.names.lock().unwrap().insert(key.clone()) {
+            let problem = Problem::new(
+                "manifest",
+                format!(
+                    "a workload named `{}` is already running in namespace `{}` on this host (stop it first)",
+                    key.1, key.0
+                ),
+            );
+            return Err(Rejection { workload: name, problems: vec![problem] }.into());
+        }
+        // Dropped half-way (the caller gave up), the name is released too.
+        let reservation = NameReservation { names: &self.inner.names, key: Some(key) };
+        let started = async {
+            let validated = workload::validate(&self.inner.cx, id.clone(), spec).await.inspect_err(|rejection| {
+                tracing::info!(workload = %name, "{rejection}");
+            })?;
+            Ok::<_, HostError>(RunningWorkload::start(self.engine().clone(), validated).await?)
+        };
+        let running = started.await?;
         tracing::info!(workload = %name, id = %id, "running");
         self.inner.workloads.lock().unwrap().insert(id, running.clone());
+        reservation.keep();
         Ok(running.status())
     }
 
@@ -214,12 +235,33 @@ impl HostApi for Host {
         };
         let status = workload.stop().await;
         self.inner.workloads.lock().unwrap().shift_remove(id);
+        self.inner.names.lock().unwrap().remove(&(workload.namespace.clone(), workload.name.clone()));
         let mut stopped = self.inner.stopped.lock().unwrap();
         if stopped.len() == STOPPED_KEPT {
             stopped.pop_front();
         }
         stopped.push_back(status.clone());
         Ok(status)
+    }
+}
+
+/// A workload name held while its workload starts; released unless kept.
+struct NameReservation<'a> {
+    names: &'a Mutex<HashSet<(String, String)>>,
+    key: Option<(String, String)>,
+}
+
+impl NameReservation<'_> {
+    fn keep(mut self) {
+        self.key = None;
+    }
+}
+
+impl Drop for NameReservation<'_> {
+    fn drop(&mut self) {
+        if let Some(key) = self.key.take() {
+            self.names.lock().unwrap().remove(&key);
+        }
     }
 }
 

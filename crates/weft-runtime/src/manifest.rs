@@ -196,10 +196,31 @@ impl Default for Backoff {
 }
 
 impl Backoff {
-    /// The pause before restart number `attempt` (1-based).
+    /// The pause before restart number `attempt` (1-based): `initial *
+    /// multiplier^(attempt-1)`, saturating at `max` however large the product
+    /// (a multiplier that is not a finite number ≥ 1 counts as 1; validation
+    /// refuses one).
     pub fn delay(&self, attempt: u32) -> std::time::Duration {
-        let factor = self.multiplier.max(1.0).powi(attempt.saturating_sub(1) as i32);
-        self.initial.mul_f64(factor).min(self.max)
+        let multiplier = if self.multiplier.is_finite() { self.multiplier.max(1.0) } else { 1.0 };
+        let exponent = i32::try_from(attempt.saturating_sub(1)).unwrap_or(i32::MAX);
+        let seconds = self.initial.as_secs_f64() * multiplier.powi(exponent);
+        match std::time::Duration::try_from_secs_f64(seconds) {
+            Ok(delay) => delay.min(self.max),
+            // Too large for a Duration (or NaN from 0 × ∞): the cap.
+            Err(_) => self.max,
+        }
+    }
+
+    /// What is wrong with the policy, if anything.
+    pub fn problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        if !(self.multiplier.is_finite() && self.multiplier >= 1.0) {
+            problems.push(format!("`multiplier` must be a finite number of at least 1, not {}", self.multiplier));
+        }
+        if self.initial > self.max {
+            problems.push("`initial` must not be longer than `max`".to_string());
+        }
+        problems
     }
 }
 
@@ -333,6 +354,24 @@ fn field_path(path: &serde_ignored::Path<'_>) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn backoff_saturates_at_max() {
+        use std::time::Duration;
+        let huge = super::Backoff { multiplier: 1e10, ..Default::default() };
+        for attempt in [1, 2, 3, 4, 68, 1000, u32::MAX] {
+            assert!(huge.delay(attempt) <= huge.max, "attempt {attempt}");
+        }
+        assert_eq!(huge.delay(4), huge.max);
+        let default = super::Backoff::default();
+        assert_eq!(default.delay(1), Duration::from_millis(100));
+        assert_eq!(default.delay(2), Duration::from_millis(200));
+        assert_eq!(default.delay(69), default.max);
+        let odd = super::Backoff { multiplier: f64::INFINITY, initial: Duration::ZERO, ..Default::default() };
+        assert_eq!(odd.delay(5), Duration::ZERO);
+        assert!(!odd.problems().is_empty());
+        assert!(super::Backoff { multiplier: f64::NAN, ..Default::default() }.problems().len() == 1);
+    }
+
     use super::*;
 
     const EXAMPLE: &str = r#"

@@ -10,6 +10,8 @@
 //!
 //! * [`HostPlugin::start`] when the host starts, [`HostPlugin::stop`] when it shuts
 //!   down (a server plugin listens in between);
+//! * [`HostPlugin::validate`] while a workload is validated, with the settings
+//!   it gives the plugin for each component the plugin would be bound to;
 //! * [`HostPlugin::bind`] for every component of a starting workload that imports
 //!   one of the plugin's interfaces, exports one it drives, or is named by a
 //!   `hostInterfaces` entry for it; a plugin may refuse, which rejects the workload
@@ -51,11 +53,11 @@ pub struct ComponentIdentity {
     pub component: Arc<str>,
 }
 
-/// A component of a starting workload that uses a plugin.
-pub struct Binding {
+/// What a workload asks of a plugin for one of its components: checked by
+/// [`HostPlugin::validate`] while the workload is validated, then bound.
+#[derive(Debug, Clone)]
+pub struct BindingSettings {
     pub identity: ComponentIdentity,
-    /// The running workload, to call the component (an HTTP request, a message).
-    pub workload: Arc<RunningWorkload>,
     /// The plugin's interfaces the component imports.
     pub imports: Vec<String>,
     /// The plugin's interfaces the component exports.
@@ -67,11 +69,27 @@ pub struct Binding {
     pub component_config: IndexMap<String, String>,
 }
 
-impl Binding {
+impl BindingSettings {
     /// The settings for an interface (semver-compatible), if the manifest gave any.
     pub fn config_for(&self, interface: &str) -> Option<&IndexMap<String, serde_json::Value>> {
         let wanted = ItemName::parse(interface);
         self.config.iter().find(|(i, _)| ItemName::parse(i).satisfies(&wanted)).map(|(_, c)| c)
+    }
+}
+
+/// A component of a starting workload that uses a plugin: its settings (which
+/// the plugin's `validate` accepted) and the workload, to call the component.
+pub struct Binding {
+    pub settings: BindingSettings,
+    /// The running workload, to call the component (an HTTP request, a message).
+    pub workload: Arc<RunningWorkload>,
+}
+
+impl std::ops::Deref for Binding {
+    type Target = BindingSettings;
+
+    fn deref(&self) -> &BindingSettings {
+        &self.settings
     }
 }
 
@@ -91,8 +109,18 @@ pub trait HostPlugin: Send + Sync + 'static {
         Box::pin(async {})
     }
 
+    /// Whether the plugin accepts what a workload asks of it for one component;
+    /// called while the workload is validated (so `weft inspect` and
+    /// `Host::validate` refuse what starting would), every refusal listed. Check
+    /// everything that can be checked without the running workload here.
+    fn validate(&self, settings: &BindingSettings) -> Result<(), String> {
+        let _ = settings;
+        Ok(())
+    }
+
     /// A component of a starting workload uses the plugin. An error rejects the
-    /// workload, with the message as the reason.
+    /// workload, with the message as the reason (for what `validate` could not
+    /// know, such as a server that is down).
     fn bind<'a>(&'a self, binding: &'a Binding) -> BoxFuture<'a, Result<(), String>> {
         let _ = binding;
         Box::pin(async { Ok(()) })

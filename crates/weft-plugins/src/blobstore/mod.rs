@@ -7,8 +7,9 @@
 //! Values stream both ways: an outgoing value is written through a WASI output
 //! stream into a staging file of the host, and handed to the backend when
 //! finished; an incoming value is read through a WASI input stream from the
-//! backend. Containers are scoped per workload (`<namespace>.<workload>.<name>`)
-//! unless a `hostInterfaces` entry shares them (`sharedContainers: [names]`).
+//! backend. Containers are scoped per workload (`<namespace>.<workload>.<name>`,
+//! [`crate::scope`]); the names a `hostInterfaces` entry lists under
+//! `sharedContainers` open in the namespace's shared scope (`<namespace>.<name>`).
 
 mod filesystem;
 mod memory;
@@ -26,8 +27,10 @@ use wasmtime::component::{HasData, Linker, Resource, ResourceTable};
 use wasmtime_wasi::p2::pipe::AsyncReadStream;
 use wasmtime_wasi::p2::{DynInputStream, DynOutputStream, OutputStream, Pollable, StreamError, StreamResult};
 use weft_runtime::interface::{InterfaceName, ItemName};
-use weft_runtime::plugin::{Binding, BoxFuture, ComponentIdentity, HostPlugin, PluginWorld};
+use weft_runtime::plugin::{Binding, BindingSettings, BoxFuture, ComponentIdentity, HostPlugin, PluginWorld};
 use weft_runtime::store::StoreState;
+
+use crate::scope::Scope;
 
 pub const ID: &str = "blobstore";
 
@@ -99,7 +102,8 @@ pub struct BlobstorePlugin {
     backend: Arc<dyn Backend>,
     /// Where outgoing values are staged.
     staging: tempfile::TempDir,
-    shared: Mutex<HashMap<ComponentIdentity, Vec<String>>>,
+    /// Where each bound component's containers live.
+    scopes: Mutex<HashMap<ComponentIdentity, Arc<Scope>>>,
 }
 
 impl BlobstorePlugin {
@@ -110,7 +114,7 @@ impl BlobstorePlugin {
             Settings::Nats { url } => Arc::new(nats::Nats::connect(url).await?),
         };
         let staging = tempfile::Builder::new().prefix("weft-blobstore-").tempdir()?;
-        Ok(BlobstorePlugin { backend, staging, shared: Mutex::default() })
+        Ok(BlobstorePlugin { backend, staging, scopes: Mutex::default() })
     }
 }
 
@@ -124,37 +128,21 @@ impl HostPlugin for BlobstorePlugin {
         PluginWorld { imports: vec![name("types"), name("container"), name("blobstore")], exports: Vec::new() }
     }
 
+    fn validate(&self, settings: &BindingSettings) -> Result<(), String> {
+        Scope::from_settings(settings, "sharedContainers").map(drop)
+    }
+
     fn bind<'a>(&'a self, binding: &'a Binding) -> BoxFuture<'a, Result<(), String>> {
         Box::pin(async move {
-            let mut shared = Vec::new();
-            for (interface, config) in &binding.config {
-                for (key, value) in config {
-                    match (key.as_str(), value.as_array()) {
-                        ("sharedContainers", Some(names)) => {
-                            for name in names {
-                                shared.push(
-                                    name.as_str()
-                                        .ok_or(format!("`{interface}`: container names are strings"))?
-                                        .to_string(),
-                                );
-                            }
-                        }
-                        (other, _) => {
-                            return Err(format!(
-                                "`{interface}`: unknown setting `{other}` (expected `sharedContainers`, a list)"
-                            ));
-                        }
-                    }
-                }
-            }
-            self.shared.lock().unwrap().insert(binding.identity.clone(), shared);
+            let scope = Arc::new(Scope::from_settings(binding, "sharedContainers")?);
+            self.scopes.lock().unwrap().insert(binding.identity.clone(), scope);
             Ok(())
         })
     }
 
     fn unbind<'a>(&'a self, identity: &'a ComponentIdentity) -> BoxFuture<'a, ()> {
         Box::pin(async move {
-            self.shared.lock().unwrap().remove(identity);
+            self.scopes.lock().unwrap().remove(identity);
         })
     }
 
@@ -245,27 +233,23 @@ pub struct View<'a> {
     table: &'a mut ResourceTable,
     backend: Arc<dyn Backend>,
     staging: PathBuf,
-    caller: ComponentIdentity,
-    shared: Vec<String>,
+    scope: Arc<Scope>,
 }
 
 fn view(state: &mut StoreState) -> View<'_> {
     let plugin = state.plugin::<BlobstorePlugin>(ID).expect("the blobstore plugin is loaded");
-    let caller = state.caller().clone();
-    let shared = plugin.shared.lock().unwrap().get(&caller).cloned().unwrap_or_default();
+    // A caller not bound (its workload is stopping) still reaches only its own data.
+    let scope = plugin.scopes.lock().unwrap().get(state.caller()).cloned();
+    let scope = scope.unwrap_or_else(|| Arc::new(Scope::new(state.caller(), Vec::new())));
     let (backend, staging) = (plugin.backend.clone(), plugin.staging.path().to_path_buf());
-    View { table: state.table(), backend, staging, caller, shared }
+    View { table: state.table(), backend, staging, scope }
 }
 
 type Wasm<T> = wasmtime::Result<Result<T, String>>;
 
 impl View<'_> {
     fn scoped(&self, container: &str) -> String {
-        if self.shared.iter().any(|c| c == container) {
-            container.to_string()
-        } else {
-            format!("{}.{}.{container}", self.caller.namespace, self.caller.workload)
-        }
+        self.scope.backend_name(container)
     }
 
     fn open(&mut self, name: String) -> wasmtime::Result<Resource<ContainerHandle>> {

@@ -3,8 +3,10 @@
 //! JetStream key-value buckets, Redis.
 //!
 //! Buckets are scoped per workload: `open("carts")` in workload `shop` of namespace
-//! `prod` opens the backend bucket `prod.shop.carts`. A manifest shares a bucket
-//! across workloads by naming it:
+//! `prod` opens the backend bucket `prod.shop.carts` ([`crate::scope`]), and
+//! `open("")` the workload's default bucket. A workload opens a bucket of its
+//! namespace's shared scope (`prod.carts`, which no workload's own bucket can be)
+//! by naming it:
 //!
 //! ```yaml
 //! hostInterfaces:
@@ -27,8 +29,10 @@ use futures_util::{StreamExt, TryStreamExt, stream};
 use serde::{Deserialize, Serialize};
 use wasmtime::component::{HasData, Linker, Resource, ResourceTable};
 use weft_runtime::interface::{InterfaceName, ItemName};
-use weft_runtime::plugin::{Binding, BoxFuture, ComponentIdentity, HostPlugin, PluginWorld};
+use weft_runtime::plugin::{Binding, BindingSettings, BoxFuture, ComponentIdentity, HostPlugin, PluginWorld};
 use weft_runtime::store::StoreState;
+
+use crate::scope::Scope;
 
 pub const ID: &str = "keyvalue";
 
@@ -135,8 +139,8 @@ pub(crate) fn counter(value: Option<&[u8]>) -> KvResult<u64> {
 
 pub struct KeyValuePlugin {
     backend: Arc<dyn Backend>,
-    /// Buckets each bound component may open unscoped.
-    shared: Mutex<HashMap<ComponentIdentity, Vec<String>>>,
+    /// Where each bound component's buckets live.
+    scopes: Mutex<HashMap<ComponentIdentity, Arc<Scope>>>,
 }
 
 /// An open bucket: the backend's name for it.
@@ -155,7 +159,7 @@ impl KeyValuePlugin {
             Settings::Nats { url } => Arc::new(nats::Nats::connect(url).await?),
             Settings::Redis { url } => Arc::new(redis::Redis::connect(url).await?),
         };
-        Ok(KeyValuePlugin { backend, shared: Mutex::default() })
+        Ok(KeyValuePlugin { backend, scopes: Mutex::default() })
     }
 }
 
@@ -169,37 +173,21 @@ impl HostPlugin for KeyValuePlugin {
         PluginWorld { imports: vec![name("store"), name("atomics"), name("batch")], exports: Vec::new() }
     }
 
+    fn validate(&self, settings: &BindingSettings) -> Result<(), String> {
+        Scope::from_settings(settings, "sharedBuckets").map(drop)
+    }
+
     fn bind<'a>(&'a self, binding: &'a Binding) -> BoxFuture<'a, Result<(), String>> {
         Box::pin(async move {
-            let mut shared = Vec::new();
-            for (interface, config) in &binding.config {
-                let subject = format!("hostInterfaces `{interface}`");
-                for (key, value) in config {
-                    match (key.as_str(), value.as_array()) {
-                        ("sharedBuckets", Some(names)) => {
-                            for name in names {
-                                shared.push(
-                                    name.as_str().ok_or(format!("{subject}: bucket names are strings"))?.to_string(),
-                                );
-                            }
-                        }
-                        ("sharedBuckets", None) => {
-                            return Err(format!("{subject}: `sharedBuckets` is a list of names"));
-                        }
-                        (other, _) => {
-                            return Err(format!("{subject}: unknown setting `{other}` (expected `sharedBuckets`)"));
-                        }
-                    }
-                }
-            }
-            self.shared.lock().unwrap().insert(binding.identity.clone(), shared);
+            let scope = Arc::new(Scope::from_settings(binding, "sharedBuckets")?);
+            self.scopes.lock().unwrap().insert(binding.identity.clone(), scope);
             Ok(())
         })
     }
 
     fn unbind<'a>(&'a self, identity: &'a ComponentIdentity) -> BoxFuture<'a, ()> {
         Box::pin(async move {
-            self.shared.lock().unwrap().remove(identity);
+            self.scopes.lock().unwrap().remove(identity);
         })
     }
 
@@ -220,13 +208,12 @@ impl HostPlugin for KeyValuePlugin {
     }
 }
 
-/// What the host functions work with: the store's table, the backend, and the
-/// buckets the calling component may open unscoped.
+/// What the host functions work with: the store's table, the backend, and where
+/// the calling component's buckets live.
 pub struct View<'a> {
     table: &'a mut ResourceTable,
     plugin: Arc<dyn Backend>,
-    caller: ComponentIdentity,
-    shared: Vec<String>,
+    scope: Arc<Scope>,
 }
 
 struct Kv;
@@ -237,25 +224,16 @@ impl HasData for Kv {
 
 fn view(state: &mut StoreState) -> View<'_> {
     let plugin = state.plugin::<KeyValuePlugin>(ID).expect("the keyvalue plugin is loaded");
-    let caller = state.caller().clone();
-    let shared = plugin.shared.lock().unwrap().get(&caller).cloned().unwrap_or_default();
+    // A caller not bound (its workload is stopping) still reaches only its own data.
+    let scope = plugin.scopes.lock().unwrap().get(state.caller()).cloned();
+    let scope = scope.unwrap_or_else(|| Arc::new(Scope::new(state.caller(), Vec::new())));
     let backend = plugin.backend.clone();
-    View { table: state.table(), plugin: backend, caller, shared }
+    View { table: state.table(), plugin: backend, scope }
 }
 
 type Wasm<T> = wasmtime::Result<Result<T, store::Error>>;
 
 impl View<'_> {
-    /// The backend's name for a bucket the caller opens: scoped to its workload
-    /// unless the manifest shares it.
-    fn backend_name(&self, identifier: &str) -> String {
-        if self.shared.iter().any(|b| b == identifier) {
-            identifier.to_string()
-        } else {
-            format!("{}.{}.{identifier}", self.caller.namespace, self.caller.workload)
-        }
-    }
-
     fn bucket(&self, bucket: &Resource<Bucket>) -> wasmtime::Result<String> {
         Ok(self.table.get(bucket)?.name.clone())
     }
@@ -281,10 +259,7 @@ macro_rules! guest_try {
 
 impl store::Host for View<'_> {
     async fn open(&mut self, identifier: String) -> Wasm<Resource<Bucket>> {
-        if identifier.is_empty() {
-            return Ok(Err(store::Error::NoSuchStore));
-        }
-        let name = self.backend_name(&identifier);
+        let name = self.scope.backend_name(&identifier);
         Ok(Ok(self.table.push(Bucket { name })?))
     }
 }

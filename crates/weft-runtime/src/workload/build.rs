@@ -253,7 +253,7 @@ impl<'a> Builder<'a> {
             engine.cache().load_keyed(key, || composite.encode())
         })
         .await
-        .expect("composing does not panic")
+        .unwrap_or_else(|e| Err(format!("composing failed: {e}")))
         .map_err(Failure::Unfusable)?;
 
         let mut linker = self.base_linker(&name)?;

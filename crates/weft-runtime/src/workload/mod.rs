@@ -3,6 +3,7 @@
 //! [`ValidatedWorkload`] (compiled, every import resolved and linked, or rejected
 //! whole) → [`RunningWorkload`] (status, invoke, stop).
 
+mod bindings;
 mod build;
 pub(crate) mod instance;
 pub mod plan;

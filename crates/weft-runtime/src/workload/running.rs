@@ -4,22 +4,21 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use indexmap::IndexMap;
 use tokio::sync::{OwnedSemaphorePermit, watch};
 use tokio::task::JoinHandle;
 use wasmtime::Store;
 use wasmtime::component::{ComponentNamedList, Func, Instance, Lift, Lower, TypedFunc, Val};
 
+use super::bindings::PlannedBinding;
 use super::instance::{WorkloadComponent, classify};
 use super::service::{ServiceStatus, supervise};
 use super::validate::ValidatedWorkload;
 use super::volumes::{self, Volume};
-use super::{ComponentStatus, LinkPlan, Provider, WorkloadId, WorkloadState, WorkloadStatus};
+use super::{ComponentStatus, LinkPlan, WorkloadId, WorkloadState, WorkloadStatus};
 use crate::engine::Engine;
 use crate::error::{InvokeError, Problem, Rejection};
-use crate::interface::ItemName;
-use crate::manifest::{RestartPolicy, WorkloadSpec};
-use crate::plugin::{Binding, ComponentIdentity, HostPlugin, PluginRegistry};
+use crate::manifest::RestartPolicy;
+use crate::plugin::{Binding, ComponentIdentity, HostPlugin};
 use crate::store::StoreState;
 
 /// The part of a workload's status that changes over its life.
@@ -33,7 +32,7 @@ pub(crate) struct Lifecycle {
 pub struct RunningWorkload {
     id: WorkloadId,
     pub(crate) name: String,
-    namespace: String,
+    pub(crate) namespace: String,
     engine: Arc<Engine>,
     pub(crate) components: Vec<Arc<WorkloadComponent>>,
     service: Option<(usize, RestartPolicy)>,
@@ -44,6 +43,9 @@ pub struct RunningWorkload {
     /// Set once in-flight invocations had their grace period: running guests are
     /// interrupted at their next epoch tick.
     interrupt: Arc<AtomicBool>,
+    /// Set last when stopping: calls still in flight (blocked in a host call, which
+    /// an interrupt does not reach) are dropped.
+    cancel: watch::Sender<bool>,
     pub(crate) started: Instant,
     lifecycle: watch::Sender<Lifecycle>,
     service_task: Mutex<Option<JoinHandle<()>>>,
@@ -64,22 +66,33 @@ pub struct Invocation {
     clean: bool,
     /// When the component's `timeout` runs out for this invocation.
     deadline: Option<Instant>,
+    cancelled: watch::Receiver<bool>,
     _slot: OwnedSemaphorePermit,
 }
 
-/// Runs a call into `component` until it ends or `deadline` passes. Past the
-/// deadline the call's future is dropped, which Wasmtime allows at any await
-/// point; the store it ran in must not serve again.
+/// Runs a call into `component` until it ends, `deadline` passes or the workload
+/// cancels what is in flight. Then the call's future is dropped, which Wasmtime
+/// allows at any await point; the store it ran in must not serve again.
 async fn before_deadline<T>(
     component: &WorkloadComponent,
     deadline: Option<Instant>,
+    mut cancelled: watch::Receiver<bool>,
     call: impl Future<Output = wasmtime::Result<T>>,
 ) -> Result<wasmtime::Result<T>, InvokeError> {
-    let Some(deadline) = deadline else { return Ok(call.await) };
-    tokio::time::timeout_at(deadline.into(), call).await.map_err(|_| InvokeError::DeadlineExceeded {
-        component: component.name.clone(),
-        limit: component.limits.timeout.unwrap_or_default(),
-    })
+    let timeout = async {
+        match deadline {
+            Some(deadline) => tokio::time::sleep_until(deadline.into()).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        outcome = call => Ok(outcome),
+        () = timeout => Err(InvokeError::DeadlineExceeded {
+            component: component.name.clone(),
+            limit: component.limits.timeout.unwrap_or_default(),
+        }),
+        _ = cancelled.wait_for(|c| *c) => Err(InvokeError::Stopped),
+    }
 }
 
 impl Invocation {
@@ -87,11 +100,12 @@ impl Invocation {
     /// call gets the component's full CPU time limit.
     pub async fn call(&mut self, function: &str, params: &[Val]) -> Result<Vec<Val>, InvokeError> {
         let func = self.func(function)?;
-        let (component, deadline) = (self.component.clone(), self.deadline);
+        let (component, deadline, cancelled) = (self.component.clone(), self.deadline, self.cancelled.clone());
         let store = self.store();
         let mut results = vec![Val::Bool(false); func.ty(&*store).results().len()];
         store.data_mut().enter(component.index, None);
-        let outcome = before_deadline(&component, deadline, func.call_async(&mut *store, params, &mut results)).await;
+        let call = func.call_async(&mut *store, params, &mut results);
+        let outcome = before_deadline(&component, deadline, cancelled, call).await;
         self.settle(outcome).map(|()| results)
     }
 
@@ -102,10 +116,10 @@ impl Invocation {
         P: ComponentNamedList + Lower + Send + Sync + 'static,
         R: ComponentNamedList + Lift + Send + Sync + 'static,
     {
-        let (component, deadline) = (self.component.clone(), self.deadline);
+        let (component, deadline, cancelled) = (self.component.clone(), self.deadline, self.cancelled.clone());
         let store = self.store();
         store.data_mut().enter(component.index, None);
-        let outcome = before_deadline(&component, deadline, func.call_async(&mut *store, params)).await;
+        let outcome = before_deadline(&component, deadline, cancelled, func.call_async(&mut *store, params)).await;
         self.settle(outcome)
     }
 
@@ -166,16 +180,14 @@ impl RunningWorkload {
     /// use (any of which may refuse it), and starts its service.
     pub(crate) async fn start(
         engine: Arc<Engine>,
-        plugins: &PluginRegistry,
         validated: ValidatedWorkload,
     ) -> Result<Arc<RunningWorkload>, Rejection> {
-        let ValidatedWorkload { id, spec, components, service, volumes, plan } = validated;
+        let ValidatedWorkload { id, spec, components, service, volumes, plan, bindings } = validated;
         let reject = |problem| Rejection { workload: spec.name.clone(), problems: vec![problem] };
         volumes::create(&volumes).map_err(|e| reject(Problem::new("volumes", e.to_string())))?;
         let service_status = service
             .as_ref()
             .map(|(index, _)| ServiceStatus { component: components[*index].name.to_string(), ..Default::default() });
-        let bindings = plan_bindings(plugins, &spec, &components, &plan);
         let workload = Arc::new(RunningWorkload {
             id,
             name: spec.name.clone(),
@@ -187,6 +199,7 @@ impl RunningWorkload {
             volumes,
             stopping: AtomicBool::new(false),
             interrupt: Arc::new(AtomicBool::new(false)),
+            cancel: watch::Sender::new(false),
             started: Instant::now(),
             lifecycle: watch::Sender::new(Lifecycle {
                 state: WorkloadState::Starting,
@@ -198,16 +211,10 @@ impl RunningWorkload {
         });
         // Every plugin is asked, so that a rejection lists every refusal at once.
         let mut refusals = Vec::new();
-        for PlannedBinding { plugin, component, imports, exports, config } in bindings {
-            let identity = workload.components[component].identity.clone();
-            let component_config = spec
-                .all_components()
-                .find(|c| *c.name == *identity.component)
-                .map(|c| c.config.clone())
-                .unwrap_or_default();
-            let binding = Binding { identity, workload: workload.clone(), imports, exports, config, component_config };
+        for PlannedBinding { plugin, settings } in bindings {
+            let binding = Binding { settings, workload: workload.clone() };
             match plugin.bind(&binding).await {
-                Ok(()) => workload.bound.lock().await.push((plugin, binding.identity)),
+                Ok(()) => workload.bound.lock().await.push((plugin, binding.settings.identity)),
                 Err(reason) => {
                     // Bindings still to come may take traffic before they are undone:
                     // turn it away, as for a workload that is stopping.
@@ -226,7 +233,7 @@ impl RunningWorkload {
         }
         workload.update(|l| l.state = WorkloadState::Running);
         if let Some((index, policy)) = workload.service.clone() {
-            let task = tokio::spawn(supervise(workload.clone(), index, policy));
+            let task = tokio::spawn(watch_supervisor(workload.clone(), index, policy));
             *workload.service_task.lock().unwrap() = Some(task);
         }
         Ok(workload)
@@ -306,7 +313,8 @@ impl RunningWorkload {
             Some(idle) => idle,
             None => c.instantiate(&self.engine, self.interrupt.clone()).await?,
         };
-        Ok(Invocation { component: c.clone(), live: Some(live), clean: true, deadline, _slot: slot })
+        let cancelled = self.cancel.subscribe();
+        Ok(Invocation { component: c.clone(), live: Some(live), clean: true, deadline, cancelled, _slot: slot })
     }
 
     /// Runs a component's `wasi:cli/run` export once, within its limits. An exit
@@ -324,7 +332,7 @@ impl RunningWorkload {
         let run = instance.get_typed_func::<(), (Result<(), ()>,)>(&mut store, func).map_err(|e| {
             InvokeError::NoSuchFunction { component: c.name.to_string(), function: format!("{RUN}: {e}") }
         })?;
-        match before_deadline(c, deadline, run.call_async(&mut store, ())).await? {
+        match before_deadline(c, deadline, self.cancel.subscribe(), run.call_async(&mut store, ())).await? {
             Ok((Ok(()),)) => Ok(()),
             Ok((Err(()),)) => Err(InvokeError::RunFailed { component: c.name.to_string() }),
             Err(e) => match classify(c, e, store.data()) {
@@ -342,6 +350,9 @@ impl RunningWorkload {
         if self.is_stopping() {
             return Err(InvokeError::Stopped);
         }
+        if self.state() == WorkloadState::Starting {
+            return Err(InvokeError::NotStarted);
+        }
         c.gate.enter().await.map_err(|busy| InvokeError::Busy { component: c.name.to_string(), busy })
     }
 
@@ -353,9 +364,11 @@ impl RunningWorkload {
         self.lifecycle.send_modify(f);
     }
 
-    /// Unbinds the plugins (no new requests arrive), stops the service, gives
-    /// invocations in flight a grace period and then interrupts them, deletes the
-    /// emptyDirs, and returns the final status.
+    /// Stops admitting (plugins unbound, new invocations refused), stops the
+    /// service, gives invocations in flight a grace period, then interrupts them
+    /// (guests running code) and cancels them (guests blocked in host calls),
+    /// and only once none is left deletes the emptyDirs. Returns the final status;
+    /// its message says what had to be cut short.
     pub(crate) async fn stop(&self) -> WorkloadStatus {
         if self.stopping.swap(true, Ordering::SeqCst) {
             self.wait_for(|s| s == WorkloadState::Stopped).await;
@@ -376,17 +389,30 @@ impl RunningWorkload {
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
         };
+        let in_flight = || self.components.iter().map(|c| c.gate.in_use()).sum::<u32>();
         drained(Self::GRACE).await;
-        // What is still running is interrupted at its next tick.
+        let cut_short = in_flight();
+        // What is still running is interrupted at its next tick, and what waits in
+        // a host call is dropped at its next poll.
         self.interrupt.store(true, Ordering::SeqCst);
-        drained(Duration::from_secs(1)).await;
+        self.cancel.send_replace(true);
+        drained(Self::CANCEL_GRACE).await;
         for c in &self.components {
             c.drop_idle();
         }
-        volumes::remove(&self.volumes);
+        let left = in_flight();
+        let message = if left == 0 {
+            volumes::remove(&self.volumes);
+            (cut_short > 0).then(|| format!("{cut_short} invocation(s) in flight were cancelled"))
+        } else {
+            // Something holds an invocation outside any call (a plugin streaming a
+            // body): its volumes stay rather than vanish under it.
+            tracing::warn!(workload = %self.name, "{left} invocation(s) still held after stopping; emptyDirs kept");
+            Some(format!("{left} invocation(s) were still held when the workload stopped; its emptyDirs were kept"))
+        };
         self.update(|l| {
             l.state = WorkloadState::Stopped;
-            l.message = None;
+            l.message = message;
         });
         tracing::info!(workload = %self.name, id = %self.id, "stopped");
         self.status()
@@ -394,72 +420,35 @@ impl RunningWorkload {
 
     /// How long invocations in flight may finish on their own when the workload stops.
     const GRACE: Duration = Duration::from_millis(500);
+    /// How long cancelled invocations have to let go of their slots.
+    const CANCEL_GRACE: Duration = Duration::from_secs(1);
 }
 
-/// A plugin to bind to a component of a starting workload.
-struct PlannedBinding {
-    plugin: Arc<dyn HostPlugin>,
-    component: usize,
-    imports: Vec<String>,
-    exports: Vec<String>,
-    config: Vec<(String, IndexMap<String, serde_json::Value>)>,
-}
-
-/// Which plugins each component is bound to: those serving its imports, those
-/// driving exports a `hostInterfaces` entry asks them to (so a server plugin
-/// drives only what it was asked to), and those an entry naming the component
-/// addresses. An entry naming no component configures every component bound.
-fn plan_bindings(
-    plugins: &PluginRegistry,
-    spec: &WorkloadSpec,
-    components: &[Arc<WorkloadComponent>],
-    plan: &LinkPlan,
-) -> Vec<PlannedBinding> {
-    let mut out = Vec::new();
-    for c in components {
-        let engine = c.component.engine();
-        let exports: Vec<String> = c.component.component_type().exports(engine).map(|(n, _)| n.to_string()).collect();
-        // Entries for this component, and whether each names it (an entry naming no
-        // component applies to every component that uses the plugin anyway).
-        let asked: Vec<(String, IndexMap<String, serde_json::Value>, bool)> = spec
-            .host_interfaces
-            .iter()
-            .filter(|hi| hi.component.as_deref().is_none_or(|t| t == &*c.name))
-            .map(|hi| (hi.interface.clone(), hi.config.clone(), hi.component.is_some()))
-            .collect();
-        for plugin in plugins.all() {
-            let world = plugin.world();
-            let in_world = |name: &str| {
-                let item = ItemName::parse(name);
-                let Some(i) = item.as_interface() else { return false };
-                world.imports.iter().chain(&world.exports).any(|w| w.satisfies(i) || i.satisfies(w))
-            };
-            let imports: Vec<String> = plan
-                .imports_of(&c.name)
-                .iter()
-                .filter(|l| matches!(&l.provider, Provider::Plugin { plugin: p } if p == plugin.id()))
-                .map(|l| l.import.clone())
-                .collect();
-            let entries: Vec<_> = asked.iter().filter(|(i, _, _)| in_world(i)).collect();
-            let named = entries.iter().any(|(_, _, named)| *named);
-            let config: Vec<_> = entries.into_iter().map(|(i, c, _)| (i.clone(), c.clone())).collect();
-            let driven: Vec<String> = exports
-                .iter()
-                .filter(|e| {
-                    in_world(e) && config.iter().any(|(i, _)| ItemName::parse(i).satisfies(&ItemName::parse(e)))
-                })
-                .cloned()
-                .collect();
-            if !imports.is_empty() || !driven.is_empty() || named {
-                out.push(PlannedBinding {
-                    plugin: plugin.clone(),
-                    component: c.index,
-                    imports,
-                    exports: driven,
-                    config,
-                });
-            }
+/// Runs the supervisor as a task of its own and turns its failure (a panic: a bug
+/// of weft's) into a `failed` workload with the cause, instead of a status that
+/// says `running` while nothing supervises. Aborting this task aborts both.
+async fn watch_supervisor(workload: Arc<RunningWorkload>, index: usize, policy: RestartPolicy) {
+    struct AbortOnDrop(JoinHandle<()>);
+    impl Drop for AbortOnDrop {
+        fn drop(&mut self) {
+            self.0.abort();
         }
     }
-    out
+    let mut supervisor = AbortOnDrop(tokio::spawn(supervise(workload.clone(), index, policy)));
+    let Err(e) = (&mut supervisor.0).await else { return };
+    if !e.is_panic() {
+        return;
+    }
+    let panic = e.into_panic();
+    let cause = panic.downcast_ref::<&str>().copied().or(panic.downcast_ref::<String>().map(String::as_str));
+    let message = format!(
+        "the supervisor of service `{}` failed: {}",
+        workload.components[index].name,
+        cause.unwrap_or("(no message)")
+    );
+    tracing::error!(workload = %workload.name, "{message}");
+    workload.update(|l| {
+        l.state = WorkloadState::Failed;
+        l.message = Some(message);
+    });
 }

@@ -6,6 +6,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use super::bindings::{self, PlannedBinding};
 use super::build::{Builder, Loaded, Prepared};
 use super::instance::WorkloadComponent;
 use super::plan::{self, LinkPlan, Provider, Surface};
@@ -28,6 +29,8 @@ pub struct ValidatedWorkload {
     pub(crate) service: Option<(usize, RestartPolicy)>,
     pub(crate) volumes: Vec<Volume>,
     pub plan: LinkPlan,
+    /// The plugins to bind when it starts, each of which accepted its settings.
+    pub(crate) bindings: Vec<PlannedBinding>,
 }
 
 const RUN_EXPORT: &str = "wasi:cli/run@0.2.0";
@@ -44,6 +47,11 @@ pub(crate) async fn validate(
         .collect();
     if spec.name.trim().is_empty() {
         problems.push(Problem::new("manifest", "`name` is missing or empty"));
+    } else if !is_identifier(&spec.name) {
+        problems.push(Problem::new("manifest", format!("`name`: {IDENTIFIER_RULE}")));
+    }
+    if !is_identifier(&spec.namespace) {
+        problems.push(Problem::new("manifest", format!("`namespace`: {IDENTIFIER_RULE}")));
     }
     let entries: Vec<(&ComponentSpec, bool)> =
         spec.components.iter().map(|c| (c, false)).chain(spec.service.iter().map(|s| (s, true))).collect();
@@ -62,9 +70,13 @@ pub(crate) async fn validate(
     let sources: Vec<Result<PathBuf, String>> = entries.iter().map(|(c, _)| source_path(&spec, c)).collect();
     let engine = cx.engine.clone();
     let loaded: Vec<Result<Loaded, String>> =
-        tokio::task::spawn_blocking(move || sources.into_iter().map(|source| load(&engine, source?)).collect())
+        match tokio::task::spawn_blocking(move || sources.into_iter().map(|source| load(&engine, source?)).collect())
             .await
-            .expect("component loading does not panic");
+        {
+            Ok(loaded) => loaded,
+            // A panic in the parser or compiler (a bug) rejects the workload, not the host.
+            Err(e) => (0..entries.len()).map(|_| Err(format!("loading the components failed: {e}"))).collect(),
+        };
     for ((c, is_service), loaded) in entries.iter().zip(&loaded) {
         match loaded {
             Err(message) => problems.push(Problem::new(format!("component `{}`", c.name), message.clone())),
@@ -112,15 +124,15 @@ pub(crate) async fn validate(
         return Err(reject(problems));
     }
 
+    let components: Vec<_> = built.into_iter().map(|c| c.expect("every component was linked")).collect();
+    let bindings = bindings::plan(&cx.plugins, &spec, &components, &plan);
+    bindings::check(&bindings, &mut problems);
+    if !problems.is_empty() {
+        return Err(reject(problems));
+    }
+
     let service = spec.service.as_ref().map(|s| (entries.len() - 1, s.restart.clone().unwrap_or_default()));
-    Ok(ValidatedWorkload {
-        id,
-        components: built.into_iter().map(|c| c.expect("every component was linked")).collect(),
-        service,
-        volumes,
-        plan,
-        spec,
-    })
+    Ok(ValidatedWorkload { id, components, service, volumes, plan, spec, bindings })
 }
 
 /// Every component link joins an import and an export of matching types.
@@ -163,10 +175,8 @@ fn check_link_types(
 fn check_names(entries: &[(&ComponentSpec, bool)], problems: &mut Vec<Problem>) {
     for (i, (c, _)) in entries.iter().enumerate() {
         let subject = format!("component `{}`", c.name);
-        let valid =
-            !c.name.is_empty() && c.name.chars().all(|ch| ch.is_ascii_alphanumeric() || matches!(ch, '-' | '_' | '.'));
-        if !valid {
-            problems.push(Problem::new(&subject, "the name must be non-empty ASCII letters, digits, `-`, `_` or `.`"));
+        if !is_identifier(&c.name) {
+            problems.push(Problem::new(&subject, format!("the name: {IDENTIFIER_RULE}")));
         } else if c.name == "runtime" {
             problems.push(Problem::new(&subject, "`runtime` is reserved (links use it to name the built-in WASI)"));
         }
@@ -177,6 +187,9 @@ fn check_names(entries: &[(&ComponentSpec, bool)], problems: &mut Vec<Problem>) 
     for (c, is_service) in entries {
         if !is_service && c.restart.is_some() {
             problems.push(Problem::new(format!("component `{}`", c.name), "`restart` applies only to the service"));
+        }
+        for problem in c.restart.iter().flat_map(|r| r.backoff.problems()) {
+            problems.push(Problem::new(format!("component `{}`", c.name), format!("`restart.backoff`: {problem}")));
         }
         if *is_service && c.reuse_instances {
             problems.push(Problem::new(
@@ -264,6 +277,16 @@ fn load(engine: &crate::engine::Engine, path: PathBuf) -> Result<Loaded, String>
     let exports = ty.exports(wasmtime).map(|(n, _)| n.to_string()).collect();
     Ok(Loaded { digest, bytes: bytes.into(), component, imports, exports })
 }
+
+/// Workload, namespace and component names: they name data scopes, log records
+/// and directories, so they stay short and plain.
+fn is_identifier(name: &str) -> bool {
+    (1..=MAX_IDENTIFIER).contains(&name.len())
+        && name.chars().all(|ch| ch.is_ascii_alphanumeric() || matches!(ch, '-' | '_' | '.'))
+}
+
+const MAX_IDENTIFIER: usize = 128;
+const IDENTIFIER_RULE: &str = "must be 1 to 128 ASCII letters, digits, `-`, `_` or `.`";
 
 /// ` (component `api`)` for a field path inside a component, to name it.
 fn field_owner(spec: &WorkloadSpec, path: &str) -> String {
