@@ -361,3 +361,27 @@ async fn bodies_are_bounded_by_the_servers_max_payload() {
     assert!(max_payload > 0);
     oversized(&host_with(over(&nats)).await, max_payload).await;
 }
+
+/// While its only slot is busy, a subscription holds no more body bytes than the
+/// component's memory limit (8 MiB: eight 1 MB messages), and drops the rest.
+#[tokio::test(flavor = "multi_thread")]
+async fn waiting_messages_are_bounded_by_the_components_memory() {
+    let t = host_with(memory()).await;
+    let w = t
+        .start_ok(&format!(
+            "name: flooded\ncomponents:\n  - {{ name: worker, source: {MESSAGING_PROBE}, limits: {{ maxConcurrent: 1, memory: 8MiB }} }}\n  - {{ name: slow, source: {MESSAGING_PROBE}, args: [publish, flood.x, sleep 3000] }}\n  - {{ name: flood, source: {MESSAGING_PROBE}, args: [publish-size, flood.x, 1000000, 20] }}\nhostInterfaces:\n  - {{ interface: wasmcloud:messaging/handler@0.2.0, component: worker, config: {{ subscriptions: [flood.x] }} }}\n  - {{ interface: wasmcloud:messaging/consumer@0.2.0, config: {{ publish: [flood.x] }} }}\n"
+        ))
+        .await;
+    w.run("slow").await.unwrap();
+    wait_for(&t, "worker", "got flood.x: sleep 3000").await;
+    w.run("flood").await.unwrap();
+    wait_for(&t, "worker", "slept flood.x").await;
+    let big = || t.stdout("worker").iter().filter(|l| *l == "got flood.x: 1000000 bytes").count();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while big() < 8 {
+        assert!(Instant::now() < deadline, "{:?}", t.stdout("worker"));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(big(), 8);
+}

@@ -3,8 +3,8 @@
 //! <ms>` makes it wait that long first (and print `slept <subject>`). As a command
 //! (`wasi:cli/run`): `request <subject> <body> [timeout-ms]` prints the reply;
 //! `publish <subject> <body> [reply-to]` publishes; `publish-many <subject> <n>
-//! <body>` publishes n times; `publish-size <subject> <bytes>` publishes a body of
-//! that many bytes.
+//! <body>` publishes n times; `publish-size <subject> <bytes> [n]` publishes a
+//! body of that many bytes (n times). Bodies over 64 bytes print as their size.
 
 wit_bindgen::generate!({
     path: "../../wit/deps/wasmcloud-messaging",
@@ -21,7 +21,11 @@ struct Probe;
 impl Guest for Probe {
     fn handle_message(msg: BrokerMessage) -> Result<(), String> {
         let body = String::from_utf8_lossy(&msg.body).into_owned();
-        println!("got {}: {body}", msg.subject);
+        if body.len() > 64 {
+            println!("got {}: {} bytes", msg.subject, body.len());
+        } else {
+            println!("got {}: {body}", msg.subject);
+        }
         if let Some(ms) = body.strip_prefix("sleep ").and_then(|ms| ms.parse().ok()) {
             std::thread::sleep(std::time::Duration::from_millis(ms));
             println!("slept {}", msg.subject);
@@ -59,9 +63,12 @@ impl wasip2::exports::cli::run::Guest for Probe {
                 }
                 println!("published {n} on {subject}");
             }
-            ["publish-size", subject, size] => {
+            ["publish-size", subject, size, rest @ ..] => {
                 let size = size.parse::<usize>().map_err(|_| println!("not a size: {size}"))?;
-                publish(subject, vec![b'x'; size], None)?;
+                let times = rest.first().and_then(|n| n.parse().ok()).unwrap_or(1);
+                for _ in 0..times {
+                    publish(subject, vec![b'x'; size], None)?;
+                }
                 println!("published {size} bytes on {subject}");
             }
             other => {

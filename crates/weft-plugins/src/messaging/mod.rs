@@ -32,8 +32,9 @@
 //! Every message is handled in an invocation of its own (a fresh instance unless
 //! the component has `reuseInstances`), concurrently up to the component's
 //! `maxConcurrent`. Messages waiting for a slot are buffered, [`BACKLOG`] per
-//! subscription; more are dropped (and counted in a warning), as NATS drops a slow
-//! consumer's messages. A body is at most the server's `max_payload` over NATS and
+//! subscription and no more body bytes than the component's `memory` limit; more
+//! are dropped (and counted in a warning), as NATS drops a slow consumer's
+//! messages. A body is at most the server's `max_payload` over NATS and
 //! [`MEMORY_MAX_BODY`] on the in-process bus; a larger one is refused to the guest.
 
 mod memory;
@@ -222,9 +223,12 @@ struct ConsumerConfig {
     request: Vec<String>,
 }
 
-/// The component's grants and subscriptions (with their queue groups), from its
-/// `hostInterfaces` entries; every pattern checked.
-fn read_config(binding: &Binding) -> Result<(Grants, Vec<(String, Option<String>)>), String> {
+/// A subject pattern to subscribe to, and its queue group.
+type Subscribe = (String, Option<String>);
+
+/// The component's grants and subscriptions, from its `hostInterfaces` entries;
+/// every pattern checked.
+fn read_config(binding: &Binding) -> Result<(Grants, Vec<Subscribe>), String> {
     let mut grants = Grants::default();
     let mut subscriptions = Vec::new();
     for (interface, config) in &binding.config {
@@ -291,19 +295,22 @@ impl HostPlugin for MessagingPlugin {
             let Some(export) = binding.exports.iter().find(|e| ItemName::parse(e).satisfies(&handler)) else {
                 return Err(format!("`{handler}` is asked for, but the component does not export it"));
             };
-            let size = binding
+            let limits = binding
                 .workload
                 .status()
                 .components
-                .iter()
+                .into_iter()
                 .find(|c| *c.name == *binding.identity.component)
-                .map_or(1, |c| c.limits.max_concurrent.max(1));
+                .map(|c| c.limits)
+                .ok_or_else(|| format!("no component `{}` in the workload", binding.identity.component))?;
+            let size = limits.max_concurrent.max(1);
             let slots = Arc::new(Semaphore::new(size as usize));
             let target = Arc::new(Target {
                 workload: binding.workload.clone(),
                 identity: binding.identity.clone(),
                 function: format!("{export}#handle-message"),
                 grants: grants.clone(),
+                backlog_bytes: usize::try_from(limits.memory.0).unwrap_or(usize::MAX),
             });
             let mut opened = Vec::new();
             for (subject, queue) in &subscriptions {
@@ -411,11 +418,13 @@ struct Target {
     identity: ComponentIdentity,
     function: String,
     grants: Arc<Grants>,
+    /// The most body bytes one subscription holds waiting: the component's memory limit.
+    backlog_bytes: usize,
 }
 
 /// Takes a subscription's messages and hands each to a delivery of its own while
-/// a slot is free, holding at most [`BACKLOG`] meanwhile; unsubscribes when told
-/// to stop.
+/// a slot is free, holding at most [`BACKLOG`] messages (and no more body bytes
+/// than the component's memory limit) meanwhile; unsubscribes when told to stop.
 async fn listen(
     mut subscription: Box<dyn Subscription>,
     mut stop: oneshot::Receiver<()>,
@@ -423,13 +432,14 @@ async fn listen(
     slots: Arc<Semaphore>,
 ) {
     let mut backlog: VecDeque<BrokerMessage> = VecDeque::new();
-    let mut dropped: u64 = 0;
+    let (mut held, mut dropped) = (0usize, 0u64);
     loop {
         tokio::select! {
             biased;
             _ = &mut stop => break,
             slot = slots.clone().acquire_owned(), if !backlog.is_empty() => {
                 let (Ok(slot), Some(message)) = (slot, backlog.pop_front()) else { break };
+                held -= message.body.len();
                 tokio::spawn(target.clone().deliver(message, slot));
             }
             message = subscription.next() => {
@@ -438,14 +448,15 @@ async fn listen(
                     && let Ok(slot) = slots.clone().try_acquire_owned()
                 {
                     tokio::spawn(target.clone().deliver(message, slot));
-                } else if backlog.len() < BACKLOG {
+                } else if backlog.len() < BACKLOG && held + message.body.len() <= target.backlog_bytes {
+                    held += message.body.len();
                     backlog.push_back(message);
                 } else {
                     dropped += 1;
                     if dropped.is_power_of_two() {
                         let (workload, component) = (&target.identity.workload, &target.identity.component);
                         tracing::warn!(%workload, %component, subject = %message.subject, dropped,
-                            "messages dropped: every delivery slot busy and {BACKLOG} messages waiting");
+                            "messages dropped: every delivery slot busy and the backlog full");
                     }
                 }
             }
