@@ -191,6 +191,11 @@ async fn manifests_cannot_grant_the_hosts_subjects() {
         let error = t.start(&yaml).await.err().unwrap_or_else(|| panic!("{subscription} accepted")).to_string();
         assert!(error.contains(&format!("`subscriptions` pattern `{subscription}` is refused: {expected}")), "{error}");
     }
+    let yaml = format!(
+        "name: listener\ncomponents:\n  - {{ name: h, source: {MESSAGING_PROBE} }}\nhostInterfaces:\n  - {{ interface: wasmcloud:messaging/handler@0.2.0, config: {{ subscriptions: [a], queue: \"a b\" }} }}\n"
+    );
+    let error = t.start(&yaml).await.err().expect("a queue group with a space is refused").to_string();
+    assert!(error.contains("queue group `a b` is refused: a subject cannot contain spaces"), "{error}");
 }
 
 /// A handler answers the reply-to of the message it handles, whatever inbox that

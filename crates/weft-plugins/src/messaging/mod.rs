@@ -253,13 +253,8 @@ fn read_config(binding: &Binding) -> Result<(Grants, Vec<Subscribe>), String> {
                 let c: HandlerConfig = serde_json::from_value(value).map_err(|e| format!("{what}: {e}"))?;
                 check("subscriptions", &c.subscriptions)?;
                 if let Some(queue) = &c.queue {
-                    // A queue group name is one token: no dots, no wildcards.
-                    if queue.is_empty()
-                        || queue.contains(['.', '*', '>'])
-                        || subjects::check_syntax(queue, false).is_err()
-                    {
-                        return Err(format!("{what}: `queue` `{}` is not a valid queue group name", shown(queue)));
-                    }
+                    subjects::check_syntax(queue, false)
+                        .map_err(|why| format!("{what}: queue group `{}` is refused: {why}", shown(queue)))?;
                 }
                 for subject in c.subscriptions {
                     grants.subscriptions.push(subject.clone());
