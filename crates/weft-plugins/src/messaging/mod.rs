@@ -320,6 +320,8 @@ impl HostPlugin for MessagingPlugin {
                     }
                 }
             }
+            // Granted before the first message can arrive, so its reply is allowed.
+            self.grants.lock().unwrap().insert(binding.identity.clone(), grants);
             let tasks = opened
                 .into_iter()
                 .map(|subscription| {
@@ -327,7 +329,6 @@ impl HostPlugin for MessagingPlugin {
                     (stop, tokio::spawn(listen(subscription, stopped, target.clone(), slots.clone())))
                 })
                 .collect();
-            self.grants.lock().unwrap().insert(binding.identity.clone(), grants);
             self.listeners.lock().unwrap().insert(binding.identity.clone(), Listeners { tasks, slots, size });
             Ok(())
         })

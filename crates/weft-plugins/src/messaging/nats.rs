@@ -107,8 +107,10 @@ impl Subscription for NatsSubscription {
     /// Unsubscribes and waits until the server has processed it, so the next
     /// message on the subject (a queue group's too) goes elsewhere.
     async fn unsubscribe(mut self: Box<Self>) {
-        if self.subscriber.unsubscribe().await.is_ok() && !confirm(&self.client).await {
-            tracing::debug!("NATS did not confirm an unsubscription; the connection ends it if it drops");
+        let sent = tokio::time::timeout(CONFIRM, self.subscriber.unsubscribe()).await;
+        if !matches!(sent, Ok(Ok(()))) || !confirm(&self.client).await {
+            // Dropping the subscriber tries again; a new connection never has it.
+            tracing::debug!("NATS did not confirm an unsubscription");
         }
     }
 }
