@@ -165,7 +165,7 @@ async fn outgoing_requests_are_denied_unless_allowed() {
     let t = host().await;
     // A second HTTP route of this same host serves as the outgoing target.
     t.start_ok(&format!(
-        "name: net\ncomponents:\n{}{}hostInterfaces:\n{}{}  - {{ interface: \"wasi:http/outgoing-handler@0.2.0\", component: allowed, config: {{ allowedHosts: [\"127.0.0.1\"] }} }}\n",
+        "name: net\ncomponents:\n{}{}hostInterfaces:\n{}{}  - {{ interface: \"wasi:http/outgoing-handler@0.2.0\", component: allowed, config: {{ allowedHosts: [\"127.0.0.1\"], allowedAddresses: [\"127.0.0.1\"] }} }}\n",
         probe("allowed", ""),
         probe("denied", ""),
         serve("allowed", r#"[{ path: "/allowed/*" }]"#),

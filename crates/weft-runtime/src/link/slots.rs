@@ -24,11 +24,11 @@ use wasmtime_wasi::cli::{WasiCli, WasiCliCtxView};
 use wasmtime_wasi::filesystem::{WasiFilesystem, WasiFilesystemCtxView};
 use wasmtime_wasi::p2::bindings::{cli, filesystem, sockets};
 use wasmtime_wasi::sockets::{WasiSockets, WasiSocketsCtxView};
-use wasmtime_wasi_http::{WasiHttp, WasiHttpCtxView};
 
 use crate::interface::ItemName;
 use crate::store::StoreState;
 use crate::wasi::WASI_VERSION;
+use crate::wasi::http::OutgoingView;
 
 /// Composite members a workload can have beyond their entries.
 pub(crate) const MAX_SLOTS: usize = 32;
@@ -82,11 +82,11 @@ fn filesystem_view<const SLOT: usize>(state: &mut StoreState) -> WasiFilesystemC
     WasiFilesystemCtxView { ctx: ctx.filesystem(), table }
 }
 
-fn http_view<const SLOT: usize>(state: &mut StoreState) -> WasiHttpCtxView<'_> {
+fn http_view<const SLOT: usize>(state: &mut StoreState) -> OutgoingView<'_> {
     let index = state.slot_frames.get(SLOT).copied().flatten().unwrap_or(state.active);
     let (frames, table) = state.frames_and_table();
     let frame = frames[index].as_mut().expect("a slot's frame exists");
-    WasiHttpCtxView { ctx: &mut frame.http, hooks: &mut frame.outgoing, table }
+    OutgoingView { ctx: &mut frame.http, policy: &mut frame.outgoing, table }
 }
 
 fn sockets_view<const SLOT: usize>(state: &mut StoreState) -> WasiSocketsCtxView<'_> {
@@ -137,7 +137,7 @@ fn add_slot<const SLOT: usize>(linker: &mut Linker<StoreState>) -> wasmtime::Res
         &mut linker.instance(&name("sockets", "instance-network"))?,
         sockets_view::<SLOT>,
     )?;
-    wasmtime_wasi_http::p2::bindings::http::outgoing_handler::add_to_linker_instance::<StoreState, WasiHttp>(
+    crate::wasi::http::add_to_linker_instance(
         &mut linker.instance(&name("http", "outgoing-handler"))?,
         http_view::<SLOT>,
     )?;

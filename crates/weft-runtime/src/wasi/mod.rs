@@ -64,8 +64,24 @@ pub fn provides(import: &ItemName) -> bool {
 }
 
 pub(crate) fn add_to_linker(linker: &mut Linker<StoreState>) -> wasmtime::Result<()> {
+    use wasmtime_wasi_http::p2::bindings::{LinkOptions, http::types};
     wasmtime_wasi::p2::add_to_linker_async(linker)?;
-    wasmtime_wasi_http::p2::add_only_http_to_linker_async(linker)
+    // `add_only_http_to_linker_async`, with weft's `outgoing-handler.handle`.
+    types::add_to_linker::<_, wasmtime_wasi_http::WasiHttp>(linker, &LinkOptions::default().into(), |s| {
+        wasmtime_wasi_http::WasiHttpView::http(s)
+    })?;
+    http::add_to_linker_instance(
+        &mut linker.instance(&format!("wasi:http/outgoing-handler@{WASI_VERSION}"))?,
+        outgoing_view,
+    )
+}
+
+/// The active component's outgoing HTTP context and policy.
+fn outgoing_view(state: &mut StoreState) -> http::OutgoingView<'_> {
+    let index = state.active;
+    let (frames, table) = state.frames_and_table();
+    let frame = frames[index].as_mut().expect("the active frame exists");
+    http::OutgoingView { ctx: &mut frame.http, policy: &mut frame.outgoing, table }
 }
 
 /// Where a component's stdio goes.

@@ -17,7 +17,7 @@ use crate::error::{Problem, Rejection};
 use crate::interface::ItemName;
 use crate::link::compat;
 use crate::manifest::{ComponentSpec, RestartPolicy, Source, WorkloadSpec};
-use crate::wasi::http::{HostPattern, OutgoingPolicy};
+use crate::wasi::http::OutgoingPolicy;
 use crate::wasi::{self, Preopen};
 
 /// A workload that passed validation and can start.
@@ -227,7 +227,7 @@ fn check_host_interfaces(cx: &HostContext, spec: &WorkloadSpec, problems: &mut V
     }
 }
 
-/// A component's outgoing HTTP policy: the `allowedHosts` of the
+/// A component's outgoing HTTP policy: the `allowedHosts` and `allowedAddresses` of the
 /// `wasi:http/outgoing-handler` host interfaces that apply to it.
 fn outgoing_policy(spec: &WorkloadSpec, c: &ComponentSpec, problems: &mut Vec<Problem>) -> OutgoingPolicy {
     let outgoing = ItemName::parse("wasi:http/outgoing-handler@0.2.0");
@@ -238,23 +238,11 @@ fn outgoing_policy(spec: &WorkloadSpec, c: &ComponentSpec, problems: &mut Vec<Pr
         }
         let subject = format!("host interface `{}`", hi.interface);
         for (key, value) in &hi.config {
-            if key != "allowedHosts" {
-                problems.push(Problem::new(&subject, format!("unknown setting `{key}` (expected `allowedHosts`)")));
-                continue;
-            }
-            let Some(hosts) = value.as_array() else {
-                problems.push(Problem::new(&subject, "`allowedHosts` must be a list of host patterns"));
-                continue;
-            };
-            for host in hosts {
-                match host.as_str().map(str::parse::<HostPattern>) {
-                    Some(Ok(pattern)) => policy.allowed.push(pattern),
-                    Some(Err(e)) => problems.push(Problem::new(&subject, e)),
-                    None => problems.push(Problem::new(&subject, format!("`{host}` is not a string"))),
-                }
-            }
+            problems.extend(policy.configure(key, value).into_iter().map(|e| Problem::new(&subject, e)));
         }
     }
+    let subject = format!("outgoing HTTP of component `{}`", c.name);
+    problems.extend(policy.unreachable_hosts().into_iter().map(|e| Problem::new(&subject, e)));
     policy
 }
 
