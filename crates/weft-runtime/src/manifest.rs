@@ -397,7 +397,9 @@ fn yaml_too_deep(text: &str, limit: usize) -> Option<usize> {
                     end = i;
                     break;
                 }
-                b'"' | b'\'' if starts_token || matches!(rest.get(i.wrapping_sub(1)), Some(b'[' | b'{' | b',' | b':')) => {
+                b'"' | b'\''
+                    if starts_token || matches!(rest.get(i.wrapping_sub(1)), Some(b'[' | b'{' | b',' | b':')) =>
+                {
                     quote = Some(b)
                 }
                 b'-' | b'?' if starts_token && flow == 0 && matches!(next, None | Some(b' ')) => {
@@ -570,9 +572,7 @@ links:
     #[test]
     fn the_depth_estimate_ignores_text() {
         assert_eq!(yaml_too_deep(EXAMPLE, 6), None);
-        let within = |depth: usize| {
-            format!("config: {}1{}\n", "[".repeat(depth - 1), "]".repeat(depth - 1))
-        };
+        let within = |depth: usize| format!("config: {}1{}\n", "[".repeat(depth - 1), "]".repeat(depth - 1));
         assert_eq!(yaml_too_deep(&within(MAX_YAML_DEPTH), MAX_YAML_DEPTH), None);
         assert!(WorkloadSpec::from_yaml(&format!("name: x\n{}", within(MAX_YAML_DEPTH))).is_ok());
         assert_eq!(yaml_too_deep(&within(MAX_YAML_DEPTH + 1), MAX_YAML_DEPTH), Some(1));

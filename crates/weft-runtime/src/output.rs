@@ -38,38 +38,38 @@ pub trait OutputSink: Send + Sync + 'static {
 
 /// Prints `[workload/component] line` to the host's stdout or stderr.
 ///
-/// The lines go through one writer thread per process, fed by a queue of at most
-/// [`QUEUE_BYTES`]: a stdout that nobody reads (a full pipe, a stopped terminal)
-/// holds up that thread only, never a guest. While the queue is full, lines are
-/// dropped and counted ([`PrefixedStdio::dropped`]); once the writer has written
-/// what it holds, it reports them on stderr as `weft: N lines of output dropped`.
+/// Each of the two streams has a writer thread, fed by a queue of at most
+/// [`QUEUE_BYTES`]: a stdout or stderr that nobody reads (a full pipe, a stopped
+/// terminal) holds up that thread only, never a guest, and not the other stream.
+/// While a queue is full, lines are dropped and counted ([`PrefixedStdio::dropped`]);
+/// once the writer has written what it holds, it reports them on stderr as
+/// `weft: N lines of output dropped …`.
 #[derive(Debug, Default)]
 pub struct PrefixedStdio;
 
-/// How many bytes of guest output may wait for the host's stdout and stderr.
+/// How many bytes of output may wait for each of the host's stdout and stderr.
 pub const QUEUE_BYTES: usize = 1 << 20;
 
 impl PrefixedStdio {
-    /// Lines dropped so far (in this process) because the writer was behind.
+    /// Lines dropped so far (in this process) because a writer was behind.
     pub fn dropped() -> u64 {
-        writer().dropped.load(Ordering::Relaxed)
+        let (stdout, stderr) = writers();
+        stdout.dropped.load(Ordering::Relaxed) + stderr.dropped.load(Ordering::Relaxed)
     }
 
     /// Queues `bytes` for the host's stdout or stderr the same way, without waiting:
-    /// for the host's own messages, so that they keep their order with guests' lines
-    /// and cannot block either.
+    /// for the host's own messages, so that they cannot block either.
     pub fn write(stream: Stream, bytes: Vec<u8>) {
-        writer().push(stream, bytes);
+        writer(stream).push(bytes);
     }
 
     /// Waits, at most `timeout`, until every queued line (and the count of dropped
-    /// ones) is written; false if it was not. For a clean exit: the writer may be
+    /// ones) is written; false if it was not. For a clean exit: a writer may be
     /// stuck on a pipe nobody reads.
     pub fn flush(timeout: Duration) -> bool {
-        match WRITER.get() {
-            Some(w) => w.flush(timeout),
-            None => true,
-        }
+        let Some((stdout, stderr)) = WRITERS.get() else { return true };
+        let deadline = Instant::now() + timeout;
+        stdout.flush(deadline) && stderr.flush(deadline)
     }
 }
 
@@ -80,17 +80,29 @@ impl OutputSink for PrefixedStdio {
         buf.extend_from_slice(prefix.as_bytes());
         buf.extend_from_slice(line);
         buf.push(b'\n');
-        writer().push(stream, buf);
+        writer(stream).push(buf);
     }
 }
 
-static WRITER: OnceLock<Arc<Writer>> = OnceLock::new();
+static WRITERS: OnceLock<(Arc<Writer>, Arc<Writer>)> = OnceLock::new();
 
-fn writer() -> &'static Writer {
-    WRITER.get_or_init(|| Writer::start(Box::new(std::io::stdout()), Box::new(std::io::stderr()), QUEUE_BYTES))
+fn writers() -> &'static (Arc<Writer>, Arc<Writer>) {
+    WRITERS.get_or_init(|| {
+        let stderr = Writer::start(Box::new(std::io::stderr()), QUEUE_BYTES, None);
+        let stdout = Writer::start(Box::new(std::io::stdout()), QUEUE_BYTES, Some(stderr.clone()));
+        (stdout, stderr)
+    })
 }
 
-/// A bounded queue of output and the thread that writes it.
+fn writer(stream: Stream) -> &'static Writer {
+    let (stdout, stderr) = writers();
+    match stream {
+        Stream::Stdout => stdout,
+        Stream::Stderr => stderr,
+    }
+}
+
+/// A bounded queue of output for one stream and the thread that writes it.
 struct Writer {
     queue: Mutex<Queue>,
     /// Signalled when there is something to write.
@@ -99,11 +111,13 @@ struct Writer {
     idle: Condvar,
     capacity: usize,
     dropped: AtomicU64,
+    /// Where to report dropped lines; none: in this writer's own stream.
+    report_to: Option<Arc<Writer>>,
 }
 
 #[derive(Default)]
 struct Queue {
-    lines: VecDeque<(Stream, Vec<u8>)>,
+    lines: VecDeque<Vec<u8>>,
     /// Queued bytes, including the batch being written.
     bytes: usize,
     /// Dropped since the last report.
@@ -118,28 +132,25 @@ impl Queue {
 }
 
 impl Writer {
-    fn start(
-        mut stdout: Box<dyn Write + Send>,
-        mut stderr: Box<dyn Write + Send>,
-        capacity: usize,
-    ) -> Arc<Writer> {
+    fn start(mut out: Box<dyn Write + Send>, capacity: usize, report_to: Option<Arc<Writer>>) -> Arc<Writer> {
         let writer = Arc::new(Writer {
             queue: Mutex::new(Queue::default()),
             more: Condvar::new(),
             idle: Condvar::new(),
             capacity,
             dropped: AtomicU64::new(0),
+            report_to,
         });
         let w = writer.clone();
         std::thread::Builder::new()
-            .name("weft-guest-output".into())
-            .spawn(move || w.run(&mut *stdout, &mut *stderr))
-            .expect("start the guest output thread");
+            .name("weft-output".into())
+            .spawn(move || w.run(&mut *out))
+            .expect("start an output thread");
         writer
     }
 
     /// Queues a line, or drops it when the queue is full. Never waits for the writer.
-    fn push(&self, stream: Stream, line: Vec<u8>) {
+    fn push(&self, line: Vec<u8>) {
         let mut queue = self.queue.lock().unwrap();
         if queue.bytes + line.len() > self.capacity {
             queue.unreported += 1;
@@ -147,12 +158,12 @@ impl Writer {
             return;
         }
         queue.bytes += line.len();
-        queue.lines.push_back((stream, line));
+        queue.lines.push_back(line);
         drop(queue);
         self.more.notify_one();
     }
 
-    fn run(&self, stdout: &mut dyn Write, stderr: &mut dyn Write) {
+    fn run(&self, out: &mut dyn Write) {
         loop {
             let (batch, unreported) = {
                 let mut queue = self.queue.lock().unwrap();
@@ -166,25 +177,28 @@ impl Writer {
             };
             let mut bytes = 0;
             // Errors (a closed pipe) lose the output, as they would for the host's own.
-            for (stream, line) in &batch {
+            for line in &batch {
                 bytes += line.len();
-                let _ = match stream {
-                    Stream::Stdout => stdout.write_all(line),
-                    Stream::Stderr => stderr.write_all(line),
-                };
+                let _ = out.write_all(line);
             }
-            let _ = stdout.flush();
             if unreported > 0 {
                 let s = if unreported == 1 { "" } else { "s" };
-                let _ = writeln!(stderr, "weft: {unreported} line{s} of output dropped (stdout or stderr was not read fast enough)");
+                let notice = format!(
+                    "weft: {unreported} line{s} of output dropped (stdout or stderr was not read fast enough)\n"
+                );
+                match &self.report_to {
+                    Some(other) => other.push(notice.into_bytes()),
+                    None => {
+                        let _ = out.write_all(notice.as_bytes());
+                    }
+                }
             }
-            let _ = stderr.flush();
+            let _ = out.flush();
             self.queue.lock().unwrap().bytes -= bytes;
         }
     }
 
-    fn flush(&self, timeout: Duration) -> bool {
-        let deadline = Instant::now() + timeout;
+    fn flush(&self, deadline: Instant) -> bool {
         let mut queue = self.queue.lock().unwrap();
         while !queue.is_idle() {
             let Some(left) = deadline.checked_duration_since(Instant::now()) else { return false };
@@ -351,26 +365,44 @@ mod tests {
     fn a_stuck_stdout_drops_and_counts_lines_instead_of_blocking() {
         let (stdout, stderr) = (Stuck::default(), Stuck::default());
         stderr.open();
-        let writer = Writer::start(Box::new(stdout.clone()), Box::new(stderr.clone()), 1000);
+        let err = Writer::start(Box::new(stderr.clone()), 1000, None);
+        let out = Writer::start(Box::new(stdout.clone()), 1000, Some(err.clone()));
         let started = Instant::now();
         for n in 0..10_000 {
-            writer.push(Stream::Stdout, format!("line {n:05}\n").into_bytes());
+            out.push(format!("line {n:05}\n").into_bytes());
         }
         assert!(started.elapsed() < Duration::from_secs(2), "pushing took {:?}", started.elapsed());
         // The writer holds at most `capacity` bytes (11 per line); the rest is dropped.
-        let dropped = writer.dropped.load(Ordering::Relaxed);
+        let dropped = out.dropped.load(Ordering::Relaxed);
         assert!(dropped >= 10_000 - 1000 / 11, "{dropped} dropped");
-        assert!(!writer.flush(Duration::from_millis(100)), "flushed into a stuck pipe");
+        let soon = || Instant::now() + Duration::from_millis(100);
+        assert!(!out.flush(soon()), "flushed into a stuck pipe");
+        // The other stream is not held up.
+        err.push(b"meanwhile\n".to_vec());
+        assert!(err.flush(Instant::now() + Duration::from_secs(5)));
+        assert_eq!(stderr.text(), "meanwhile\n");
 
         stdout.open();
-        assert!(writer.flush(Duration::from_secs(5)));
+        let later = || Instant::now() + Duration::from_secs(5);
+        assert!(out.flush(later()) && err.flush(later()));
         let written = stdout.text();
         assert!(written.starts_with("line 00000\nline 00001\n"), "{written}");
         assert_eq!(written.lines().count() as u64, 10_000 - dropped);
-        assert_eq!(stderr.text(), format!("weft: {dropped} lines of output dropped (stdout or stderr was not read fast enough)\n"));
+        // Every dropped line is reported (in one notice per batch the writer wrote).
+        let notices = stderr.text();
+        let mut lines = notices.lines();
+        assert_eq!(lines.next(), Some("meanwhile"));
+        let reported: u64 = lines
+            .map(|l| {
+                let n = l.strip_prefix("weft: ").and_then(|l| l.split_once(' ')).map(|(n, _)| n.parse::<u64>());
+                assert!(l.ends_with("of output dropped (stdout or stderr was not read fast enough)"), "{l}");
+                n.unwrap().unwrap()
+            })
+            .sum();
+        assert_eq!(reported, dropped);
         // Once caught up, lines flow again.
-        writer.push(Stream::Stderr, b"after\n".to_vec());
-        assert!(writer.flush(Duration::from_secs(5)));
-        assert!(stderr.text().ends_with("dropped (stdout or stderr was not read fast enough)\nafter\n"));
+        out.push(b"after\n".to_vec());
+        assert!(out.flush(later()));
+        assert!(stdout.text().ends_with("\nafter\n"));
     }
 }
