@@ -376,9 +376,9 @@ fn yaml_too_deep(text: &str, limit: usize) -> Option<usize> {
             let b = rest[i];
             let next = rest.get(i + 1).copied();
             if let Some(q) = quote {
-                if q == b'"' && b == b'\\' {
-                    i += 1;
-                } else if b == q && q == b'\'' && next == Some(b'\'') {
+                // An escape (`\x` in double quotes, `''` in single ones) skips a byte.
+                let escape = (q == b'"' && b == b'\\') || (b == q && q == b'\'' && next == Some(b'\''));
+                if escape {
                     i += 1;
                 } else if b == q {
                     quote = None;
