@@ -18,6 +18,8 @@ use serde::Serialize;
 use sha2::{Digest as _, Sha256};
 use wasmtime::component::Component;
 
+use crate::limits::ByteSize;
+
 /// sha256 of a component's bytes.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Digest(pub [u8; 32]);
@@ -218,12 +220,60 @@ fn root_message(error: &wasmtime::Error) -> String {
     parts.join(": ")
 }
 
-/// Reads a component file; the error names the path.
-pub fn read_source(path: &Path) -> Result<Vec<u8>, String> {
-    std::fs::read(path).map_err(|e| match e.kind() {
+/// How large a component file may be unless the host says otherwise.
+pub const MAX_COMPONENT_SIZE: ByteSize = ByteSize(256 << 20);
+
+/// Reads a component file of at most `limit` bytes; the error names the path.
+pub fn read_source(path: &Path, limit: ByteSize) -> Result<Vec<u8>, String> {
+    read_regular_file(path, limit).map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => format!("source file {} does not exist", path.display()),
         _ => format!("cannot read source file {}: {e}", path.display()),
     })
+}
+
+/// Reads a regular file of at most `limit` bytes. Anything else is refused before
+/// it is opened: a FIFO would block the open until a writer comes, a device such as
+/// `/dev/zero` never ends, and neither answers to Ctrl-C.
+pub fn read_regular_file(path: &Path, limit: ByteSize) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let refuse = |message: String| std::io::Error::new(std::io::ErrorKind::InvalidInput, message);
+    let check = |meta: &std::fs::Metadata| {
+        if !meta.is_file() {
+            return Err(refuse(format!("it is {}, not a regular file", file_kind(&meta.file_type()))));
+        }
+        if meta.len() > limit.0 {
+            return Err(refuse(format!("it is {}, larger than the limit of {limit}", ByteSize(meta.len()))));
+        }
+        Ok(())
+    };
+    check(&std::fs::metadata(path)?)?;
+    let file = std::fs::File::open(path)?;
+    // Again on what was opened, in case the path changed in between.
+    check(&file.metadata()?)?;
+    let mut bytes = Vec::new();
+    // One byte more than allowed tells a file that grew from one that fits.
+    file.take(limit.0.saturating_add(1)).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > limit.0 {
+        return Err(refuse(format!("it is larger than the limit of {limit}")));
+    }
+    Ok(bytes)
+}
+
+fn file_kind(ty: &std::fs::FileType) -> &'static str {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt;
+        if ty.is_fifo() {
+            return "a named pipe (FIFO)";
+        }
+        if ty.is_char_device() || ty.is_block_device() {
+            return "a device";
+        }
+        if ty.is_socket() {
+            return "a socket";
+        }
+    }
+    if ty.is_dir() { "a directory" } else { "a special file" }
 }
 
 /// The names core modules inside a component give themselves (their name

@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use wasmtime::{InstanceAllocationStrategy, OptLevel, PoolingAllocationConfig};
 
 use crate::component::ComponentCache;
+use crate::limits::ByteSize;
 
 /// Which instance allocator to use.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -46,6 +47,8 @@ pub struct EngineConfig {
     pub cache_dir: Option<PathBuf>,
     /// With pooling: how many component instances may be alive at once.
     pub max_instances: u32,
+    /// The largest component file validation reads.
+    pub max_component_size: ByteSize,
 }
 
 impl Default for EngineConfig {
@@ -55,6 +58,7 @@ impl Default for EngineConfig {
             epoch_tick: Duration::from_millis(10),
             cache_dir: None,
             max_instances: 1000,
+            max_component_size: crate::component::MAX_COMPONENT_SIZE,
         }
     }
 }
@@ -64,6 +68,7 @@ pub struct Engine {
     engine: wasmtime::Engine,
     allocator: AllocatorKind,
     epoch_tick: Duration,
+    max_component_size: ByteSize,
     cache: ComponentCache,
     _ticker: EpochTicker,
 }
@@ -83,7 +88,14 @@ impl Engine {
         };
         let cache = ComponentCache::new(engine.clone(), config.cache_dir.clone());
         let ticker = EpochTicker::start(engine.clone(), config.epoch_tick);
-        Ok(Arc::new(Engine { engine, allocator, epoch_tick: config.epoch_tick, cache, _ticker: ticker }))
+        Ok(Arc::new(Engine {
+            engine,
+            allocator,
+            epoch_tick: config.epoch_tick,
+            max_component_size: config.max_component_size,
+            cache,
+            _ticker: ticker,
+        }))
     }
 
     pub fn wasmtime(&self) -> &wasmtime::Engine {
@@ -96,6 +108,10 @@ impl Engine {
 
     pub fn epoch_tick(&self) -> Duration {
         self.epoch_tick
+    }
+
+    pub fn max_component_size(&self) -> ByteSize {
+        self.max_component_size
     }
 
     pub fn cache(&self) -> &ComponentCache {

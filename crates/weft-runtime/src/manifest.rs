@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
 
-use crate::limits::LimitsSpec;
+use crate::limits::{ByteSize, LimitsSpec};
 
 /// A parsed workload manifest.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -275,6 +275,8 @@ impl LinkModeSpec {
 pub enum ManifestError {
     #[error("cannot read manifest {}: {source}", path.display())]
     Io { path: PathBuf, source: std::io::Error },
+    #[error("manifest nests deeper than {MAX_YAML_DEPTH} levels (line {line})")]
+    TooDeep { line: usize },
     #[error("manifest is not valid {format}{}: {message}", location.map(|(l, c)| format!(" (line {l}, column {c})")).unwrap_or_default())]
     Syntax { format: &'static str, message: String, location: Option<(usize, usize)> },
 }
@@ -283,9 +285,16 @@ impl WorkloadSpec {
     /// Reads a manifest from a file: `.json` is JSON, anything else YAML. Relative
     /// paths in it resolve against the file's directory.
     pub fn from_file(path: impl AsRef<Path>) -> Result<WorkloadSpec, ManifestError> {
+        Self::from_file_limited(path, MAX_MANIFEST_SIZE)
+    }
+
+    /// [`from_file`](Self::from_file) of a regular file of at most `limit` bytes.
+    pub fn from_file_limited(path: impl AsRef<Path>, limit: ByteSize) -> Result<WorkloadSpec, ManifestError> {
         let path = path.as_ref();
-        let text =
-            std::fs::read_to_string(path).map_err(|source| ManifestError::Io { path: path.to_path_buf(), source })?;
+        let io = |source| ManifestError::Io { path: path.to_path_buf(), source };
+        let bytes = crate::component::read_regular_file(path, limit).map_err(io)?;
+        let text = String::from_utf8(bytes)
+            .map_err(|e| io(std::io::Error::new(std::io::ErrorKind::InvalidData, e.utf8_error())))?;
         let mut spec = if path.extension().is_some_and(|e| e == "json") {
             Self::from_json(&text)?
         } else {
@@ -297,6 +306,9 @@ impl WorkloadSpec {
     }
 
     pub fn from_yaml(text: &str) -> Result<WorkloadSpec, ManifestError> {
+        if let Some(line) = yaml_too_deep(text, MAX_YAML_DEPTH) {
+            return Err(ManifestError::TooDeep { line });
+        }
         let syntax = |e: serde_yaml_ng::Error| ManifestError::Syntax {
             format: "YAML",
             location: e.location().map(|l| (l.line(), l.column())),
@@ -336,6 +348,114 @@ impl WorkloadSpec {
             _ => path.to_path_buf(),
         }
     }
+}
+
+/// How large a manifest file may be unless the caller says otherwise.
+pub const MAX_MANIFEST_SIZE: ByteSize = ByteSize(4 << 20);
+
+/// How deeply collections may nest in a YAML manifest. The YAML parser's time grows
+/// with the square of the depth, so a deeper document is refused before it sees it.
+pub const MAX_YAML_DEPTH: usize = 64;
+
+/// The line (from 1) where `text` nests collections deeper than `limit`, by a
+/// linear scan that estimates the depth as open block collections (by indentation)
+/// plus `- `/`? ` indicators on the line plus open flow brackets, outside quotes,
+/// comments and block scalars.
+fn yaml_too_deep(text: &str, limit: usize) -> Option<usize> {
+    let mut indents: Vec<usize> = Vec::new();
+    let mut flow = 0usize;
+    let mut quote: Option<u8> = None;
+    // The indentation of the line a block scalar (`|`, `>`) started on.
+    let mut block_scalar: Option<usize> = None;
+    for (n, line) in text.lines().enumerate() {
+        let bytes = line.as_bytes();
+        let indent = bytes.iter().take_while(|b| **b == b' ').count();
+        let rest = &bytes[indent..];
+        if let Some(parent) = block_scalar {
+            if rest.is_empty() || indent > parent {
+                continue;
+            }
+            block_scalar = None;
+        }
+        if quote.is_none() && flow == 0 {
+            if rest.is_empty() || rest[0] == b'#' {
+                continue;
+            }
+            while indents.last().is_some_and(|top| *top > indent) {
+                indents.pop();
+            }
+            if indents.last() != Some(&indent) {
+                indents.push(indent);
+            }
+        }
+        let mut indicators = 0;
+        // The first byte of the current whitespace-separated token.
+        let mut token: Option<u8> = None;
+        let mut end = rest.len();
+        let mut i = 0;
+        while i < rest.len() {
+            let b = rest[i];
+            let next = rest.get(i + 1).copied();
+            if let Some(q) = quote {
+                // An escape (`\x` in double quotes, `''` in single ones) skips a byte.
+                let escape = (q == b'"' && b == b'\\') || (b == q && q == b'\'' && next == Some(b'\''));
+                if escape {
+                    i += 1;
+                } else if b == q {
+                    quote = None;
+                }
+                i += 1;
+                continue;
+            }
+            let starts_token = token.is_none();
+            if b == b' ' || b == b'\t' {
+                token = None;
+            } else if starts_token {
+                token = Some(b);
+            }
+            match b {
+                b'#' if starts_token => {
+                    end = i;
+                    break;
+                }
+                b'"' | b'\''
+                    if starts_token || matches!(rest.get(i.wrapping_sub(1)), Some(b'[' | b'{' | b',' | b':')) =>
+                {
+                    quote = Some(b)
+                }
+                b'-' | b'?' if starts_token && flow == 0 && matches!(next, None | Some(b' ')) => {
+                    indicators += 1;
+                    token = None;
+                }
+                // Inside flow collections brackets are always indicators; in block
+                // context only where a node starts (after an anchor or tag too).
+                b'[' | b'{' if flow > 0 || starts_token || matches!(token, Some(b'&' | b'!')) => {
+                    flow += 1;
+                    token = None;
+                }
+                b']' | b'}' if flow > 0 => flow -= 1,
+                b',' if flow > 0 => token = None,
+                _ => {}
+            }
+            if indents.len() + indicators + flow > limit {
+                return Some(n + 1);
+            }
+            i += 1;
+        }
+        if indents.len() + indicators + flow > limit {
+            return Some(n + 1);
+        }
+        // A block scalar indicator ends the line: what follows, indented, is text.
+        if quote.is_none() && flow == 0 {
+            let last = rest[..end].trim_ascii_end().rsplit(|b| *b == b' ').next().unwrap_or_default();
+            if matches!(last.first(), Some(b'|' | b'>'))
+                && last[1..].iter().all(|b| matches!(b, b'-' | b'+' | b'1'..=b'9'))
+            {
+                block_scalar = Some(indent);
+            }
+        }
+    }
+    None
 }
 
 /// `components[0].limits.memry` from serde_ignored's path.
@@ -466,5 +586,48 @@ links:
         };
         let d: Vec<u128> = (1..=4).map(|n| b.delay(n).as_millis()).collect();
         assert_eq!(d, [100, 200, 350, 350]);
+    }
+
+    #[test]
+    fn deeply_nested_yaml_is_refused_before_parsing() {
+        let n = 100_000;
+        let deep = [
+            format!("name: x\nconfig: {}{}", "[".repeat(n), "]".repeat(n)),
+            format!("name: x\nconfig: {}1{}", "{a: ".repeat(n), "}".repeat(n)),
+            format!("name: x\nconfig:\n{}1\n", "- ".repeat(n)),
+            format!("name: x\nconfig: !t[{}\n", "&a[".repeat(n)),
+            (0..3000).map(|i| format!("{}a{i}:\n", " ".repeat(i))).collect(),
+        ];
+        for yaml in &deep {
+            let started = std::time::Instant::now();
+            let err = WorkloadSpec::from_yaml(yaml).unwrap_err();
+            assert!(matches!(err, ManifestError::TooDeep { .. }), "{err}");
+            assert!(started.elapsed() < std::time::Duration::from_secs(1), "took {:?}", started.elapsed());
+        }
+        let err = WorkloadSpec::from_yaml(&format!("name: x\nconfig:\n  k: {}", "[".repeat(100))).unwrap_err();
+        assert_eq!(err.to_string(), "manifest nests deeper than 64 levels (line 3)");
+    }
+
+    #[test]
+    fn the_depth_estimate_ignores_text() {
+        assert_eq!(yaml_too_deep(EXAMPLE, 6), None);
+        let within = |depth: usize| format!("config: {}1{}\n", "[".repeat(depth - 1), "]".repeat(depth - 1));
+        assert_eq!(yaml_too_deep(&within(MAX_YAML_DEPTH), MAX_YAML_DEPTH), None);
+        assert!(WorkloadSpec::from_yaml(&format!("name: x\n{}", within(MAX_YAML_DEPTH))).is_ok());
+        assert_eq!(yaml_too_deep(&within(MAX_YAML_DEPTH + 1), MAX_YAML_DEPTH), Some(1));
+        // Brackets, dashes and indentation inside text are not structure.
+        let text: String = [
+            "a: \"[[[[[[[[\"".to_string(),
+            "b: '{{{{ it''s [[[['".into(),
+            "c: /x[[[[[[[/y # [[[[[[[[".into(),
+            "d: |-".into(),
+            (1..40).map(|i| format!("{}- [[[[ x\n", " ".repeat(i * 2))).collect(),
+            "e: >".into(),
+            "  - - - - - - - - - -".into(),
+            "f: \"multi".into(),
+            "      - - - - - - - - -\"".into(),
+        ]
+        .join("\n");
+        assert_eq!(yaml_too_deep(&text, 3), None);
     }
 }

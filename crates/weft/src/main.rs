@@ -1,10 +1,14 @@
 //! `weft`: run WebAssembly components as workloads.
 
 mod commands;
+mod print;
 
+use std::io::Write;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use weft_runtime::output::PrefixedStdio;
 
 #[derive(Parser)]
 #[command(name = "weft", version, about = "Run WebAssembly components as workloads", max_term_width = 100)]
@@ -30,7 +34,7 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| "warn,guest=info,weft_plugins::http=info".into()),
         )
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr)
+        .with_writer(print::QueuedStderr)
         .init();
     let cli = Cli::parse();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("start the Tokio runtime");
@@ -40,11 +44,34 @@ fn main() -> ExitCode {
             Command::Inspect(args) => commands::inspect::inspect(args).await,
         }
     });
-    match result {
+    let code = match result {
         Ok(code) => code,
+        Err(e) if print::is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            print::stderr_line(format!("error: {e:#}"));
             ExitCode::from(2)
         }
+    };
+    // What is queued for the terminal gets there, unless nobody reads it.
+    if !PrefixedStdio::flush(Duration::from_secs(2)) {
+        report_lost_output();
     }
+    // A compilation that Ctrl-C left running is not waited for.
+    runtime.shutdown_timeout(Duration::from_millis(200));
+    code
+}
+
+/// The output writer is stuck on a stdout or stderr nobody reads: says so on
+/// stderr if that can be written at all, without waiting long for it.
+fn report_lost_output() {
+    let dropped = PrefixedStdio::dropped();
+    let (done, wait) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = writeln!(
+            std::io::stderr(),
+            "weft: {dropped} lines of output dropped, and what was still queued is lost (stdout or stderr was not read)"
+        );
+        let _ = done.send(());
+    });
+    let _ = wait.recv_timeout(Duration::from_millis(500));
 }

@@ -147,13 +147,21 @@ struct Serving {
 
 impl Serving {
     fn start(manifest: &str, dir: &Path) -> Serving {
-        std::fs::write(dir.join("host.yaml"), "plugins:\n  http:\n    listen: [\"127.0.0.1:0\"]\n").unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_weft"))
+        Serving::start_with(Command::new(env!("CARGO_BIN_EXE_weft")).stdout(std::process::Stdio::null()), manifest, dir)
+    }
+
+    /// With `command`'s own stdout and environment.
+    fn start_with(command: &mut Command, manifest: &str, dir: &Path) -> Serving {
+        std::fs::write(
+            dir.join("host.yaml"),
+            "plugins:\n  http:\n    listen: [\"127.0.0.1:0\"]\n    drainTimeout: 10s\n",
+        )
+        .unwrap();
+        let mut child = command
             .args(["run", manifest, "--host-config", "host.yaml"])
             .current_dir(dir)
             .env("WEFT_CACHE_DIR", dir.join("cache"))
             .env_remove("WEFT_LOG")
-            .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::piped())
             .spawn()
             .expect("run weft");
@@ -200,14 +208,66 @@ impl Serving {
     }
 
     /// Ctrl-C, as a user stops it; the workload must stop cleanly.
-    fn stop(mut self) {
-        let interrupted = Command::new("kill").args(["-INT", &self.child.id().to_string()]).status().unwrap();
-        assert!(interrupted.success());
-        let status = self.child.wait().unwrap();
+    fn stop(self) {
+        self.stop_with("-INT");
+    }
+
+    /// Stops weft with a signal (`-INT`, `-TERM`); the workload must stop cleanly
+    /// and promptly. What weft wrote to stderr meanwhile.
+    fn stop_with(mut self, signal: &str) -> Vec<String> {
+        self.signal(signal);
+        let status = wait_at_most(&mut self.child, std::time::Duration::from_secs(30));
         let rest: Vec<String> = self.stderr.iter().collect();
         assert!(status.success(), "{status}: {rest:#?}");
         assert!(rest.iter().any(|l| l.ends_with("is stopped")), "{rest:#?}");
+        rest
     }
+
+    fn signal(&self, signal: &str) {
+        let sent = Command::new("kill").args([signal, &self.child.id().to_string()]).status().unwrap();
+        assert!(sent.success());
+    }
+}
+
+/// The child's exit status; kills it (and fails) if it takes longer than `limit`.
+fn wait_at_most(child: &mut std::process::Child, limit: std::time::Duration) -> std::process::ExitStatus {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if std::time::Instant::now() > deadline {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            panic!("weft did not exit within {limit:?}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// `weft <args>` that must exit within `limit`.
+fn weft_within(args: &[&str], cwd: &Path, limit: std::time::Duration) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_weft"))
+        .args(args)
+        .current_dir(cwd)
+        .env("WEFT_CACHE_DIR", cwd.join("cache"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run weft");
+    let (mut out, mut err) = (child.stdout.take().unwrap(), child.stderr.take().unwrap());
+    let stdout = std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        std::io::Read::read_to_end(&mut out, &mut buf).unwrap();
+        buf
+    });
+    let stderr = std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        std::io::Read::read_to_end(&mut err, &mut buf).unwrap();
+        buf
+    });
+    let status = wait_at_most(&mut child, limit);
+    Output { status, stdout: stdout.join().unwrap(), stderr: stderr.join().unwrap() }
 }
 
 #[test]
@@ -314,4 +374,223 @@ fn inspect_shows_a_component_world_and_a_workload_plan() {
         link["provider"],
         serde_json::json!({ "kind": "component", "component": "greeter", "export": "weft:fixtures/greeter@0.1.0", "mode": "fused" })
     );
+}
+
+/// An HTTP/1.0 GET that must be answered within `limit`: status and body.
+fn get_within(addr: std::net::SocketAddr, path: &str, limit: std::time::Duration) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut tcp = std::net::TcpStream::connect_timeout(&addr, limit).unwrap();
+    tcp.set_read_timeout(Some(limit)).unwrap();
+    write!(tcp, "GET {path} HTTP/1.0\r\nhost: localhost\r\n\r\n").unwrap();
+    let mut response = Vec::new();
+    tcp.read_to_end(&mut response).unwrap_or_else(|e| panic!("GET {path}: no answer within {limit:?}: {e}"));
+    let response = String::from_utf8_lossy(&response).into_owned();
+    let (head, body) = response.split_once("\r\n\r\n").unwrap_or_else(|| panic!("GET {path}: {response:?}"));
+    (head.split_whitespace().nth(1).unwrap().parse().unwrap(), body.to_string())
+}
+
+/// A workload serving `http-probe` on every path, and more of `extra`.
+fn probe_manifest(dir: &Path, extra: &str) {
+    std::fs::write(
+        dir.join("probe.yaml"),
+        format!(
+            "name: probe\ncomponents: [{{ name: api, source: {} }}]\nhostInterfaces:\n  - {{ interface: wasi:http/incoming-handler@0.2.0, component: api, config: {{ routes: [{{ path: \"/*\" }}] }} }}\n{extra}",
+            weft_guests::HTTP_PROBE
+        ),
+    )
+    .unwrap();
+}
+
+#[test]
+fn guest_output_nobody_reads_does_not_stall_serving() {
+    let dir = tempfile::tempdir().unwrap();
+    probe_manifest(dir.path(), &format!("service: {{ name: chatter, source: {} }}\n", weft_guests::CHATTER));
+    // weft's stdout is a pipe this test never reads: it fills at once. One worker
+    // thread: a guest blocked writing would stall everything else.
+    let mut command = Command::new(env!("CARGO_BIN_EXE_weft"));
+    command.stdout(std::process::Stdio::piped()).env("TOKIO_WORKER_THREADS", "1");
+    let mut serving = Serving::start_with(&mut command, "probe.yaml", dir.path());
+    let _unread = serving.child.stdout.take().unwrap();
+    let started = std::time::Instant::now();
+    for n in 0..20 {
+        let (status, body) = get_within(serving.addr, &format!("/hello/{n}"), std::time::Duration::from_secs(10));
+        assert_eq!((status, body), (200, format!("api GET /hello/{n}\n")));
+    }
+    assert!(started.elapsed() < std::time::Duration::from_secs(30), "{:?}", started.elapsed());
+    let started = std::time::Instant::now();
+    let rest = serving.stop_with("-INT");
+    assert!(started.elapsed() < std::time::Duration::from_secs(10), "stopping took {:?}", started.elapsed());
+    assert!(rest.iter().any(|l| l.contains("lines of output dropped")), "{rest:#?}");
+}
+
+/// A slow request in flight when weft is told to stop still gets its answer, and
+/// the host's temporary directory is gone afterwards.
+fn drains_on(signal: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let tmp = dir.path().join("tmp");
+    std::fs::create_dir(&tmp).unwrap();
+    probe_manifest(dir.path(), "volumes: [{ name: scratch, emptyDir: {} }]\n");
+    let yaml = std::fs::read_to_string(dir.path().join("probe.yaml")).unwrap();
+    let yaml = yaml.replace("source:", "volumeMounts: [{ name: scratch, mountPath: /scratch }], source:");
+    std::fs::write(dir.path().join("probe.yaml"), yaml).unwrap();
+    let mut command = Command::new(env!("CARGO_BIN_EXE_weft"));
+    command.stdout(std::process::Stdio::null()).env("TMPDIR", &tmp);
+    let serving = Serving::start_with(&mut command, "probe.yaml", dir.path());
+    assert!(std::fs::read_dir(&tmp).unwrap().count() > 0, "the host's scratch directory is not in TMPDIR");
+    let addr = serving.addr;
+    let slow = std::thread::spawn(move || get_within(addr, "/slow?ms=3000", std::time::Duration::from_secs(20)));
+    std::thread::sleep(std::time::Duration::from_millis(700));
+    let started = std::time::Instant::now();
+    let rest = serving.stop_with(signal);
+    assert_eq!(slow.join().unwrap(), (200, "slept\n".to_string()), "{rest:#?}");
+    assert!(started.elapsed() > std::time::Duration::from_millis(1500), "weft did not wait for the request");
+    let left: Vec<_> = std::fs::read_dir(&tmp).unwrap().map(|e| e.unwrap().path()).collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+}
+
+#[test]
+fn sigterm_drains_requests_in_flight() {
+    drains_on("-TERM");
+}
+
+#[test]
+fn ctrl_c_drains_requests_in_flight() {
+    drains_on("-INT");
+}
+
+#[test]
+fn ctrl_c_stops_weft_while_it_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    probe_manifest(dir.path(), "");
+    // Each NATS backend waits a while for a server that is not there.
+    let url = "nats://127.0.0.1:1";
+    std::fs::write(
+        dir.path().join("slow.yaml"),
+        format!("plugins:\n  keyvalue: {{ backend: nats, url: \"{url}\" }}\n  blobstore: {{ backend: nats, url: \"{url}\" }}\n  messaging: {{ backend: nats, url: \"{url}\" }}\n"),
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_weft"))
+        .args(["run", "probe.yaml", "--host-config", "slow.yaml"])
+        .current_dir(dir.path())
+        .env("WEFT_CACHE_DIR", dir.path().join("cache"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1000));
+    let started = std::time::Instant::now();
+    assert!(Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap().success());
+    let status = wait_at_most(&mut child, std::time::Duration::from_secs(30));
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(started.elapsed() < std::time::Duration::from_secs(2), "took {:?}: {stderr}", started.elapsed());
+    assert_eq!(status.code(), Some(130), "{stderr}");
+    assert!(stderr.contains("weft: interrupted before `probe` started"), "{stderr}");
+}
+
+#[test]
+fn inputs_that_are_not_regular_files_are_refused_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    for fifo in ["pipe.yaml", "pipe.wasm"] {
+        assert!(Command::new("mkfifo").arg(dir.path().join(fifo)).status().unwrap().success());
+    }
+    std::os::unix::fs::symlink("/dev/zero", dir.path().join("zero.wasm")).unwrap();
+    std::fs::write(dir.path().join("zero.yaml"), "name: zero\ncomponents: [{ name: z, source: /dev/zero }]\n").unwrap();
+    std::fs::write(dir.path().join("fifo.yaml"), "name: fifo\ncomponents: [{ name: f, source: pipe.wasm }]\n").unwrap();
+    let limit = std::time::Duration::from_secs(20);
+    let cases: &[(&[&str], &str)] = &[
+        (&["run", "pipe.yaml"], "pipe.yaml: it is a named pipe (FIFO), not a regular file"),
+        (&["run", "/dev/zero"], "cannot read manifest /dev/zero: it is a device, not a regular file"),
+        (&["inspect", "pipe.yaml"], "it is a named pipe (FIFO), not a regular file"),
+        (&["run", "pipe.wasm"], "pipe.wasm: it is a named pipe (FIFO), not a regular file"),
+        (&["run", "zero.wasm"], "zero.wasm: it is a device, not a regular file"),
+        (&["inspect", "zero.wasm"], "it is a device, not a regular file"),
+        (&["run", "zero.yaml"], "cannot read source file /dev/zero: it is a device, not a regular file"),
+        (&["run", "fifo.yaml"], "pipe.wasm: it is a named pipe (FIFO), not a regular file"),
+    ];
+    for (args, message) in cases {
+        let out = weft_within(args, dir.path(), limit);
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(message), "{args:?}: `{message}` not in {stderr}");
+    }
+}
+
+#[test]
+fn manifest_and_component_sizes_are_capped() {
+    let dir = tempfile::tempdir().unwrap();
+    let limit = std::time::Duration::from_secs(60);
+    // A valid manifest, padded past 4 MiB with comments.
+    let mut yaml = format!("name: big\ncomponents: [{{ name: g, source: {} }}]\n", weft_guests::GREETER);
+    while yaml.len() <= 4 << 20 {
+        yaml.push_str("# padding padding padding padding padding padding padding padding padding\n");
+    }
+    std::fs::write(dir.path().join("big.yaml"), &yaml).unwrap();
+    let out = weft_within(&["inspect", "big.yaml"], dir.path(), limit);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("larger than the limit of 4MiB"), "{}", text(&out.stderr));
+    let out = weft_within(&["inspect", "big.yaml", "--max-manifest-size", "8MiB"], dir.path(), limit);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+
+    let out = weft_within(&["run", "--max-component-size", "1KiB", weft_guests::HELLO], dir.path(), limit);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("larger than the limit of 1KiB"), "{}", text(&out.stderr));
+    let out = weft_within(&["inspect", "--max-component-size", "1KiB", weft_guests::HELLO], dir.path(), limit);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("larger than the limit of 1KiB"), "{}", text(&out.stderr));
+}
+
+#[test]
+fn deeply_nested_yaml_is_refused_fast() {
+    let dir = tempfile::tempdir().unwrap();
+    let n = 100_000;
+    std::fs::write(dir.path().join("deep.yaml"), format!("name: deep\nconfig: {}{}\n", "[".repeat(n), "]".repeat(n)))
+        .unwrap();
+    std::fs::write(dir.path().join("dashes.yaml"), format!("name: deep\nconfig:\n{}1\n", "- ".repeat(n))).unwrap();
+    for (file, line) in [("deep.yaml", 2), ("dashes.yaml", 3)] {
+        let started = std::time::Instant::now();
+        let out = weft_within(&["run", file], dir.path(), std::time::Duration::from_secs(20));
+        assert_eq!(out.status.code(), Some(2));
+        let message = format!("manifest nests deeper than 64 levels (line {line})");
+        assert!(text(&out.stderr).contains(&message), "{}", text(&out.stderr));
+        assert!(started.elapsed() < std::time::Duration::from_secs(5), "took {:?}", started.elapsed());
+    }
+}
+
+#[test]
+fn any_file_name_runs_as_a_command() {
+    let dir = tempfile::tempdir().unwrap();
+    for name in ["my app.wasm", "runtime.wasm", "v1.2 (copy).wasm", "ünïcode.wasm", "-.wasm"] {
+        std::fs::copy(weft_guests::HELLO, dir.path().join(name)).unwrap();
+        let out = weft(&["run", &format!("./{name}"), "--", "a", "b"], dir.path());
+        assert!(out.status.success(), "{name}: {out:?}");
+        assert_eq!(text(&out.stdout).lines().next(), Some("a b"), "{name}");
+    }
+}
+
+#[test]
+fn printing_into_a_closed_pipe_ends_quietly() {
+    let dir = tempfile::tempdir().unwrap();
+    example("hello", dir.path());
+    for args in [
+        &["inspect", weft_guests::GREETER][..],
+        &["inspect", weft_guests::GREETER, "-o", "json"],
+        &["inspect", "workload.yaml"],
+        &["inspect", "workload.yaml", "-o", "json"],
+    ] {
+        // Like `weft inspect … | head -0`: the reader is gone before weft writes.
+        let mut child = Command::new(env!("CARGO_BIN_EXE_weft"))
+            .args(args)
+            .current_dir(dir.path())
+            .env("WEFT_CACHE_DIR", dir.path().join("cache"))
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        let stderr = text(&out.stderr);
+        assert!(out.status.success(), "{args:?}: {}: {stderr}", out.status);
+        assert!(stderr.is_empty(), "{args:?}: {stderr}");
+    }
 }

@@ -257,7 +257,7 @@ fn source_path(spec: &WorkloadSpec, c: &ComponentSpec) -> Result<PathBuf, String
 }
 
 fn load(engine: &crate::engine::Engine, path: PathBuf) -> Result<Loaded, String> {
-    let bytes = component::read_source(&path)?;
+    let bytes = component::read_source(&path, engine.max_component_size())?;
     let (digest, component) = engine.cache().load(&bytes).map_err(|e| format!("{}: {e}", path.display()))?;
     let ty = component.component_type();
     let wasmtime = engine.wasmtime();

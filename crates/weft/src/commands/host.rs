@@ -6,7 +6,10 @@ use anyhow::Context;
 use clap::Args;
 use indexmap::IndexMap;
 use serde::Deserialize;
+use weft_runtime::component::{MAX_COMPONENT_SIZE, read_regular_file};
 use weft_runtime::engine::{AllocatorChoice, EngineConfig};
+use weft_runtime::limits::ByteSize;
+use weft_runtime::manifest::MAX_MANIFEST_SIZE;
 use weft_runtime::wasi::GuestStdio;
 use weft_runtime::{Host, HostConfig};
 
@@ -25,6 +28,12 @@ pub struct HostArgs {
     /// Instance allocator.
     #[arg(long, value_enum, default_value = "auto")]
     allocator: Allocator,
+    /// The largest manifest or host configuration file weft reads.
+    #[arg(long, env = "WEFT_MAX_MANIFEST_SIZE", value_name = "SIZE", default_value_t = MAX_MANIFEST_SIZE)]
+    pub max_manifest_size: ByteSize,
+    /// The largest component file weft reads.
+    #[arg(long, env = "WEFT_MAX_COMPONENT_SIZE", value_name = "SIZE", default_value_t = MAX_COMPONENT_SIZE)]
+    pub max_component_size: ByteSize,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -47,9 +56,9 @@ pub struct HostFile {
 }
 
 impl HostFile {
-    pub fn read(path: &Path) -> anyhow::Result<HostFile> {
-        let text = std::fs::read_to_string(path).with_context(|| format!("read {}", path.display()))?;
-        serde_yaml_ng::from_str(&text).with_context(|| format!("host configuration {}", path.display()))
+    pub fn read(path: &Path, limit: ByteSize) -> anyhow::Result<HostFile> {
+        let bytes = read_regular_file(path, limit).with_context(|| format!("read {}", path.display()))?;
+        serde_yaml_ng::from_slice(&bytes).with_context(|| format!("host configuration {}", path.display()))
     }
 }
 
@@ -57,7 +66,7 @@ impl HostArgs {
     /// Starts a host with the built-in plugins.
     pub async fn start(&self, stdio: GuestStdio) -> anyhow::Result<Host> {
         let file = match &self.host_config {
-            Some(path) => HostFile::read(path)?,
+            Some(path) => HostFile::read(path, self.max_manifest_size)?,
             None => HostFile::default(),
         };
         let cache_dir = if self.no_cache {
@@ -76,6 +85,7 @@ impl HostArgs {
                     Allocator::Pooling => AllocatorChoice::Pooling,
                     Allocator::OnDemand => AllocatorChoice::OnDemand,
                 },
+                max_component_size: self.max_component_size,
                 ..EngineConfig::default()
             },
             stdio,

@@ -12,6 +12,7 @@ use weft_runtime::world::World;
 use weft_runtime::{Host, WorkloadSpec};
 
 use super::host::HostArgs;
+use crate::print::out;
 
 #[derive(Args)]
 pub struct InspectArgs {
@@ -39,7 +40,8 @@ pub async fn inspect(args: InspectArgs) -> anyhow::Result<ExitCode> {
 }
 
 async fn component(host: &Host, args: &InspectArgs) -> anyhow::Result<ExitCode> {
-    let bytes = std::fs::read(&args.target).with_context(|| format!("read {}", args.target.display()))?;
+    let bytes = weft_runtime::component::read_regular_file(&args.target, args.host.max_component_size)
+        .with_context(|| format!("read {}", args.target.display()))?;
     let engine = host.engine().clone();
     let (digest, component) = tokio::task::spawn_blocking(move || engine.cache().load(&bytes))
         .await?
@@ -49,28 +51,27 @@ async fn component(host: &Host, args: &InspectArgs) -> anyhow::Result<ExitCode> 
     match args.output {
         Output::Json => {
             let json = serde_json::json!({ "digest": digest.to_string(), "world": world });
-            println!("{}", serde_json::to_string_pretty(&json)?);
+            out(&format!("{}\n", serde_json::to_string_pretty(&json)?))?;
         }
         Output::Text => {
             let name = args.target.file_stem().and_then(|s| s.to_str()).unwrap_or("component");
-            println!("// {}\n// {digest}", args.target.display());
-            print!("{}", world.to_wit(name));
+            out(&format!("// {}\n// {digest}\n{}", args.target.display(), world.to_wit(name)))?;
         }
     }
     Ok(ExitCode::SUCCESS)
 }
 
 async fn manifest(host: &Host, args: &InspectArgs) -> anyhow::Result<ExitCode> {
-    let spec = WorkloadSpec::from_file(&args.target)?;
+    let spec = WorkloadSpec::from_file_limited(&args.target, args.host.max_manifest_size)?;
     let (name, namespace) = (spec.name.clone(), spec.namespace.clone());
     let service = spec.service.as_ref().map(|s| s.name.clone());
     let validated = host.validate(spec).await.map_err(|rejection| anyhow::anyhow!("{rejection}"))?;
     match args.output {
         Output::Json => {
             let json = serde_json::json!({ "workload": name, "namespace": namespace, "service": service, "links": validated.plan });
-            println!("{}", serde_json::to_string_pretty(&json)?);
+            out(&format!("{}\n", serde_json::to_string_pretty(&json)?))?;
         }
-        Output::Text => print!("{}", plan_text(&name, &namespace, service.as_deref(), &validated.plan)),
+        Output::Text => out(&plan_text(&name, &namespace, service.as_deref(), &validated.plan))?,
     }
     Ok(ExitCode::SUCCESS)
 }

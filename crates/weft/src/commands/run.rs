@@ -13,6 +13,7 @@ use weft_runtime::wasi::GuestStdio;
 use weft_runtime::{Host, HostApi, HostError, RunningWorkload, WorkloadSpec, WorkloadState};
 
 use super::host::HostArgs;
+use crate::print::note;
 
 #[derive(Args)]
 pub struct RunArgs {
@@ -56,7 +57,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
 
 /// One component, stdio inherited, exit status passed through.
 async fn run_command(args: RunArgs) -> anyhow::Result<ExitCode> {
-    let name = args.target.file_stem().and_then(|s| s.to_str()).unwrap_or("command").to_string();
+    let name = command_name(&args.target);
     let mut spec = WorkloadSpec { name: name.clone(), ..Default::default() };
     let mut mounts = Vec::new();
     for (i, dir) in args.dirs.iter().enumerate() {
@@ -89,7 +90,7 @@ async fn run_command(args: RunArgs) -> anyhow::Result<ExitCode> {
         Ok(()) => 0,
         Err(e) => {
             if !matches!(e, weft_runtime::InvokeError::Exit { .. }) {
-                eprintln!("error: {e}");
+                note!("error: {e}");
             }
             e.exit_code()
         }
@@ -98,44 +99,119 @@ async fn run_command(args: RunArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::from(code as u8))
 }
 
-/// A manifest's workload until Ctrl-C, or until its service completes or fails.
+/// A workload and component name for a command from its file name, whatever that
+/// is: `my app.wasm` runs as `my-app`; `runtime` is a reserved component name.
+fn command_name(path: &Path) -> String {
+    let stem = path.file_stem().map(|s| s.to_string_lossy()).unwrap_or_default();
+    let name: String =
+        stem.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '-' }).collect();
+    match name.trim_matches('-') {
+        "" => "command".to_string(),
+        "runtime" => "runtime-command".to_string(),
+        name => name.to_string(),
+    }
+}
+
+/// How `weft run` exits when a signal stops it before its workload runs, or cuts
+/// its stopping short.
+const INTERRUPTED: u8 = 130;
+
+fn stopped_early(what: &str, signal: &str) -> ExitCode {
+    note!("weft: {signal} before `{what}` started");
+    ExitCode::from(INTERRUPTED)
+}
+
+/// A manifest's workload until Ctrl-C or SIGTERM, or until its service completes or
+/// fails. Every phase, from reading the manifest on, gives way to a signal.
 async fn run_manifest(args: RunArgs) -> anyhow::Result<ExitCode> {
-    let interrupted = interrupts()?;
-    let spec = WorkloadSpec::from_file(&args.target)?;
-    let host = args.host.start(GuestStdio::Sink(std::sync::Arc::new(PrefixedStdio))).await?;
-    let status = start(&host, spec).await?;
+    let mut signals = Signals::new()?;
+    let (path, limit) = (args.target.clone(), args.host.max_manifest_size);
+    // Off the runtime's threads, so that a signal is seen while a large manifest parses.
+    let read = tokio::task::spawn_blocking(move || WorkloadSpec::from_file_limited(&path, limit));
+    let spec = match signals.before(read).await {
+        Ok(spec) => spec.context("read the manifest")??,
+        Err(signal) => return Ok(stopped_early(&args.target.display().to_string(), signal)),
+    };
+    let name = spec.name.clone();
+    let sink = GuestStdio::Sink(std::sync::Arc::new(PrefixedStdio));
+    let host = match signals.before(args.host.start(sink)).await {
+        Ok(host) => host?,
+        Err(signal) => return Ok(stopped_early(&name, signal)),
+    };
+    let status = match signals.before(start(&host, spec)).await {
+        Ok(status) => status?,
+        Err(signal) => {
+            host.shutdown().await;
+            return Ok(stopped_early(&name, signal));
+        }
+    };
     // Every workload starts running; its service may have finished already, which
     // `follow` reports next.
-    eprintln!("weft: workload `{}` ({}) is {}", status.name, status.id, WorkloadState::Running);
+    note!("weft: workload `{}` ({}) is {}", status.name, status.id, WorkloadState::Running);
     let workload = host.workload(&status.id).expect("just started");
     let code = tokio::select! {
         code = follow(&workload, WorkloadState::Running) => code,
-        () = interrupted => {
-            eprintln!("weft: stopping `{}`", status.name);
+        signal = signals.next() => {
+            note!("weft: stopping `{}` ({signal})", status.name);
             0
         }
     };
-    let stopped = host.workload_stop(&status.id).await?;
-    eprintln!("weft: workload `{}` is {}", stopped.name, stopped.state);
+    // The plugins stop first, so that the HTTP server drains the requests in flight
+    // (for its `drainTimeout`) while the workload still runs; then the workload
+    // stops and its emptyDirs go. A second signal does not wait for that.
+    if let Err(signal) = signals.before(host.shutdown()).await {
+        note!("weft: {signal} again: `{}` stopped without waiting for work in flight", status.name);
+        return Ok(ExitCode::from(INTERRUPTED));
+    }
+    let stopped = host.workload_status(&status.id).await?;
+    note!("weft: workload `{}` is {}", stopped.name, stopped.state);
     Ok(ExitCode::from(code))
 }
 
-/// Ctrl-C from now on. tokio's `ctrl_c()` listens only once first polled, so a
-/// Ctrl-C while the workload starts (its server already answering) would kill the
-/// process instead of stopping the workload.
-fn interrupts() -> anyhow::Result<impl Future<Output = ()>> {
+/// Ctrl-C (SIGINT) and SIGTERM from now on. tokio listens for a signal only once
+/// asked to, so a signal while the workload starts (its server already answering)
+/// would kill the process instead of stopping the workload; and once it listens,
+/// the signal no longer ends the process by itself.
+struct Signals {
     #[cfg(unix)]
-    {
-        let mut interrupts = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
-        Ok(async move {
-            interrupts.recv().await;
-        })
+    interrupt: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    terminate: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn new() -> anyhow::Result<Signals> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            Ok(Signals { interrupt: signal(SignalKind::interrupt())?, terminate: signal(SignalKind::terminate())? })
+        }
+        #[cfg(not(unix))]
+        Ok(Signals {})
     }
-    #[cfg(not(unix))]
-    {
-        Ok(async {
+
+    /// The next signal's name.
+    async fn next(&mut self) -> &'static str {
+        #[cfg(unix)]
+        {
+            tokio::select! {
+                _ = self.interrupt.recv() => "interrupted",
+                _ = self.terminate.recv() => "terminated",
+            }
+        }
+        #[cfg(not(unix))]
+        {
             let _ = tokio::signal::ctrl_c().await;
-        })
+            "interrupted"
+        }
+    }
+
+    /// `work`'s output, or the signal that came first (then `work` is dropped).
+    async fn before<T>(&mut self, work: impl Future<Output = T>) -> Result<T, &'static str> {
+        tokio::select! {
+            out = work => Ok(out),
+            signal = self.next() => Err(signal),
+        }
     }
 }
 
@@ -151,8 +227,8 @@ async fn follow(workload: &RunningWorkload, mut state: WorkloadState) -> u8 {
         state = workload.wait_for(|s| s != from).await;
         let status = workload.status();
         match status.message {
-            Some(message) => eprintln!("weft: workload `{}` is {state}: {message}", status.name),
-            None => eprintln!("weft: workload `{}` is {state}", status.name),
+            Some(message) => note!("weft: workload `{}` is {state}: {message}", status.name),
+            None => note!("weft: workload `{}` is {state}", status.name),
         }
     }
 }
