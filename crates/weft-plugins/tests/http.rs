@@ -6,6 +6,79 @@ use std::time::Duration;
 
 use common::*;
 
+/// Every `tracing` event of this test binary, as `LEVEL message field=value ...`
+/// (one global subscriber, installed by the first test that asks).
+fn logs() -> &'static std::sync::Mutex<Vec<String>> {
+    use tracing_subscriber::layer::SubscriberExt;
+    struct Capture;
+    impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Capture {
+        fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
+            struct Fields(String);
+            impl tracing::field::Visit for Fields {
+                fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+                    if field.name() == "message" {
+                        self.0.insert_str(0, &format!("{value:?}"));
+                    } else {
+                        self.0.push_str(&format!(" {}={value:?}", field.name()));
+                    }
+                }
+            }
+            let mut fields = Fields(String::new());
+            event.record(&mut fields);
+            let mut all = LOGS.lock().unwrap();
+            // A runaway logger must not eat the test's memory: the count is enough then.
+            if all.len() < 100_000 {
+                all.push(format!("{} {}", event.metadata().level(), fields.0));
+            }
+            LOGGED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+    static LOGS: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+    static INSTALLED: std::sync::Once = std::sync::Once::new();
+    INSTALLED.call_once(|| {
+        // `info` and up, as `weft run` shows: debug and trace would swamp the capture.
+        let capture = tracing_subscriber::Layer::with_filter(Capture, tracing_subscriber::filter::LevelFilter::INFO);
+        tracing::subscriber::set_global_default(tracing_subscriber::registry().with(capture)).unwrap();
+    });
+    &LOGS
+}
+
+/// Events logged so far, counting those past the capture's cap.
+static LOGGED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// The log lines that mention `needle`.
+fn logged(needle: &str) -> Vec<String> {
+    logs().lock().unwrap().iter().filter(|l| l.contains(needle)).cloned().collect()
+}
+
+/// A request with extra headers: status, headers and body.
+async fn request_with(url: &str, headers: &[(&str, &str)]) -> (u16, http::HeaderMap, String) {
+    use http_body_util::BodyExt;
+    let mut builder = http::Request::get(url);
+    for (name, value) in headers {
+        builder = builder.header(*name, *value);
+    }
+    let req = builder.body(http_body_util::Full::new(bytes::Bytes::new())).unwrap();
+    let response = client().request(req).await.unwrap();
+    let (status, headers) = (response.status().as_u16(), response.headers().clone());
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    (status, headers, String::from_utf8_lossy(&body).into_owned())
+}
+
+/// Checks a 500 the server gave: a generic body naming the request id of the
+/// header, nothing of the failure itself, which the log has under that id.
+fn assert_generic_500(answer: &(u16, http::HeaderMap, String), detail: &str) {
+    let (status, headers, body) = answer;
+    assert_eq!(*status, 500, "{body}");
+    let id = headers.get("x-weft-request-id").expect("a request id header").to_str().unwrap();
+    assert_eq!(body, &format!("the component failed (request {id})\n"));
+    let lines = logged(id);
+    assert!(
+        lines.iter().any(|l| l.starts_with("WARN") && l.contains(detail)),
+        "no warning with `{detail}` under request {id}: {lines:?}"
+    );
+}
+
 fn probe(name: &str, limits: &str) -> String {
     format!("  - {{ name: {name}, source: {HTTP_PROBE} {limits} }}\n")
 }
@@ -29,6 +102,9 @@ async fn routes_by_host_wildcard_host_path_params_and_method() {
     let url = |p: &str| format!("{base}{p}");
     assert_eq!(request("GET", &url("/x"), Some("api.example.com"), b"").await, (200, "api GET /x\n".into()));
     assert_eq!(request("GET", &url("/x"), Some("shop.example.com"), b"").await, (200, "wild GET /x\n".into()));
+    // A fully qualified name, with its final dot, is the same host.
+    assert_eq!(request("GET", &url("/x"), Some("api.example.com."), b"").await, (200, "api GET /x\n".into()));
+    assert_eq!(request("GET", &url("/x"), Some("Shop.Example.com.:80"), b"").await, (200, "wild GET /x\n".into()));
     assert_eq!(get(&url("/users/7/posts/42")).await, (200, "users GET /users/7/posts/42 id=7 post=42\n".into()));
     assert_eq!(get(&url("/pages/a/b")).await, (200, "fallback GET /pages/a/b\n".into()));
     // Unknown route, unknown host for a host-only route, wrong method.
@@ -66,6 +142,43 @@ async fn a_conflicting_route_rejects_the_second_workload_naming_both() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_workloads_only_http_component_needs_no_routes_it_is_served_on_everything() {
+    let t = host().await;
+    t.start_ok(&format!("name: bare\ncomponents:\n{}", probe("p", ""))).await;
+    let base = t.base().await;
+    assert_eq!(get(&format!("{base}/any/path")).await, (200, "p GET /any/path\n".into()));
+    assert_eq!(request("POST", &format!("{base}/"), None, b"").await, (200, "p POST /\n".into()));
+    // An entry naming it, with no routes, is the same.
+    let t = host().await;
+    t.start_ok(&format!(
+        "name: named\ncomponents:\n{}hostInterfaces:\n  - {{ interface: \"wasi:http/incoming-handler@0.2.0\", component: p }}\n",
+        probe("p", "")
+    ))
+    .await;
+    assert_eq!(get(&format!("{}/x", t.base().await)).await, (200, "p GET /x\n".into()));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn beside_another_http_component_one_without_routes_is_refused_either_way_round() {
+    let t = host().await;
+    let routed = serve("routed", r#"[{ path: "/r/*" }]"#);
+    let cases = [
+        (format!("name: first\ncomponents:\n{}{}hostInterfaces:\n{routed}", probe("bare", ""), probe("routed", ""))),
+        (format!("name: second\ncomponents:\n{}{}hostInterfaces:\n{routed}", probe("routed", ""), probe("bare", ""))),
+    ];
+    for yaml in cases {
+        let err = t.start(&yaml).await.err().expect("the workload is rejected").to_string();
+        assert!(err.contains("plugin `http` refused it"), "{err}");
+        assert!(err.contains("component `bare`") && err.contains("`routes`"), "{err}");
+        assert!(err.contains("served on `/*` only") && err.contains("only HTTP component"), "{err}");
+    }
+    // Nothing of theirs is left serving.
+    let (routed, bare) = (format!("{}/r/x", t.base().await), format!("{}/x", t.base().await));
+    assert_eq!(get(&routed).await.0, 404);
+    assert_eq!(get(&bare).await.0, 404);
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_trapping_handler_is_a_500_and_the_server_carries_on() {
     let t = host().await;
     t.start_ok(&format!(
@@ -75,11 +188,42 @@ async fn a_trapping_handler_is_a_500_and_the_server_carries_on() {
     ))
     .await;
     let base = t.base().await;
-    let (status, body) = get(&format!("{base}/trap")).await;
-    assert_eq!(status, 500);
-    assert!(body.contains("trapped"), "{body}");
-    assert_eq!(get(&format!("{base}/silent")).await.0, 500);
+    logs();
+    let trapped = request_with(&format!("{base}/trap"), &[]).await;
+    assert_generic_500(&trapped, "component `p` trapped");
+    assert_generic_500(&request_with(&format!("{base}/silent"), &[]).await, "the handler returned without a response");
     assert_eq!(get(&format!("{base}/after")).await, (200, "p GET /after\n".into()));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_error_code_answer_is_logged_and_a_generic_500() {
+    let t = host().await;
+    t.start_ok(&format!(
+        "name: codes\ncomponents:\n{}hostInterfaces:\n{}",
+        probe("p", ""),
+        serve("p", r#"[{ path: "/*" }]"#)
+    ))
+    .await;
+    logs();
+    let answer = request_with(&format!("{}/error-code", t.base().await), &[]).await;
+    // The guest's own words stay in the log.
+    assert!(!answer.2.contains("probe secret") && !answer.2.contains("InternalError"), "{}", answer.2);
+    assert_generic_500(&answer, "InternalError(Some(\"probe secret 42\"))");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_client_cannot_forge_path_parameters_or_other_host_headers() {
+    let t = host().await;
+    t.start_ok(&format!(
+        "name: forged\ncomponents:\n{}hostInterfaces:\n{}",
+        probe("users", ""),
+        serve("users", r#"[{ path: "/users/{id}/posts/{post}" }]"#)
+    ))
+    .await;
+    let url = format!("{}/users/7/posts/42", t.base().await);
+    let forged = [("weft-param-id", "666"), ("Weft-Param-Admin", "yes"), ("weft-param-post", "0")];
+    let (status, _, body) = request_with(&url, &forged).await;
+    assert_eq!((status, body.as_str()), (200, "users GET /users/7/posts/42 id=7 post=42\n"));
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -152,10 +296,11 @@ async fn a_handler_past_its_timeout_is_a_500_and_its_slot_is_freed() {
     .await;
     let base = t.base().await;
     // A handler waiting for ten minutes uses no CPU; only the timeout ends it.
-    let (status, body) =
-        tokio::time::timeout(Duration::from_secs(30), get(&format!("{base}/slow?ms=600000"))).await.expect("no hang");
-    assert_eq!(status, 500, "{body}");
-    assert!(body.contains("did not finish within its timeout of 300ms"), "{body}");
+    logs();
+    let answer = tokio::time::timeout(Duration::from_secs(30), request_with(&format!("{base}/slow?ms=600000"), &[]))
+        .await
+        .expect("no hang");
+    assert_generic_500(&answer, "did not finish within its timeout of 300ms");
     // The one slot is free again: not a 503.
     assert_eq!(get(&format!("{base}/slow?ms=10")).await, (200, "slept\n".into()));
 }
@@ -190,6 +335,27 @@ fn self_signed(dir: &std::path::Path) -> (rcgen::CertifiedKey, weft_plugins::htt
     (cert, weft_plugins::http::TlsSettings { cert: cert_path, key: key_path })
 }
 
+/// A TLS connection to `addr` that trusts `cert` and offers only h2.
+async fn tls_connect(
+    addr: std::net::SocketAddr,
+    cert: &rcgen::CertifiedKey,
+) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(cert.cert.der().clone()).unwrap();
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+        .connect("localhost".try_into().unwrap(), tcp)
+        .await
+        .unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn tls_with_a_generated_certificate_serves_h2() {
     let dir = tempfile::tempdir().unwrap();
@@ -204,22 +370,7 @@ async fn tls_with_a_generated_certificate_serves_h2() {
     ))
     .await;
     let addr = t.http.local_addrs().await[0];
-
-    // A TLS client that trusts the generated certificate and speaks only h2.
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(cert.cert.der().clone()).unwrap();
-    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    config.alpn_protocols = vec![b"h2".to_vec()];
-    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
-        .connect("localhost".try_into().unwrap(), tcp)
-        .await
-        .unwrap();
+    let tls = tls_connect(addr, &cert).await;
     assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
     let (mut sender, conn) =
         hyper::client::conn::http2::handshake(hyper_util::rt::TokioExecutor::new(), hyper_util::rt::TokioIo::new(tls))
@@ -274,62 +425,233 @@ async fn connections_that_never_finish_a_request_head_are_closed() {
     }
 }
 
-/// The resident set of this process, from /proc.
-fn rss_bytes() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    let kib: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().strip_suffix("kB"))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap();
-    kib * 1024
+/// The client's half of an h2 connection: the preface and an empty SETTINGS frame.
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0";
+
+/// How long after `since` the server closes `stream` (reading, and ignoring,
+/// whatever it sends until then); failing if it keeps it open for 20 s.
+async fn closed_after(mut stream: impl tokio::io::AsyncRead + Unpin, since: std::time::Instant) -> Duration {
+    use tokio::io::AsyncReadExt;
+    let mut buf = vec![0; 4096];
+    let read = async {
+        while let Ok(n @ 1..) = stream.read(&mut buf).await {
+            let _ = n;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(20), read).await.expect("the server closes the connection");
+    since.elapsed()
+}
+
+fn assert_closed_on_time(what: &str, after: Duration, limit: Duration) {
+    assert!(
+        after >= limit.saturating_sub(Duration::from_millis(100)) && after < limit + Duration::from_secs(1),
+        "{what}: closed after {after:?}, expected {limit:?} (+ less than 1 s)"
+    );
+}
+
+async fn patient_host(settings: weft_plugins::Settings) -> TestHost {
+    let t = host_with(settings).await;
+    t.start_ok(&format!(
+        "name: patient\ncomponents:\n{}hostInterfaces:\n{}",
+        probe("p", ""),
+        serve("p", r#"[{ path: "/*" }]"#)
+    ))
+    .await;
+    t
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_one_gibibyte_upload_streams_back_byte_exact_in_bounded_memory() {
-    use http_body_util::BodyExt;
-    let t = host().await;
-    t.start_ok(&format!(
-        "name: echo\ncomponents:\n{}hostInterfaces:\n{}",
-        probe("echo", ", limits: { cpuTime: unlimited, timeout: unlimited }"),
-        serve("echo", r#"[{ path: "/*" }]"#)
-    ))
-    .await;
-    const TOTAL: u64 = 1 << 30;
-    const CHUNK: usize = 256 * 1024;
-    // A deterministic stream of bytes, generated as it is sent.
-    let byte = |i: u64| (i.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 56) as u8;
-    let chunks = Box::pin(futures_util::stream::unfold(0u64, move |sent| async move {
-        (sent < TOTAL).then(|| {
-            let chunk: Vec<u8> = (sent..sent + CHUNK as u64).map(byte).collect();
-            (
-                Ok::<_, std::convert::Infallible>(hyper::body::Frame::data(bytes::Bytes::from(chunk))),
-                sent + CHUNK as u64,
-            )
-        })
-    }));
-    let body = http_body_util::StreamBody::new(chunks);
-    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http();
-    let req = http::Request::post(format!("{}/echo", t.base().await)).body(body).unwrap();
-    let baseline = rss_bytes();
-    let response = client.request(req).await.unwrap();
-    assert_eq!(response.status(), 200);
-    let mut body = response.into_body();
-    let (mut received, mut peak) = (0u64, baseline);
-    while let Some(frame) = body.frame().await {
-        let data = frame.unwrap().into_data().unwrap();
-        for (i, b) in data.iter().enumerate() {
-            assert_eq!(*b, byte(received + i as u64), "byte {} differs", received + i as u64);
+async fn silent_connections_are_closed_within_the_header_read_timeout() {
+    use tokio::io::AsyncWriteExt;
+    const HEADER_READ: Duration = Duration::from_secs(1);
+    let dir = tempfile::tempdir().unwrap();
+    for tls in [false, true] {
+        let mut settings = weft_plugins::Settings::default();
+        settings.http.header_read_timeout = HEADER_READ;
+        // Not what applies: these connections never sent a request.
+        settings.http.idle_timeout = Duration::from_secs(60);
+        let cert = tls.then(|| self_signed(dir.path()));
+        settings.http.tls = cert.as_ref().map(|c| c.1.clone());
+        let t = patient_host(settings).await;
+        let addr = t.http.local_addrs().await[0];
+        for preface in [&b""[..], H2_PREFACE] {
+            let what = format!("tls={tls} h2 preface={}", !preface.is_empty());
+            let since = std::time::Instant::now();
+            let after = match &cert {
+                None => {
+                    let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+                    tcp.write_all(preface).await.unwrap();
+                    closed_after(tcp, since).await
+                }
+                Some((cert, _)) => {
+                    // The handshake done, then nothing (or the h2 preface and nothing).
+                    let mut stream = tls_connect(addr, cert).await;
+                    stream.write_all(preface).await.unwrap();
+                    stream.flush().await.unwrap();
+                    closed_after(stream, since).await
+                }
+            };
+            assert_closed_on_time(&what, after, HEADER_READ);
         }
-        received += data.len() as u64;
-        if received % (64 << 20) < data.len() as u64 {
-            peak = peak.max(rss_bytes());
+        if !tls {
+            assert_eq!(get(&format!("{}/x", t.base().await)).await, (200, "p GET /x\n".into()));
         }
     }
-    assert_eq!(received, TOTAL);
-    peak = peak.max(rss_bytes());
-    assert!(peak < 256 << 20, "resident memory reached {} MiB (baseline {} MiB)", peak >> 20, baseline >> 20);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn served_connections_are_closed_after_the_idle_timeout_never_mid_request() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    const IDLE: Duration = Duration::from_secs(1);
+    let mut settings = weft_plugins::Settings::default();
+    // Longer, so that what closes these connections is the idle timeout.
+    settings.http.header_read_timeout = Duration::from_secs(10);
+    settings.http.idle_timeout = IDLE;
+    let t = patient_host(settings).await;
+    let addr = t.http.local_addrs().await[0];
+
+    // HTTP/1.1 keep-alive: one request, then nothing.
+    let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    tcp.write_all(b"GET /kept HTTP/1.1\r\nHost: localhost\r\n\r\n").await.unwrap();
+    let mut answer = Vec::new();
+    // The whole chunked answer: the last chunk is empty.
+    while !answer.ends_with(b"\r\n0\r\n\r\n") {
+        let mut buf = [0; 1024];
+        let n = tcp.read(&mut buf).await.unwrap();
+        assert!(n > 0, "{}", String::from_utf8_lossy(&answer));
+        answer.extend_from_slice(&buf[..n]);
+    }
+    let text = String::from_utf8_lossy(&answer);
+    assert!(text.starts_with("HTTP/1.1 200") && text.contains("p GET /kept\n"), "{text}");
+    assert_closed_on_time("HTTP/1.1 keep-alive", closed_after(tcp, std::time::Instant::now()).await, IDLE);
+
+    // h2 (prior knowledge): one request, then nothing; the server ends the connection.
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (mut sender, conn) =
+        hyper::client::conn::http2::handshake(hyper_util::rt::TokioExecutor::new(), hyper_util::rt::TokioIo::new(tcp))
+            .await
+            .unwrap();
+    let conn = tokio::spawn(conn);
+    let req =
+        http::Request::get(format!("http://{addr}/h2")).body(http_body_util::Empty::<bytes::Bytes>::new()).unwrap();
+    let response = sender.send_request(req).await.unwrap();
+    let body = http_body_util::BodyExt::collect(response.into_body()).await.unwrap().to_bytes();
+    assert_eq!(&body[..], b"p GET /h2\n");
+    let since = std::time::Instant::now();
+    tokio::time::timeout(Duration::from_secs(20), conn).await.expect("the server ends the h2 connection").ok();
+    assert_closed_on_time("h2", since.elapsed(), IDLE);
+
+    // A request that takes longer than both timeouts is not cut.
+    let mut settings = weft_plugins::Settings::default();
+    settings.http.header_read_timeout = Duration::from_millis(500);
+    settings.http.idle_timeout = Duration::from_millis(500);
+    let t = patient_host(settings).await;
+    assert_eq!(get(&format!("{}/slow?ms=2000", t.base().await)).await, (200, "slept\n".into()));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_connection_cap_holds_and_a_waiting_client_is_served_when_one_closes() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    const CAP: usize = 3;
+    let mut settings = weft_plugins::Settings::default();
+    settings.http.max_connections = CAP as u32;
+    let t = patient_host(settings).await;
+    let addr = t.http.local_addrs().await[0];
+    let mut idle = Vec::new();
+    for _ in 0..CAP {
+        idle.push(tokio::net::TcpStream::connect(addr).await.unwrap());
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The kernel takes the next connection into the backlog; the server does not serve it.
+    let mut waiting = tokio::net::TcpStream::connect(addr).await.unwrap();
+    waiting.write_all(b"GET /waited HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").await.unwrap();
+    let mut answer = Vec::new();
+    let early = tokio::time::timeout(Duration::from_millis(1500), waiting.read_to_end(&mut answer)).await;
+    assert!(early.is_err() && answer.is_empty(), "served past the cap: {}", String::from_utf8_lossy(&answer));
+    // One slot frees: the waiting client is served.
+    drop(idle.pop());
+    tokio::time::timeout(Duration::from_secs(10), waiting.read_to_end(&mut answer))
+        .await
+        .expect("served once a slot is free")
+        .unwrap();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 200") && answer.contains("p GET /waited\n"), "{answer}");
+}
+
+/// The CPU time this process has used, from its open /proc/self/stat (clock
+/// ticks of 10 ms), read again from the start without needing a descriptor.
+fn cpu_time(stat: &std::fs::File) -> Duration {
+    use std::os::unix::fs::FileExt;
+    let mut buf = vec![0; 4096];
+    let n = stat.read_at(&mut buf, 0).unwrap();
+    let stat = String::from_utf8_lossy(&buf[..n]);
+    // Fields after the command name, which is in parentheses: utime and stime are the 12th and 13th.
+    let fields: Vec<&str> = stat.rsplit_once(')').unwrap().1.split_whitespace().collect();
+    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    Duration::from_millis(ticks * 10)
+}
+
+const EMFILE_CHILD: &str = "WEFT_HTTP_TEST_EMFILE_CHILD";
+
+/// Runs `accept_backoff_child` in a child process with few file descriptors.
+#[test]
+fn accept_failures_back_off_instead_of_spinning() {
+    if std::env::var_os(EMFILE_CHILD).is_some() {
+        return;
+    }
+    let output = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(r#"ulimit -n 256 && exec "$0" --exact accept_backoff_child --nocapture --test-threads 1"#)
+        .arg(std::env::current_exe().unwrap())
+        .env(EMFILE_CHILD, "1")
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    assert!(output.status.success() && stdout.contains("1 passed"), "{stdout}\n{stderr}");
+    assert!(stdout.contains("the child ran"), "{stdout}\n{stderr}");
+}
+
+/// Runs only in the child process `accept_failures_back_off_instead_of_spinning`
+/// starts: uses up the file descriptors while a client waits to be accepted.
+#[tokio::test(flavor = "multi_thread")]
+async fn accept_backoff_child() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    if std::env::var_os(EMFILE_CHILD).is_none() {
+        return;
+    }
+    logs();
+    let t = patient_host(weft_plugins::Settings::default()).await;
+    let addr = t.http.local_addrs().await[0];
+    assert_eq!(get(&format!("{}/before", t.base().await)).await.0, 200);
+    let stat = std::fs::File::open("/proc/self/stat").unwrap();
+    // Every descriptor taken, then one given back for the client: the server's
+    // accept has none left.
+    let mut hoard = Vec::new();
+    loop {
+        match std::fs::File::open("/dev/null") {
+            Ok(file) => hoard.push(file),
+            Err(e) if e.raw_os_error() == Some(24) => break,
+            Err(e) => panic!("{e}"),
+        }
+    }
+    hoard.pop();
+    let mut client = tokio::net::TcpStream::connect(addr).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (cpu, events) = (cpu_time(&stat), LOGGED.load(std::sync::atomic::Ordering::Relaxed));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (cpu, events) = (cpu_time(&stat) - cpu, LOGGED.load(std::sync::atomic::Ordering::Relaxed) - events);
+    let failures = logged("accept failed");
+    assert!(!failures.is_empty(), "the failure is reported");
+    assert!(cpu < Duration::from_millis(500), "{cpu:?} of CPU in 2 s while accept fails");
+    assert!(events <= 2, "{events} events in 2 s while accept fails: {failures:?}");
+    // Descriptors back: the waiting client is served.
+    hoard.truncate(hoard.len().saturating_sub(64));
+    client.write_all(b"GET /after HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").await.unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), client.read_to_end(&mut answer)).await.expect("served").unwrap();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 200") && answer.contains("p GET /after\n"), "{answer}");
+    println!("the child ran");
 }
 
 #[tokio::test(flavor = "multi_thread")]

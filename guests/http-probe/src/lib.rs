@@ -5,6 +5,7 @@
 //! * `/trap`: panics;
 //! * `/served`: how many requests this instance has served, this one included;
 //! * `/silent`: returns without answering;
+//! * `/error-code`: answers with an `error-code` instead of a response;
 //! * `/fetch?url=U`: fetches U (GET) and answers with its status and body, or
 //!   with the error the host gave;
 //! * anything else: `<component> <method> <path>` and the `weft-param-*` headers.
@@ -12,7 +13,8 @@
 use std::io::{Read, Write};
 
 use wasip2::http::types::{
-    Fields, IncomingRequest, Method, OutgoingBody, OutgoingRequest, OutgoingResponse, ResponseOutparam, Scheme,
+    ErrorCode, Fields, IncomingRequest, Method, OutgoingBody, OutgoingRequest, OutgoingResponse, ResponseOutparam,
+    Scheme,
 };
 
 struct Probe;
@@ -66,6 +68,7 @@ impl wasip2::exports::http::incoming_handler::Guest for Probe {
                 respond(out, 200, format!("served {served}").as_bytes());
             }
             "/silent" => drop(out),
+            "/error-code" => ResponseOutparam::set(out, Err(ErrorCode::InternalError(Some("probe secret 42".into())))),
             route if route.ends_with("/fetch") => {
                 let url = query(&path, "url").unwrap_or_default();
                 let answer = fetch(&url);

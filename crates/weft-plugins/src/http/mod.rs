@@ -14,18 +14,22 @@
 //!         - { path: /static/* }
 //! ```
 //!
+//! A workload's only HTTP component may leave `routes` out: it is served on `/*`.
+//!
 //! Every request gets a fresh instance, or an idle one with `reuseInstances`,
 //! within the component's limits: past its concurrency bound and queue the answer
 //! is `503` with `Retry-After`. Bodies stream both ways. An unknown route is `404` (`405` when only the method does
 //! not match); a handler that traps, or returns no response, is `500` and the
-//! server carries on. Stopping the host drains requests in flight.
+//! server carries on. The server's own error answers name a request id and
+//! nothing else; the detail is in the log under that id. Stopping the host drains
+//! requests in flight.
 
 mod router;
 mod server;
 mod tls;
 
 use std::any::Any;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
@@ -37,6 +41,7 @@ use weft_runtime::RunningWorkload;
 use weft_runtime::interface::InterfaceName;
 use weft_runtime::plugin::{Binding, BoxFuture, ComponentIdentity, HostPlugin, PluginWorld};
 use weft_runtime::store::StoreState;
+use weft_runtime::workload::Provider;
 
 pub use self::router::RouteSpec;
 use self::router::{Route, Routes};
@@ -55,10 +60,19 @@ pub struct Settings {
     /// How long a stopping host waits for requests in flight.
     #[serde(default = "default_drain", with = "weft_runtime::limits::duration")]
     pub drain_timeout: Duration,
-    /// How long a new connection may take to finish its TLS handshake, and an
-    /// HTTP/1 request to send its whole head; past it the connection is closed.
+    /// How long a new connection may take to finish its TLS handshake and send
+    /// its first request head (an HTTP/1 request: every request head); past it
+    /// the connection is closed.
     #[serde(default = "default_header_read", with = "weft_runtime::limits::duration")]
     pub header_read_timeout: Duration,
+    /// How long a connection that has been served may sit with no request in
+    /// progress before it is closed.
+    #[serde(default = "default_idle", with = "weft_runtime::limits::duration")]
+    pub idle_timeout: Duration,
+    /// Open connections per listener; at the cap the listener stops accepting and
+    /// new connections wait in the kernel's backlog.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: u32,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -82,6 +96,14 @@ fn default_header_read() -> Duration {
     Duration::from_secs(30)
 }
 
+fn default_idle() -> Duration {
+    Duration::from_secs(60)
+}
+
+fn default_max_connections() -> u32 {
+    10_000
+}
+
 impl Default for Settings {
     fn default() -> Self {
         Settings {
@@ -89,6 +111,8 @@ impl Default for Settings {
             tls: None,
             drain_timeout: default_drain(),
             header_read_timeout: default_header_read(),
+            idle_timeout: default_idle(),
+            max_connections: default_max_connections(),
         }
     }
 }
@@ -103,13 +127,19 @@ pub struct HttpPlugin {
 pub(crate) struct Shared {
     routes: RwLock<Routes>,
     workloads: RwLock<HashMap<ComponentIdentity, Arc<RunningWorkload>>>,
+    /// Components served on `/*` for want of routes.
+    defaults: RwLock<HashSet<ComponentIdentity>>,
 }
 
 impl HttpPlugin {
     pub fn new(settings: &Settings) -> HttpPlugin {
         HttpPlugin {
             settings: settings.clone(),
-            shared: Arc::new(Shared { routes: RwLock::default(), workloads: RwLock::default() }),
+            shared: Arc::new(Shared {
+                routes: RwLock::default(),
+                workloads: RwLock::default(),
+                defaults: RwLock::default(),
+            }),
             server: tokio::sync::Mutex::new(None),
         }
     }
@@ -136,10 +166,57 @@ impl HttpPlugin {
                 }
             }
         }
-        if routes.is_empty() {
-            return Err("the HTTP server needs `routes` for it".into());
-        }
         Ok(routes)
+    }
+
+    /// The component's routes; without any, `/*` when it is its workload's only
+    /// HTTP component. A component whose handler another component of the
+    /// workload imports is not served unless it has routes (it is a middle link).
+    /// The flag says whether the routes are the default.
+    fn routes_or_default(&self, binding: &Binding) -> Result<(Vec<Route>, bool), String> {
+        let routes = Self::routes_of(binding)?;
+        let identity = &binding.identity;
+        let served_beside: Vec<ComponentIdentity> = self
+            .shared
+            .workloads
+            .read()
+            .unwrap()
+            .keys()
+            .filter(|other| other.workload_id == identity.workload_id && *other != identity)
+            .cloned()
+            .collect();
+        let defaults = self.shared.defaults.read().unwrap();
+        if !routes.is_empty() {
+            if let Some(other) = served_beside.iter().find(|o| defaults.contains(o)) {
+                return Err(format!(
+                    "component `{}` has no HTTP routes and is served on `/*` only while it is the workload's only \
+                     HTTP component: give it `routes` too",
+                    other.component
+                ));
+            }
+            return Ok((routes, false));
+        }
+        let Some(export) = binding.exports.iter().find(|e| interface_matches(HANDLER, e)) else {
+            return Err(format!("the HTTP server needs `routes` for it (it does not export `{HANDLER}`)"));
+        };
+        let linked = binding.workload.plan().components.iter().flat_map(|c| &c.imports).any(|l| {
+            matches!(&l.provider, Provider::Component { component, export: e, .. }
+                if **component == *identity.component && interface_matches(HANDLER, e))
+        });
+        if linked {
+            tracing::debug!(workload = %identity.workload, component = %identity.component,
+                "not served over HTTP: another component of the workload calls its handler");
+            return Ok((Vec::new(), false));
+        }
+        if let Some(other) = served_beside.first() {
+            return Err(format!(
+                "it exports `{HANDLER}` with no `routes`, and component `{}` of the workload is served too: \
+                 a component without routes is served on `/*` only when it is the workload's only HTTP component",
+                other.component
+            ));
+        }
+        let spec = RouteSpec { host: None, path: "/*".into(), methods: Vec::new() };
+        Ok((vec![Route::parse(&spec, identity.clone(), export.clone())?], true))
     }
 }
 
@@ -159,9 +236,17 @@ impl HostPlugin for HttpPlugin {
 
     fn bind<'a>(&'a self, binding: &'a Binding) -> BoxFuture<'a, Result<(), String>> {
         Box::pin(async move {
-            let routes = Self::routes_of(binding)?;
+            let (routes, default) = self.routes_or_default(binding)?;
+            if routes.is_empty() {
+                return Ok(());
+            }
             // Routes first: once the server listens, a request must find them.
             self.shared.routes.write().unwrap().add(routes)?;
+            if default {
+                tracing::info!(workload = %binding.identity.workload, component = %binding.identity.component,
+                    "served on `/*`: the workload's only HTTP component, with no routes");
+                self.shared.defaults.write().unwrap().insert(binding.identity.clone());
+            }
             self.shared.workloads.write().unwrap().insert(binding.identity.clone(), binding.workload.clone());
             let mut server = self.server.lock().await;
             if server.is_none() {
@@ -181,6 +266,7 @@ impl HostPlugin for HttpPlugin {
     fn unbind<'a>(&'a self, identity: &'a ComponentIdentity) -> BoxFuture<'a, ()> {
         Box::pin(async move {
             self.shared.routes.write().unwrap().remove(identity);
+            self.shared.defaults.write().unwrap().remove(identity);
             self.shared.workloads.write().unwrap().remove(identity);
         })
     }

@@ -3,7 +3,8 @@
 //! * host: exact (`api.example.com`), wildcard (`*.example.com`: any subdomain), or
 //!   absent (any host);
 //! * path: segments, where `{name}` matches one segment (and is passed to the
-//!   component as the header `weft-param-<name>`) and a final `*` matches the rest
+//!   component as the header `weft-param-<name>`; headers a client sends under
+//!   the host's `weft-` prefix never reach it) and a final `*` matches the rest
 //!   (`/static/*`), or exact otherwise;
 //! * methods: a list, or absent (any method).
 //!
@@ -73,7 +74,8 @@ pub enum Lookup<'a> {
 
 impl Route {
     pub fn parse(spec: &RouteSpec, target: ComponentIdentity, export: String) -> Result<Route, String> {
-        let host = match spec.host.as_deref() {
+        // `api.example.com.` is the same name as `api.example.com`.
+        let host = match spec.host.as_deref().map(|h| h.strip_suffix('.').filter(|h| !h.is_empty()).unwrap_or(h)) {
             None | Some("*") => Host::Any,
             Some(h) if h.starts_with("*.") && h.len() > 2 && !h[2..].contains('*') => {
                 Host::Subdomains(h[2..].to_ascii_lowercase())
@@ -225,7 +227,7 @@ impl Routes {
     }
 
     pub fn lookup(&self, host: &str, path: &str, method: &http::Method) -> Lookup<'_> {
-        let host = host.split(':').next().unwrap_or(host).to_ascii_lowercase();
+        let host = normalise_host(host);
         let mut candidates: Vec<(&Route, Vec<(String, String)>)> = self
             .routes
             .iter()
@@ -242,6 +244,17 @@ impl Routes {
             None => Lookup::MethodNotAllowed(candidates.iter().flat_map(|(r, _)| r.methods.clone()).collect()),
         }
     }
+}
+
+/// A request's host as routes compare it: no port, lower case, no final dot (the
+/// fully qualified `api.example.com.` is `api.example.com`).
+fn normalise_host(host: &str) -> String {
+    let name = match host.strip_prefix('[') {
+        // An IPv6 literal keeps its brackets and loses its port.
+        Some(rest) => rest.split_once(']').map_or(host, |(inside, _)| &host[..inside.len() + 2]),
+        None => host.split(':').next().unwrap_or(host),
+    };
+    name.strip_suffix('.').unwrap_or(name).to_ascii_lowercase()
 }
 
 #[cfg(test)]
@@ -296,6 +309,26 @@ mod tests {
         assert_eq!(find(&routes, "example.com", "/", "GET").unwrap().0, "fallback");
         assert_eq!(find(&routes, "x", "/static/css/site.css", "GET").unwrap().0, "static");
         assert_eq!(find(&routes, "x", "/static", "GET").unwrap().0, "static");
+    }
+
+    #[test]
+    fn a_final_dot_ports_case_and_ipv6_literals_name_the_same_host() {
+        let mut routes = Routes::default();
+        routes
+            .add(vec![
+                route(Some("api.local"), "/*", &[], "api"),
+                route(Some("*.example.com."), "/*", &[], "wild"),
+                route(Some("[::1]"), "/*", &[], "v6"),
+            ])
+            .unwrap();
+        for host in ["api.local", "api.local.", "API.Local.:8080", "api.local:80"] {
+            assert_eq!(find(&routes, host, "/", "GET").unwrap().0, "api", "{host}");
+        }
+        assert_eq!(find(&routes, "shop.example.com.", "/", "GET").unwrap().0, "wild");
+        assert_eq!(find(&routes, "[::1]:8080", "/", "GET").unwrap().0, "v6");
+        assert_eq!(find(&routes, "[::1]", "/", "GET").unwrap().0, "v6");
+        assert!(find(&routes, "api.local..", "/", "GET").is_none());
+        assert!(find(&routes, ".", "/", "GET").is_none());
     }
 
     #[test]

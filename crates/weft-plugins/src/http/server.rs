@@ -2,20 +2,25 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full};
-use hyper::body::Incoming;
+use hyper::body::{Frame, Incoming, SizeHint};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::task::JoinSet;
+use tokio::time::Instant;
+use tokio_rustls::TlsAcceptor;
 use wasmtime::component::Resource;
 use wasmtime_wasi_http::WasiHttpView;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
@@ -27,82 +32,64 @@ use super::{Settings, Shared, tls};
 
 type Body = UnsyncBoxBody<Bytes, std::io::Error>;
 
+/// The response header naming the request id of an answer the server gives itself.
+pub const REQUEST_ID: &str = "x-weft-request-id";
+
+/// Request headers under this prefix are the host's (`weft-param-*`): a client's are removed.
+const RESERVED_PREFIX: &str = "weft-";
+
+/// How long a connection closed for idleness gets to say goodbye (an h2 GOAWAY).
+const CLOSE_GRACE: Duration = Duration::from_millis(500);
+
 pub struct Server {
     addrs: Vec<SocketAddr>,
     stop: watch::Sender<bool>,
     listeners: JoinSet<()>,
-    graceful: Arc<tokio::sync::Mutex<GracefulShutdown>>,
+    /// One per listener: every open connection holds a permit.
+    slots: Vec<Arc<Semaphore>>,
+    max_connections: u32,
+}
+
+/// What every connection of a server shares.
+#[derive(Clone)]
+struct Conn {
+    shared: Arc<Shared>,
+    acceptor: Option<TlsAcceptor>,
+    scheme: Scheme,
+    header_read: Duration,
+    idle: Duration,
+    stopped: watch::Receiver<bool>,
 }
 
 impl Server {
     pub async fn start(settings: &Settings, shared: Arc<Shared>) -> Result<Server, String> {
+        if settings.max_connections == 0 {
+            return Err("`maxConnections` must be at least 1".into());
+        }
         let acceptor = settings.tls.as_ref().map(tls::acceptor).transpose()?;
         let scheme = if acceptor.is_some() { Scheme::Https } else { Scheme::Http };
-        let header_read = settings.header_read_timeout;
         let (stop, stopped) = watch::channel(false);
-        let graceful = Arc::new(tokio::sync::Mutex::new(GracefulShutdown::new()));
+        let conn = Conn {
+            shared,
+            acceptor,
+            scheme,
+            header_read: settings.header_read_timeout,
+            idle: settings.idle_timeout,
+            stopped,
+        };
         let mut listeners = JoinSet::new();
         let mut addrs = Vec::new();
+        let mut slots = Vec::new();
         for addr in &settings.listen {
             let listener = TcpListener::bind(addr).await.map_err(|e| format!("cannot listen on {addr}: {e}"))?;
             let local = listener.local_addr().map_err(|e| e.to_string())?;
-            tracing::info!(address = %local, tls = acceptor.is_some(), "HTTP server listening");
+            tracing::info!(address = %local, tls = conn.acceptor.is_some(), "HTTP server listening");
             addrs.push(local);
-            let (shared, acceptor, scheme, mut stopped, graceful) =
-                (shared.clone(), acceptor.clone(), scheme.clone(), stopped.clone(), graceful.clone());
-            listeners.spawn(async move {
-                loop {
-                    let (tcp, peer) = tokio::select! {
-                        accepted = listener.accept() => match accepted {
-                            Ok(conn) => conn,
-                            Err(e) => {
-                                tracing::warn!("accept failed: {e}");
-                                continue;
-                            }
-                        },
-                        _ = stopped.changed() => return,
-                    };
-                    let _ = tcp.set_nodelay(true);
-                    let (shared, acceptor, scheme, graceful) =
-                        (shared.clone(), acceptor.clone(), scheme.clone(), graceful.clone());
-                    tokio::spawn(async move {
-                        let service = service_fn(move |req| {
-                            let (shared, scheme) = (shared.clone(), scheme.clone());
-                            async move { Ok::<_, Infallible>(handle(&shared, scheme, req).await) }
-                        });
-                        let mut builder = auto::Builder::new(TokioExecutor::new());
-                        // A client that never finishes its request head holds nothing for long.
-                        builder.http1().timer(TokioTimer::new()).header_read_timeout(header_read);
-                        let result = match acceptor {
-                            Some(acceptor) => match tokio::time::timeout(header_read, acceptor.accept(tcp)).await {
-                                Ok(Ok(tls)) => {
-                                    let conn = builder.serve_connection(TokioIo::new(tls), service).into_owned();
-                                    let watched = graceful.lock().await.watch(conn);
-                                    watched.await
-                                }
-                                Ok(Err(e)) => {
-                                    tracing::debug!(%peer, "TLS handshake failed: {e}");
-                                    return;
-                                }
-                                Err(_) => {
-                                    tracing::debug!(%peer, "TLS handshake not finished within {header_read:?}");
-                                    return;
-                                }
-                            },
-                            None => {
-                                let conn = builder.serve_connection(TokioIo::new(tcp), service).into_owned();
-                                let watched = graceful.lock().await.watch(conn);
-                                watched.await
-                            }
-                        };
-                        if let Err(e) = result {
-                            tracing::debug!(%peer, "connection ended: {e}");
-                        }
-                    });
-                }
-            });
+            let free = Arc::new(Semaphore::new(settings.max_connections as usize));
+            slots.push(free.clone());
+            listeners.spawn(accept_loop(listener, local, free, conn.clone()));
         }
-        Ok(Server { addrs, stop, listeners, graceful })
+        Ok(Server { addrs, stop, listeners, slots, max_connections: settings.max_connections })
     }
 
     pub fn local_addrs(&self) -> Vec<SocketAddr> {
@@ -114,10 +101,223 @@ impl Server {
     pub async fn shutdown(mut self, drain: Duration) {
         let _ = self.stop.send(true);
         while self.listeners.join_next().await.is_some() {}
-        let graceful = std::mem::replace(&mut *self.graceful.lock().await, GracefulShutdown::new());
-        if tokio::time::timeout(drain, graceful.shutdown()).await.is_err() {
-            tracing::warn!("HTTP server stopped with requests still in flight after {drain:?}");
+        let deadline = Instant::now() + drain;
+        for free in &self.slots {
+            // Every permit back: every connection of the listener has ended.
+            if tokio::time::timeout_at(deadline, free.acquire_many(self.max_connections)).await.is_err() {
+                tracing::warn!("HTTP server stopped with requests still in flight after {drain:?}");
+                return;
+            }
         }
+    }
+}
+
+/// Accepts connections while the listener has free slots: at the cap, new
+/// connections wait in the kernel's backlog until one ends.
+async fn accept_loop(listener: TcpListener, local: SocketAddr, free: Arc<Semaphore>, conn: Conn) {
+    let mut stopped = conn.stopped.clone();
+    let mut backoff = AcceptBackoff::default();
+    loop {
+        let permit = tokio::select! {
+            permit = free.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
+            _ = stop_asked(&mut stopped) => return,
+        };
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = stop_asked(&mut stopped) => return,
+        };
+        let (tcp, peer) = match accepted {
+            Ok(accepted) => {
+                backoff.succeeded();
+                accepted
+            }
+            // The connection went away before it was accepted: only it is lost.
+            Err(e)
+                if matches!(e.kind(), std::io::ErrorKind::ConnectionAborted | std::io::ErrorKind::ConnectionReset) =>
+            {
+                tracing::debug!(address = %local, "accept: {e}");
+                continue;
+            }
+            // Out of file descriptors (or memory): retrying at once would spin
+            // and flood the log, so wait, longer each time, and report now and then.
+            Err(e) => {
+                let (delay, report) = backoff.failed(Instant::now());
+                if let Some(failures) = report {
+                    tracing::warn!(address = %local, failures, "accept failed: {e}; retrying in {delay:?}");
+                }
+                drop(permit);
+                tokio::select! {
+                    _ = tokio::time::sleep(delay) => continue,
+                    _ = stop_asked(&mut stopped) => return,
+                }
+            }
+        };
+        let _ = tcp.set_nodelay(true);
+        tokio::spawn(serve_connection(tcp, peer, permit, conn.clone()));
+    }
+}
+
+/// Resolves once the server is asked to stop (at once if it already was).
+async fn stop_asked(stopped: &mut watch::Receiver<bool>) {
+    // The guard `wait_for` returns is not `Send`: drop it here.
+    let _ = stopped.wait_for(|s| *s).await.is_ok();
+}
+
+/// Delays between failed accepts: from 5 ms, doubling, up to 1 s; a success
+/// starts over. A warning at most every 10 s, counting the failures since.
+#[derive(Debug)]
+struct AcceptBackoff {
+    delay: Duration,
+    failures: u64,
+    reported: Option<Instant>,
+}
+
+impl AcceptBackoff {
+    const FIRST: Duration = Duration::from_millis(5);
+    const MAX: Duration = Duration::from_secs(1);
+    const REPORT_EVERY: Duration = Duration::from_secs(10);
+
+    fn succeeded(&mut self) {
+        self.delay = Self::FIRST;
+    }
+
+    /// How long to wait, and the failures to report now, if it is time to.
+    fn failed(&mut self, now: Instant) -> (Duration, Option<u64>) {
+        self.failures += 1;
+        let report = match self.reported {
+            Some(at) if now.duration_since(at) < Self::REPORT_EVERY => None,
+            _ => {
+                self.reported = Some(now);
+                Some(std::mem::take(&mut self.failures))
+            }
+        };
+        let delay = self.delay;
+        self.delay = (delay * 2).min(Self::MAX);
+        (delay, report)
+    }
+}
+
+impl Default for AcceptBackoff {
+    fn default() -> Self {
+        AcceptBackoff { delay: Self::FIRST, failures: 0, reported: None }
+    }
+}
+
+/// Whether a connection is serving, and since when it has been idle.
+#[derive(Debug, Clone, Copy)]
+struct Activity {
+    in_flight: usize,
+    idle_since: Instant,
+    served: bool,
+}
+
+/// Held from a request's arrival until its response body is sent (or dropped).
+struct Busy(Arc<watch::Sender<Activity>>);
+
+impl Busy {
+    fn new(activity: &Arc<watch::Sender<Activity>>) -> Busy {
+        activity.send_modify(|a| {
+            a.in_flight += 1;
+            a.served = true;
+        });
+        Busy(activity.clone())
+    }
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        self.0.send_modify(|a| {
+            a.in_flight -= 1;
+            if a.in_flight == 0 {
+                a.idle_since = Instant::now();
+            }
+        });
+    }
+}
+
+/// A response body that keeps its connection marked busy until it is done.
+struct Tracked {
+    body: Body,
+    _busy: Busy,
+}
+
+impl hyper::body::Body for Tracked {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
+
+async fn serve_connection(tcp: tokio::net::TcpStream, peer: SocketAddr, _slot: OwnedSemaphorePermit, conn: Conn) {
+    let accepted = Instant::now();
+    match conn.acceptor.clone() {
+        Some(acceptor) => match tokio::time::timeout(conn.header_read, acceptor.accept(tcp)).await {
+            Ok(Ok(tls)) => drive(tls, peer, accepted, conn).await,
+            Ok(Err(e)) => tracing::debug!(%peer, "TLS handshake failed: {e}"),
+            Err(_) => tracing::debug!(%peer, "TLS handshake not finished within {:?}", conn.header_read),
+        },
+        None => drive(tcp, peer, accepted, conn).await,
+    }
+}
+
+/// Serves one connection until it ends, closing it when it sits with no request
+/// in progress: `headerReadTimeout` after it was accepted if it never sent one
+/// (silent clients, an h2 preface and nothing more), `idleTimeout` after its last
+/// response otherwise.
+async fn drive<I>(io: I, peer: SocketAddr, accepted: Instant, conn: Conn)
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let activity = Arc::new(watch::Sender::new(Activity { in_flight: 0, idle_since: accepted, served: false }));
+    let (shared, scheme) = (conn.shared.clone(), conn.scheme.clone());
+    let tracker = activity.clone();
+    let service = service_fn(move |req| {
+        let (shared, scheme, busy) = (shared.clone(), scheme.clone(), Busy::new(&tracker));
+        async move {
+            let response = handle(&shared, scheme, req).await;
+            Ok::<_, Infallible>(response.map(|body| Tracked { body, _busy: busy }))
+        }
+    });
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    // A client that never finishes its request head holds nothing for long.
+    builder.http1().timer(TokioTimer::new()).header_read_timeout(conn.header_read);
+    let connection = builder.serve_connection(TokioIo::new(io), service);
+    tokio::pin!(connection);
+    let mut watched = activity.subscribe();
+    let mut stopped = conn.stopped.clone();
+    let mut stopping = false;
+    let result = loop {
+        let now = *watched.borrow_and_update();
+        let limit = if now.served { conn.idle } else { conn.header_read };
+        let idle_deadline = (now.in_flight == 0).then(|| now.idle_since + limit);
+        tokio::select! {
+            result = connection.as_mut() => break result,
+            _ = watched.changed() => {}
+            _ = tokio::time::sleep_until(idle_deadline.unwrap_or(accepted)), if idle_deadline.is_some() => {
+                tracing::debug!(%peer, "closing a connection idle for {limit:?}");
+                connection.as_mut().graceful_shutdown();
+                let _ = tokio::time::timeout(CLOSE_GRACE, connection.as_mut()).await;
+                return;
+            }
+            // Finish what is in flight, take nothing new (the host bounds the wait).
+            _ = stop_asked(&mut stopped), if !stopping => {
+                stopping = true;
+                connection.as_mut().graceful_shutdown();
+            }
+        }
+    };
+    if let Err(e) = result {
+        tracing::debug!(%peer, "connection ended: {e}");
     }
 }
 
@@ -128,6 +328,24 @@ fn text(status: http::StatusCode, message: impl Into<String>) -> http::Response<
         .header("content-type", "text/plain; charset=utf-8")
         .body(body)
         .expect("valid response")
+}
+
+/// A request id, unique in this process and unlikely to repeat across restarts:
+/// a random prefix chosen at start, then a counter.
+fn request_id() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    static PREFIX: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    let prefix = PREFIX.get_or_init(|| std::collections::hash_map::RandomState::new().build_hasher().finish() as u32);
+    format!("{prefix:08x}-{}", NEXT.fetch_add(1, Ordering::Relaxed))
+}
+
+/// An error answer that tells the client only the request id; the detail is
+/// logged under that id.
+fn failure(status: http::StatusCode, id: &str, what: &str) -> http::Response<Body> {
+    let mut response = text(status, format!("{what} (request {id})\n"));
+    response.headers_mut().insert(REQUEST_ID, id.parse().expect("a request id is a valid header value"));
+    response
 }
 
 /// One request: route it, call the component in a fresh instance, answer.
@@ -154,6 +372,12 @@ async fn handle(shared: &Shared, scheme: Scheme, mut req: http::Request<Incoming
     let Some(workload) = shared.workloads.read().unwrap().get(&target).cloned() else {
         return text(http::StatusCode::NOT_FOUND, "no route\n");
     };
+    // The host's headers are the host's: a client cannot forge a path parameter.
+    let forged: Vec<http::HeaderName> =
+        req.headers().keys().filter(|name| name.as_str().starts_with(RESERVED_PREFIX)).cloned().collect();
+    for name in forged {
+        req.headers_mut().remove(name);
+    }
     for (name, value) in params {
         if let (Ok(name), Ok(value)) = (format!("weft-param-{name}").parse::<http::HeaderName>(), value.parse()) {
             req.headers_mut().insert(name, value);
@@ -174,6 +398,12 @@ async fn handle(shared: &Shared, scheme: Scheme, mut req: http::Request<Incoming
         }
     }
 
+    let id = request_id();
+    let (workload_name, component) = (target.workload.clone(), target.component.clone());
+    let log_failure = |status: http::StatusCode, what: &str, detail: &dyn std::fmt::Display| {
+        tracing::warn!(request_id = %id, workload = %workload_name, component = %component, "{what}: {detail}");
+        failure(status, &id, what)
+    };
     let mut invocation = match workload.instantiate(&target.component).await {
         Ok(invocation) => invocation,
         Err(InvokeError::Busy { busy, .. }) => {
@@ -182,10 +412,10 @@ async fn handle(shared: &Shared, scheme: Scheme, mut req: http::Request<Incoming
             return response;
         }
         Err(InvokeError::Stopped) => return text(http::StatusCode::SERVICE_UNAVAILABLE, "the workload is stopping\n"),
-        Err(e) => {
-            tracing::error!(workload = %target.workload, component = %target.component, "{e}");
-            return text(http::StatusCode::INTERNAL_SERVER_ERROR, "the component could not start\n");
+        Err(InvokeError::NotStarted) => {
+            return text(http::StatusCode::SERVICE_UNAVAILABLE, "the workload is not running yet\n");
         }
+        Err(e) => return log_failure(http::StatusCode::INTERNAL_SERVER_ERROR, "the component could not start", &e),
     };
     let (sender, receiver) = tokio::sync::oneshot::channel();
     let resources = {
@@ -194,20 +424,27 @@ async fn handle(shared: &Shared, scheme: Scheme, mut req: http::Request<Incoming
     };
     let (request, outparam) = match resources {
         Ok(resources) => resources,
-        Err(e) => return text(http::StatusCode::BAD_REQUEST, format!("{e}\n")),
+        Err(e) => {
+            // The client's doing (a request with no host, say): worth a line, not a warning.
+            tracing::info!(request_id = %id, workload = %target.workload, component = %target.component,
+                "bad request: {e:#}");
+            return failure(http::StatusCode::BAD_REQUEST, &id, "bad request");
+        }
     };
     let handler = match invocation
         .typed_func::<(Resource<HostIncomingRequest>, Resource<HostResponseOutparam>), ()>(&format!("{export}#handle"))
     {
         Ok(handler) => handler,
-        Err(e) => return text(http::StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")),
+        Err(e) => return log_failure(http::StatusCode::INTERNAL_SERVER_ERROR, "the component failed", &e),
     };
     // The call runs on its own: after the response head is sent, it goes on
     // writing the body, holding the instance (and its concurrency slot) until done.
+    let call_id = id.clone();
     let call = tokio::spawn(async move {
         let outcome = invocation.call_typed(&handler, (request, outparam)).await;
         if let Err(e) = &outcome {
-            tracing::error!(workload = %target.workload, component = %target.component, "HTTP handler failed: {e}");
+            tracing::warn!(request_id = %call_id, workload = %target.workload, component = %target.component,
+                "HTTP handler failed: {e}");
         }
         outcome
     });
@@ -215,13 +452,20 @@ async fn handle(shared: &Shared, scheme: Scheme, mut req: http::Request<Incoming
         Ok(Ok(response)) => {
             response.map(|body| body.map_err(|e| std::io::Error::other(format!("{e:?}"))).boxed_unsync())
         }
-        Ok(Err(code)) => text(http::StatusCode::INTERNAL_SERVER_ERROR, format!("the component failed: {code:?}\n")),
-        Err(_) => {
-            let why = match call.await {
-                Ok(Err(e)) => e.to_string(),
-                _ => "the component returned no response".to_string(),
-            };
-            text(http::StatusCode::INTERNAL_SERVER_ERROR, format!("{why}\n"))
-        }
+        Ok(Err(code)) => log_failure(
+            http::StatusCode::INTERNAL_SERVER_ERROR,
+            "the component failed",
+            &format_args!("the handler answered with the error code {code:?}"),
+        ),
+        Err(_) => match call.await {
+            // Logged by the call, with the id.
+            Ok(Err(_)) => failure(http::StatusCode::INTERNAL_SERVER_ERROR, &id, "the component failed"),
+            Err(e) => log_failure(http::StatusCode::INTERNAL_SERVER_ERROR, "the component failed", &e),
+            Ok(Ok(())) => log_failure(
+                http::StatusCode::INTERNAL_SERVER_ERROR,
+                "the component failed",
+                &"the handler returned without a response",
+            ),
+        },
     }
 }

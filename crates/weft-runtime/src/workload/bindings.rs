@@ -59,10 +59,16 @@ pub(crate) fn plan(
             let entries: Vec<_> = asked.iter().filter(|(i, _, _)| in_world(i)).collect();
             let named = entries.iter().any(|(_, _, named)| *named);
             let config: Vec<_> = entries.into_iter().map(|(i, c, _)| (i.clone(), c.clone())).collect();
+            // An export the plugin drives is bound even with no entry for it: the
+            // plugin decides what that means (the HTTP server may serve it on `/*`).
+            let drives = |name: &str| {
+                ItemName::parse(name).as_interface().is_some_and(|i| world.exports.iter().any(|w| i.satisfies(w)))
+            };
             let driven: Vec<String> = exports
                 .iter()
                 .filter(|e| {
-                    in_world(e) && config.iter().any(|(i, _)| ItemName::parse(i).satisfies(&ItemName::parse(e)))
+                    in_world(e)
+                        && (drives(e) || config.iter().any(|(i, _)| ItemName::parse(i).satisfies(&ItemName::parse(e))))
                 })
                 .cloned()
                 .collect();
