@@ -53,7 +53,7 @@ use tokio::task::JoinHandle;
 use wasmtime::component::{ComponentType, Lift, Linker, Lower};
 use weft_runtime::RunningWorkload;
 use weft_runtime::interface::{InterfaceName, ItemName};
-use weft_runtime::plugin::{Binding, BoxFuture, ComponentIdentity, HostPlugin, PluginWorld};
+use weft_runtime::plugin::{Binding, BindingSettings, BoxFuture, ComponentIdentity, HostPlugin, PluginWorld};
 use weft_runtime::store::StoreState;
 
 pub use memory::MAX_BODY as MEMORY_MAX_BODY;
@@ -228,7 +228,7 @@ type Subscribe = (String, Option<String>);
 
 /// The component's grants and subscriptions, from its `hostInterfaces` entries;
 /// every pattern checked.
-fn read_config(binding: &Binding) -> Result<(Grants, Vec<Subscribe>), String> {
+fn read_config(binding: &BindingSettings) -> Result<(Grants, Vec<Subscribe>), String> {
     let mut grants = Grants::default();
     let mut subscriptions = Vec::new();
     for (interface, config) in &binding.config {
@@ -276,6 +276,10 @@ impl HostPlugin for MessagingPlugin {
     fn world(&self) -> PluginWorld {
         let name = |i: &str| InterfaceName::parse(&format!("wasmcloud:messaging/{i}@0.2.0")).expect("valid name");
         PluginWorld { imports: vec![name("consumer"), name("types")], exports: vec![name("handler")] }
+    }
+
+    fn validate(&self, settings: &BindingSettings) -> Result<(), String> {
+        read_config(settings).map(drop)
     }
 
     fn bind<'a>(&'a self, binding: &'a Binding) -> BoxFuture<'a, Result<(), String>> {
