@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use crate::limits::{ByteSize, LimitsSpec};
 
 /// A parsed workload manifest.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct WorkloadSpec {
     pub name: String,
@@ -48,6 +48,24 @@ pub struct WorkloadSpec {
 
 fn default_namespace() -> String {
     "default".to_string()
+}
+
+/// Like an empty manifest: in namespace `default`, as the parser would have it.
+impl Default for WorkloadSpec {
+    fn default() -> Self {
+        WorkloadSpec {
+            name: String::new(),
+            namespace: default_namespace(),
+            annotations: IndexMap::new(),
+            components: Vec::new(),
+            service: None,
+            volumes: Vec::new(),
+            host_interfaces: Vec::new(),
+            links: Vec::new(),
+            base_dir: None,
+            unknown_fields: Vec::new(),
+        }
+    }
 }
 
 /// One component of a workload (also the shape of the service).
