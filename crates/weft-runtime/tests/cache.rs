@@ -4,6 +4,7 @@
 mod common;
 
 use common::*;
+use weft_runtime::HostApi;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_component_is_compiled_once_per_host_and_once_per_cache_dir() {
@@ -11,7 +12,9 @@ async fn a_component_is_compiled_once_per_host_and_once_per_cache_dir() {
     let manifest = format!("name: twice\ncomponents: [{{ name: hello, source: {HELLO} }}]\n");
 
     let first = host_with(Some(cache.path().to_path_buf())).await;
-    first.start_ok(&manifest).await;
+    let w = first.start_ok(&manifest).await;
+    // One workload of a name at a time: stopped, its component stays cached.
+    first.host.workload_stop(w.id()).await.unwrap();
     first.start_ok(&manifest).await;
     let stats = first.host.cache_stats();
     assert_eq!((stats.compiled, stats.memory_hits, stats.disk_hits), (1, 1, 0));

@@ -47,6 +47,8 @@ async fn auto_falls_back_to_dynamic_and_says_why() {
     );
     w.run("client").await.unwrap();
     assert_eq!(t.stdout("client"), ["Hi, fused!"]);
+    // One workload of a name at a time.
+    t.host.workload_stop(w.id()).await.unwrap();
 
     let fused = t.start_ok(&workload("auto", "")).await;
     assert!(fused.plan().imports_of("client")[0].provider.to_string().ends_with(", fused)"));
@@ -58,9 +60,11 @@ async fn a_composite_is_compiled_once_across_starts_and_host_restarts() {
     let manifest = workload("fused", "");
 
     let first = host_with(Some(cache.path().to_path_buf())).await;
-    first.start_ok(&manifest).await.run("client").await.unwrap();
+    let w = first.start_ok(&manifest).await;
+    w.run("client").await.unwrap();
     // The client, the greeter, and their composite.
     assert_eq!(first.host.cache_stats().compiled, 3);
+    first.host.workload_stop(w.id()).await.unwrap();
     first.start_ok(&manifest).await.run("client").await.unwrap();
     assert_eq!(first.host.cache_stats().compiled, 3);
     drop(first);
