@@ -14,6 +14,8 @@
 use std::io;
 use std::path::{Path, PathBuf};
 
+use crate::budget::Budget;
+
 /// The longest piece: with its `+`, a directory name of 255 bytes, the limit of
 /// most filesystems.
 const NAME_MAX: usize = 254;
@@ -68,8 +70,9 @@ pub fn path(dir: &Path, name: &str) -> PathBuf {
 }
 
 /// Every name with a file below `dir`, sorted; dot-files (temporary files) are
-/// not names. A missing `dir` holds none.
-pub async fn list(dir: &Path) -> io::Result<Vec<String>> {
+/// not names. A missing `dir` holds none. Each name is charged to `budget` as it
+/// is found: a listing larger than the budget is an error, not a host buffer.
+pub async fn list(dir: &Path, budget: &Budget) -> io::Result<Vec<String>> {
     let mut names = Vec::new();
     let mut pending = vec![(dir.to_path_buf(), String::new())];
     while let Some((dir, prefix)) = pending.pop() {
@@ -85,6 +88,7 @@ pub async fn list(dir: &Path) -> io::Result<Vec<String>> {
             } else if !file.starts_with('.')
                 && let Some(name) = decode(&format!("{prefix}{file}"))
             {
+                budget.charge(name.len() as u64, "the listing").map_err(io::Error::other)?;
                 names.push(name);
             }
         }
@@ -212,14 +216,16 @@ mod tests {
         tokio::fs::write(dir.path().join(".tmp-1"), b"").await.unwrap();
         let mut sorted = names.to_vec();
         sorted.sort();
-        assert_eq!(list(dir.path()).await.unwrap(), sorted);
+        assert_eq!(list(dir.path(), &Budget::new(u64::MAX)).await.unwrap(), sorted);
+        let over = list(dir.path(), &Budget::new(1000)).await.unwrap_err().to_string();
+        assert!(over.contains("the listing"), "{over}");
 
         for name in &names {
             let file = path(dir.path(), name);
             tokio::fs::remove_file(&file).await.unwrap();
             prune(dir.path(), &file).await;
         }
-        assert!(list(dir.path()).await.unwrap().is_empty());
+        assert!(list(dir.path(), &Budget::new(u64::MAX)).await.unwrap().is_empty());
         let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
         assert_eq!(left, [".tmp-1"], "only the dot-file is left");
     }

@@ -3,6 +3,7 @@
 //! configuration file; [`load`] turns it into the plugins a host registers.
 
 pub mod blobstore;
+pub mod budget;
 pub mod config;
 mod filenames;
 pub mod http;

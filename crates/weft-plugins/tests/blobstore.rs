@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use weft_plugins::blobstore::Settings as Blobs;
+use weft_plugins::blobstore::Store as Blobs;
 use weft_testkit::Server;
 
 const SIZE: u32 = 10 << 20;
@@ -83,7 +83,7 @@ async fn round_trip(t: &TestHost, component: bool) {
 }
 
 async fn host_with_blobs(blobs: Blobs) -> TestHost {
-    host_with(weft_plugins::Settings { blobstore: blobs, ..Default::default() }).await
+    host_with(weft_plugins::Settings { blobstore: blobs.into(), ..Default::default() }).await
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -114,4 +114,46 @@ async fn the_same_workload_against_the_component() {
     round_trip(&t, true).await;
     let container = t.dir.path().join("blobs/photos");
     assert_eq!(std::fs::read_dir(&container).unwrap().count(), 0);
+}
+
+/// Staging on disk is bounded: a value past `maxObjectSize`, or past what
+/// `stagingLimit` leaves, fails in the guest's write; what a failed value staged
+/// is given back, so a value that fits is stored next.
+#[tokio::test(flavor = "multi_thread")]
+async fn staging_is_bounded_per_value_and_in_all() {
+    use weft_plugins::blobstore::Settings;
+    use weft_runtime::limits::ByteSize;
+    use weft_runtime::output::Stream;
+    for (settings, refusal) in [
+        (Settings { max_object_size: ByteSize(1 << 20), ..Blobs::Memory.into() }, "`maxObjectSize` of 1MiB"),
+        (
+            Settings { staging_limit: ByteSize(1 << 20), ..Blobs::Memory.into() },
+            "staging is full (`stagingLimit` 1MiB)",
+        ),
+    ] {
+        let t = host_with(weft_plugins::Settings { blobstore: settings, ..Default::default() }).await;
+        std::fs::create_dir_all(t.dir.path().join("in")).unwrap();
+        std::fs::write(t.dir.path().join("in/large"), vec![1; 2 << 20]).unwrap();
+        std::fs::write(t.dir.path().join("in/small"), vec![2; 700 << 10]).unwrap();
+        let blobby = |name: &str, args: &str| {
+            format!(
+                "  - {{ name: {name}, source: {BLOBBY}, args: [{args}], volumeMounts: [{{ name: in, mountPath: /in }}] }}\n"
+            )
+        };
+        let w = t
+            .start_ok(&format!(
+                "name: staging\ncomponents:\n{}{}volumes: [{{ name: in, hostPath: {{ path: in }} }}]\n",
+                blobby("large", "put, c, large, /in/large"),
+                blobby("small", "put, c, small, /in/small, put, c, again, /in/small, list, c"),
+            ))
+            .await;
+        assert!(w.run("large").await.is_err());
+        let stderr = t.output.lines_of("large", Stream::Stderr).join("\n");
+        assert!(stderr.contains(refusal), "{stderr}");
+        w.run("small").await.unwrap();
+        assert_eq!(
+            t.stdout("small"),
+            ["put c/small: 716800 bytes", "put c/again: 716800 bytes", "list c: again small"]
+        );
+    }
 }

@@ -669,3 +669,61 @@ async fn stopping_the_host_drains_requests_in_flight() {
     t.host.shutdown().await;
     assert_eq!(in_flight.await.unwrap(), (200, "slept\n".into()));
 }
+
+/// What `weft inspect` shows (`Host::validate`) refuses the HTTP settings that
+/// starting refuses, with the same message, before anything is served.
+#[tokio::test(flavor = "multi_thread")]
+async fn validation_refuses_the_http_settings_that_start_refuses() {
+    let t = host().await;
+    for (config, expected) in [
+        (r#"{ routes: [{ path: "no-slash" }] }"#, "route path `no-slash` must start with `/`"),
+        (r#"{ routes: [{ path: "/a/*/b" }] }"#, "`*` only at the end"),
+        ("{ rout: [] }", "unknown HTTP setting `rout` (expected `routes`)"),
+        (r#"{ routes: "/x" }"#, "invalid `routes`"),
+    ] {
+        let yaml = format!(
+            "name: bad\ncomponents:\n{}hostInterfaces:\n  - {{ interface: \"wasi:http/incoming-handler@0.2.0\", component: p, config: {config} }}\n",
+            probe("p", "")
+        );
+        let mut spec = weft_runtime::WorkloadSpec::from_yaml(&yaml).unwrap();
+        spec.base_dir = Some(t.dir.path().to_path_buf());
+        let validated = t.host.validate(spec).await.err().expect("validation refuses it").to_string();
+        let started = t.start(&yaml).await.err().expect("start refuses it").to_string();
+        assert!(validated.contains(expected), "{validated}");
+        assert_eq!(validated, started);
+    }
+    assert!(t.http.local_addrs().await.is_empty(), "nothing was served, so the server never listened");
+}
+
+/// Stopping a workload while a request waits in a host call (the handler sleeps
+/// for a minute): the stop waits its grace, cancels the request, says so in the
+/// status, and only then removes the emptyDirs.
+#[tokio::test(flavor = "multi_thread")]
+async fn stop_cancels_a_request_blocked_in_a_host_call_then_removes_volumes() {
+    let t = host().await;
+    let w = t
+        .start_ok(&format!(
+            "name: sleepy\ncomponents:\n  - {{ name: p, source: {HTTP_PROBE}, volumeMounts: [{{ name: scratch, mountPath: /scratch }}], limits: {{ timeout: unlimited }} }}\nvolumes: [{{ name: scratch, emptyDir: {{}} }}]\nhostInterfaces:\n{}",
+            serve("p", r#"[{ path: "/*" }]"#)
+        ))
+        .await;
+    let scratch = t.dir.path().join("scratch");
+    let url = format!("{}/slow?ms=60000", t.base().await);
+    let request = tokio::spawn(async move { get(&url).await });
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while w.status().components.iter().map(|c| c.in_flight).sum::<u32>() == 0 {
+        assert!(std::time::Instant::now() < deadline, "the request never started");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(std::fs::read_dir(&scratch).unwrap().count() > 0, "the emptyDir exists while running");
+    let started = std::time::Instant::now();
+    let status = weft_runtime::HostApi::workload_stop(&t.host, w.id()).await.unwrap();
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(3), "stop took {took:?}");
+    assert_eq!(status.state, weft_runtime::WorkloadState::Stopped);
+    assert_eq!(status.message.as_deref(), Some("1 invocation(s) in flight were cancelled"));
+    let (code, _) = tokio::time::timeout(Duration::from_secs(5), request).await.expect("the request ended").unwrap();
+    assert!(code >= 500, "the cancelled request answered {code}");
+    let left: Vec<_> = std::fs::read_dir(&scratch).map(|d| d.map(|e| e.unwrap().path()).collect()).unwrap_or_default();
+    assert!(left.is_empty(), "emptyDirs left behind: {left:?}");
+}

@@ -199,6 +199,15 @@ const TRANSCRIPT: &[&str] = &[
     "set text: ok",
     "increment text: error other",
     "text unchanged: \"text\"",
+    "set negative: ok",
+    "increment negative: error other",
+    "set leading zero: ok",
+    "increment leading zero: error other",
+    "set largest: ok",
+    "increment past largest: error other",
+    "largest unchanged: \"9223372036854775807\"",
+    "increment by more than largest: error other",
+    "delete counters: ok",
 ];
 
 async fn probe_transcript(kv: Kv) {
@@ -244,4 +253,52 @@ async fn the_whole_interface_behaves_alike_in_redis() {
 async fn the_whole_interface_behaves_alike_in_nats() {
     let nats = Server::nats();
     probe_transcript(Kv::Nats { url: nats.url() }).await;
+}
+
+/// A value written by a component with room for it, read by one limited to less:
+/// the reader gets an error naming its limit (the host does not fetch the value
+/// to hand it a trap), and a value that fits still reads.
+async fn a_value_larger_than_the_readers_memory_is_refused(kv: Kv) {
+    let t = host_with_kv(kv).await;
+    let probe = |name: &str, args: &str, memory: &str| {
+        format!("  - {{ name: {name}, source: {KEYVALUE_PROBE}, args: [{args}], limits: {{ memory: {memory} }} }}\n")
+    };
+    let w = t
+        .start_ok(&format!(
+            "name: sizes\ncomponents:\n{}{}{}{}",
+            probe("writer", "hold, 12582912, things", "64MiB"),
+            probe("small-writer", "hold, 65536, things", "64MiB"),
+            probe("reader", "fetch, things", "8MiB"),
+            probe("big-reader", "fetch, things", "64MiB"),
+        ))
+        .await;
+    w.run("writer").await.unwrap();
+    w.run("reader").await.unwrap();
+    let refused = t.stdout("reader");
+    assert_eq!(refused.len(), 2, "{refused:?}");
+    for line in &refused {
+        assert!(line.contains("12MiB") && line.contains("its memory limit is 8MiB"), "{line}");
+    }
+    w.run("big-reader").await.unwrap();
+    assert_eq!(t.stdout("big-reader"), ["get big: 12582912 bytes", "get-many big: 12582912 bytes"]);
+    w.run("small-writer").await.unwrap();
+    w.run("reader").await.unwrap();
+    assert_eq!(t.stdout("reader")[2..], ["get big: 65536 bytes", "get-many big: 65536 bytes"]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_value_larger_than_the_readers_memory_is_refused_in_memory() {
+    a_value_larger_than_the_readers_memory_is_refused(Kv::Memory).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_value_larger_than_the_readers_memory_is_refused_on_the_filesystem() {
+    let dir = tempfile::tempdir().unwrap();
+    a_value_larger_than_the_readers_memory_is_refused(Kv::Filesystem { path: dir.path().to_path_buf() }).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_value_larger_than_the_readers_memory_is_refused_in_redis() {
+    let redis = Server::redis();
+    a_value_larger_than_the_readers_memory_is_refused(Kv::Redis { url: redis.url() }).await;
 }

@@ -5,7 +5,7 @@
 mod common;
 
 use common::*;
-use weft_plugins::blobstore::Settings as Blobs;
+use weft_plugins::blobstore::Store as Blobs;
 use weft_plugins::keyvalue::Settings as Kv;
 use weft_testkit::Server;
 
@@ -70,7 +70,7 @@ fn blobby(name: &str, host: &str) -> String {
 /// Workload `a.b` with container `c`, and workload `a` with container `b.c`: once
 /// the same backend container `default.a.b.c`.
 async fn dotted_names_keep_containers_apart(blobs: Blobs) {
-    let t = host_with(weft_plugins::Settings { blobstore: blobs, ..Default::default() }).await;
+    let t = host_with(weft_plugins::Settings { blobstore: blobs.into(), ..Default::default() }).await;
     t.start_ok(&blobby("a.b", "one.test")).await;
     t.start_ok(&blobby("a", "two.test")).await;
     let base = t.base().await;

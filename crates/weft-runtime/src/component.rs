@@ -208,6 +208,12 @@ pub fn describe_invalid(bytes: &[u8], error: &wasmtime::Error) -> String {
             .into();
     }
     let message = root_message(error);
+    if message.contains("component model async") {
+        return format!(
+            "it targets WASI 0.3 (component-model async: `stream`, `future`, async functions), which weft does \
+             not run yet: weft runs WASI 0.2 components (build for `wasm32-wasip2`, with a WASI 0.2 SDK) ({message})"
+        );
+    }
     if message.contains("unexpected end") || message.contains(&format!("(bound = {})", bytes.len())) {
         return format!("invalid component: the file ends early (truncated?): {message}");
     }

@@ -189,6 +189,13 @@ impl StoreState {
         &self.frames[self.active].as_ref().expect("the active frame exists").identity
     }
 
+    /// The memory limit of the component whose code is running. A host function
+    /// never buffers more than this for it: a value that large could not be
+    /// handed to the component anyway.
+    pub fn caller_memory_limit(&self) -> u64 {
+        self.frames[self.active].as_ref().expect("the active frame exists").memory_limit
+    }
+
     /// A plugin of the host, as its own type.
     pub fn plugin<P: HostPlugin>(&self, id: &str) -> Option<&P> {
         self.plugins.get(id)?.as_any().downcast_ref()

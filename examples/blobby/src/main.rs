@@ -4,12 +4,14 @@
 //! ```text
 //! put <container> <object> <file>   store a file (the container is created if needed)
 //! get <container> <object> <file>   write an object to a file
+//! read <container> <object>         read an object whole into memory, print its size
 //! list <container>                  print the container's object names
 //! info <container> <object>         print an object's size
 //! delete <container> <object>       delete an object
 //! ```
 //!
-//! Bytes are streamed both ways (wasi:io streams), never held whole in memory.
+//! Bytes are streamed both ways (wasi:io streams), never held whole in memory,
+//! except by `read`, which shows the other way to read a value (`consume-sync`).
 
 wit_bindgen::generate!({
     path: ["../../wit/deps/wasi-io", "../../wit/deps/wasi-blobstore", "wit"],
@@ -40,10 +42,11 @@ fn main() {
         let outcome = match step {
             "put" => put(arg("container"), arg("object"), arg("file")),
             "get" => get(arg("container"), arg("object"), arg("file")),
+            "read" => read(arg("container"), arg("object")),
             "list" => list(arg("container")),
             "info" => info(arg("container"), arg("object")),
             "delete" => delete(arg("container"), arg("object")),
-            other => Err(format!("unknown step `{other}` (put, get, list, info, delete)")),
+            other => Err(format!("unknown step `{other}` (put, get, read, list, info, delete)")),
         };
         if let Err(e) = outcome {
             fail(&format!("{step}: {e}"));
@@ -94,6 +97,14 @@ fn get(container_name: &str, object: &str, file: &str) -> Result<(), String> {
         return Err(format!("read {copied} bytes of {size}"));
     }
     println!("get {container_name}/{object}: {copied} bytes -> {file}");
+    Ok(())
+}
+
+fn read(container_name: &str, object: &str) -> Result<(), String> {
+    let container = blobstore::get_container(container_name)?;
+    let value = container.get_data(object, 0, u64::MAX)?;
+    let bytes = IncomingValue::incoming_value_consume_sync(value)?;
+    println!("read {container_name}/{object}: {} bytes", bytes.len());
     Ok(())
 }
 

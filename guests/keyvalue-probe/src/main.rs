@@ -5,6 +5,9 @@
 //!
 //! `batch <n> <bucket>` (for the benchmark): sets, gets and deletes `n` keys with
 //! one call of `batch` each, and prints `batch <n>: ok` if every value came back.
+//!
+//! `hold <n> <bucket>` sets the key `big` to `n` bytes; `fetch <bucket>` reads it
+//! with `get` and `get-many` and prints the sizes or the errors' messages whole.
 
 wit_bindgen::generate!({ path: "../../wit/deps/wasi-keyvalue", world: "wasi:keyvalue/imports" });
 
@@ -83,6 +86,32 @@ fn main() {
         let n: usize = n.parse().expect("batch <n> <bucket>");
         return println!("batch {n}: {}", show(batch(n, bucket), unit));
     }
+    if let [_, mode, n, bucket] = &args[..]
+        && mode == "hold"
+    {
+        let big = vec![7u8; n.parse().expect("hold <n> <bucket>")];
+        let set = store::open(bucket).and_then(|b| b.set("big", &big));
+        return println!("hold {n}: {}", show(set, unit));
+    }
+    if let [_, mode, bucket] = &args[..]
+        && mode == "fetch"
+    {
+        let message = |e: Error| match e {
+            Error::Other(message) => message,
+            other => error(&other),
+        };
+        let bucket = store::open(bucket).expect("open");
+        let size = |v: Option<Vec<u8>>| v.map_or("none".into(), |v| format!("{} bytes", v.len()));
+        match bucket.get("big") {
+            Ok(v) => println!("get big: {}", size(v)),
+            Err(e) => println!("get big: {}", message(e)),
+        }
+        match batch::get_many(&bucket, &["big".to_string()]) {
+            Ok(mut v) => println!("get-many big: {}", size(v.pop().flatten().map(|(_, v)| v))),
+            Err(e) => println!("get-many big: {}", message(e)),
+        }
+        return;
+    }
     let name = args.get(1).cloned().unwrap_or_else(|| "probe".into());
     println!("open empty name: {}", show(store::open(""), |_| "opened".into()));
     let bucket = match store::open(&name) {
@@ -159,4 +188,15 @@ fn main() {
     println!("set text: {}", show(bucket.set("t", b"text"), unit));
     println!("increment text: {}", show(atomics::increment(&bucket, "t", 1), |n| n.to_string()));
     println!("text unchanged: {}", show(bucket.get("t"), value));
+    // What Redis can hold is what every backend holds: no sign, no leading zero,
+    // nothing past i64::MAX.
+    println!("set negative: {}", show(bucket.set("m", b"-5"), unit));
+    println!("increment negative: {}", show(atomics::increment(&bucket, "m", 1), |n| n.to_string()));
+    println!("set leading zero: {}", show(bucket.set("m", b"007"), unit));
+    println!("increment leading zero: {}", show(atomics::increment(&bucket, "m", 1), |n| n.to_string()));
+    println!("set largest: {}", show(bucket.set("m", i64::MAX.to_string().as_bytes()), unit));
+    println!("increment past largest: {}", show(atomics::increment(&bucket, "m", 1), |n| n.to_string()));
+    println!("largest unchanged: {}", show(bucket.get("m"), value));
+    println!("increment by more than largest: {}", show(atomics::increment(&bucket, "z", u64::MAX), |n| n.to_string()));
+    println!("delete counters: {}", show(batch::delete_many(&bucket, &["m".into(), "z".into()]), unit));
 }

@@ -8,6 +8,7 @@ use async_trait::async_trait;
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
 use super::{Backend, BlobResult, ObjectInfo, Reader};
+use crate::budget::Budget;
 use crate::filenames;
 
 pub struct Filesystem {
@@ -90,8 +91,8 @@ impl Backend for Filesystem {
             .map(|m| ObjectInfo { size: m.len(), created_at: seconds(&m) }))
     }
 
-    async fn list(&self, container: &str) -> BlobResult<Vec<String>> {
-        filenames::list(&self.existing_dir(container).await?).await.map_err(io)
+    async fn list(&self, container: &str, budget: &Budget) -> BlobResult<Vec<String>> {
+        filenames::list(&self.existing_dir(container).await?, budget).await.map_err(io)
     }
 
     async fn delete(&self, container: &str, object: &str) -> BlobResult<()> {

@@ -8,6 +8,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 
 use super::{Backend, BlobResult, ObjectInfo, Reader, now};
+use crate::budget::Budget;
 
 #[derive(Default)]
 pub struct Memory {
@@ -64,9 +65,10 @@ impl Backend for Memory {
         Ok(c.objects.get(object).map(|(b, created_at)| ObjectInfo { size: b.len() as u64, created_at: *created_at }))
     }
 
-    async fn list(&self, container: &str) -> BlobResult<Vec<String>> {
+    async fn list(&self, container: &str, budget: &Budget) -> BlobResult<Vec<String>> {
         let containers = self.containers.lock().unwrap();
-        Ok(containers.get(container).ok_or_else(|| missing(container))?.objects.keys().cloned().collect())
+        let objects = &containers.get(container).ok_or_else(|| missing(container))?.objects;
+        objects.keys().map(|name| budget.charge(name.len() as u64, "the listing").map(|()| name.clone())).collect()
     }
 
     async fn delete(&self, container: &str, object: &str) -> BlobResult<()> {

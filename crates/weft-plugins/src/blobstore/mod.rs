@@ -18,6 +18,7 @@ mod nats;
 use std::any::Any;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
@@ -27,9 +28,11 @@ use wasmtime::component::{HasData, Linker, Resource, ResourceTable};
 use wasmtime_wasi::p2::pipe::AsyncReadStream;
 use wasmtime_wasi::p2::{DynInputStream, DynOutputStream, OutputStream, Pollable, StreamError, StreamResult};
 use weft_runtime::interface::{InterfaceName, ItemName};
+use weft_runtime::limits::ByteSize;
 use weft_runtime::plugin::{Binding, BindingSettings, BoxFuture, ComponentIdentity, HostPlugin, PluginWorld};
 use weft_runtime::store::StoreState;
 
+use crate::budget::Budget;
 use crate::scope::Scope;
 
 pub const ID: &str = "blobstore";
@@ -51,9 +54,45 @@ mod bindings {
 
 use bindings::wasi::blobstore::{blobstore, container, types};
 
+/// `plugins.blobstore` of a host configuration: where containers live, and how
+/// much the host stages on disk for values being written.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Settings {
+    /// The backend (its fields sit beside these; unknown ones are refused by it).
+    #[serde(flatten)]
+    pub store: Store,
+    /// The largest value one `outgoing-value` may stage; writing more fails.
+    #[serde(default = "default_max_object_size")]
+    pub max_object_size: ByteSize,
+    /// The most bytes staged for all unfinished values together.
+    #[serde(default = "default_staging_limit")]
+    pub staging_limit: ByteSize,
+}
+
+fn default_max_object_size() -> ByteSize {
+    ByteSize(1 << 30)
+}
+
+fn default_staging_limit() -> ByteSize {
+    ByteSize(4 << 30)
+}
+
+impl Default for Settings {
+    fn default() -> Settings {
+        Store::default().into()
+    }
+}
+
+impl From<Store> for Settings {
+    fn from(store: Store) -> Settings {
+        Settings { store, max_object_size: default_max_object_size(), staging_limit: default_staging_limit() }
+    }
+}
+
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", tag = "backend", deny_unknown_fields)]
-pub enum Settings {
+pub enum Store {
     #[default]
     Memory,
     /// One directory per container, one file per object.
@@ -88,7 +127,8 @@ pub trait Backend: Send + Sync + 'static {
     /// Bytes `start .. start + len` of an object.
     async fn read(&self, container: &str, object: &str, start: u64, len: u64) -> BlobResult<Reader>;
     async fn info(&self, container: &str, object: &str) -> BlobResult<Option<ObjectInfo>>;
-    async fn list(&self, container: &str) -> BlobResult<Vec<String>>;
+    /// The container's object names, charged to `budget` as they arrive.
+    async fn list(&self, container: &str, budget: &Budget) -> BlobResult<Vec<String>>;
     /// Succeeds when the object does not exist.
     async fn delete(&self, container: &str, object: &str) -> BlobResult<()>;
     async fn copy(&self, from: (&str, &str), to: (&str, &str)) -> BlobResult<()>;
@@ -101,19 +141,25 @@ pub trait Backend: Send + Sync + 'static {
 pub struct BlobstorePlugin {
     backend: Arc<dyn Backend>,
     /// Where outgoing values are staged.
-    staging: tempfile::TempDir,
+    staging: Arc<Staging>,
     /// Where each bound component's containers live.
     scopes: Mutex<HashMap<ComponentIdentity, Arc<Scope>>>,
 }
 
 impl BlobstorePlugin {
     pub async fn new(settings: &Settings) -> anyhow::Result<BlobstorePlugin> {
-        let backend: Arc<dyn Backend> = match settings {
-            Settings::Memory => Arc::new(memory::Memory::default()),
-            Settings::Filesystem { path } => Arc::new(filesystem::Filesystem::open(path)?),
-            Settings::Nats { url } => Arc::new(nats::Nats::connect(url).await?),
+        let backend: Arc<dyn Backend> = match &settings.store {
+            Store::Memory => Arc::new(memory::Memory::default()),
+            Store::Filesystem { path } => Arc::new(filesystem::Filesystem::open(path)?),
+            Store::Nats { url } => Arc::new(nats::Nats::connect(url).await?),
         };
-        let staging = tempfile::Builder::new().prefix("weft-blobstore-").tempdir()?;
+        let staging = Arc::new(Staging {
+            dir: tempfile::Builder::new().prefix("weft-blobstore-").tempdir()?,
+            max_object_size: settings.max_object_size.0,
+            limit: settings.staging_limit.0,
+            staged: AtomicU64::new(0),
+            next: AtomicU64::new(0),
+        });
         Ok(BlobstorePlugin { backend, staging, scopes: Mutex::default() })
     }
 }
@@ -173,17 +219,69 @@ pub struct ObjectNames {
     names: std::collections::VecDeque<String>,
 }
 
-/// Bytes being written: a staging file; `finish` hands it to the backend.
-pub struct OutgoingValue {
-    staged: PathBuf,
-    body_taken: bool,
-    destination: Option<(String, String)>,
+/// The host's staging directory, and the bytes staged in it.
+struct Staging {
+    dir: tempfile::TempDir,
+    max_object_size: u64,
+    /// The most bytes of all staged files together.
+    limit: u64,
+    staged: AtomicU64,
+    next: AtomicU64,
 }
 
-impl Drop for OutgoingValue {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.staged);
+impl Staging {
+    fn new_file(self: &Arc<Staging>) -> std::io::Result<Arc<StagedFile>> {
+        let path = self.dir.path().join(format!("value-{}", self.next.fetch_add(1, Ordering::Relaxed)));
+        std::fs::File::create(&path)?;
+        Ok(Arc::new(StagedFile { path, written: AtomicU64::new(0), staging: self.clone() }))
     }
+}
+
+/// One value's staging file: removed, and its bytes given back to the staging
+/// limit, when neither the value nor its body stream holds it any more.
+struct StagedFile {
+    path: PathBuf,
+    written: AtomicU64,
+    staging: Arc<Staging>,
+}
+
+impl StagedFile {
+    /// Counts `bytes` more against the object's and the host's limits.
+    fn reserve(&self, bytes: u64) -> Result<(), String> {
+        let staging = &self.staging;
+        let written = self.written.load(Ordering::Relaxed);
+        if written.saturating_add(bytes) > staging.max_object_size {
+            return Err(format!(
+                "the value is larger than the host's blobstore `maxObjectSize` of {}",
+                ByteSize(staging.max_object_size)
+            ));
+        }
+        let staged = staging.staged.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |staged| {
+            staged.checked_add(bytes).filter(|total| *total <= staging.limit)
+        });
+        if staged.is_err() {
+            return Err(format!(
+                "the host's blobstore staging is full (`stagingLimit` {}): try again later",
+                ByteSize(staging.limit)
+            ));
+        }
+        self.written.fetch_add(bytes, Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+impl Drop for StagedFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+        self.staging.staged.fetch_sub(*self.written.get_mut(), Ordering::Relaxed);
+    }
+}
+
+/// Bytes being written: a staging file; `finish` hands it to the backend.
+pub struct OutgoingValue {
+    staged: Arc<StagedFile>,
+    body_taken: bool,
+    destination: Option<(String, String)>,
 }
 
 /// The body stream of an outgoing value: writes go straight to its staging file,
@@ -191,6 +289,7 @@ impl Drop for OutgoingValue {
 /// takes a 64 KiB write without blocking for long.)
 struct StagedWrite {
     file: std::fs::File,
+    staged: Arc<StagedFile>,
 }
 
 const STAGED_WRITE_BUDGET: usize = 64 * 1024;
@@ -203,6 +302,8 @@ impl Pollable for StagedWrite {
 impl OutputStream for StagedWrite {
     fn write(&mut self, bytes: bytes::Bytes) -> StreamResult<()> {
         use std::io::Write;
+        let failed = |e: String| StreamError::LastOperationFailed(wasmtime::format_err!("{e}"));
+        self.staged.reserve(bytes.len() as u64).map_err(failed)?;
         self.file.write_all(&bytes).map_err(|e| StreamError::LastOperationFailed(e.into()))
     }
 
@@ -232,8 +333,10 @@ impl HasData for Blobs {
 pub struct View<'a> {
     table: &'a mut ResourceTable,
     backend: Arc<dyn Backend>,
-    staging: PathBuf,
+    staging: Arc<Staging>,
     scope: Arc<Scope>,
+    /// The caller's memory limit: the most one call may read for it.
+    read_limit: u64,
 }
 
 fn view(state: &mut StoreState) -> View<'_> {
@@ -241,8 +344,9 @@ fn view(state: &mut StoreState) -> View<'_> {
     // A caller not bound (its workload is stopping) still reaches only its own data.
     let scope = plugin.scopes.lock().unwrap().get(state.caller()).cloned();
     let scope = scope.unwrap_or_else(|| Arc::new(Scope::new(state.caller(), Vec::new())));
-    let (backend, staging) = (plugin.backend.clone(), plugin.staging.path().to_path_buf());
-    View { table: state.table(), backend, staging, scope }
+    let (backend, staging) = (plugin.backend.clone(), plugin.staging.clone());
+    let read_limit = state.caller_memory_limit();
+    View { table: state.table(), backend, staging, scope, read_limit }
 }
 
 type Wasm<T> = wasmtime::Result<Result<T, String>>;
@@ -262,10 +366,8 @@ impl View<'_> {
         Ok((c.name.clone(), c.backend_name.clone()))
     }
 
-    fn staging_file(&self) -> PathBuf {
-        use std::sync::atomic::{AtomicU64, Ordering};
-        static NEXT: AtomicU64 = AtomicU64::new(0);
-        self.staging.join(format!("value-{}", NEXT.fetch_add(1, Ordering::Relaxed)))
+    fn budget(&self) -> Budget {
+        Budget::new(self.read_limit)
     }
 }
 
@@ -273,8 +375,7 @@ impl types::Host for View<'_> {}
 
 impl types::HostOutgoingValue for View<'_> {
     async fn new_outgoing_value(&mut self) -> wasmtime::Result<Resource<OutgoingValue>> {
-        let staged = self.staging_file();
-        tokio::fs::File::create(&staged).await?;
+        let staged = self.staging.new_file()?;
         Ok(self.table.push(OutgoingValue { staged, body_taken: false, destination: None })?)
     }
 
@@ -286,8 +387,8 @@ impl types::HostOutgoingValue for View<'_> {
         if std::mem::replace(&mut outgoing.body_taken, true) {
             return Ok(Err(()));
         }
-        let file = std::fs::OpenOptions::new().write(true).truncate(true).open(&outgoing.staged)?;
-        let stream: DynOutputStream = Box::new(StagedWrite { file });
+        let file = std::fs::OpenOptions::new().write(true).open(&outgoing.staged.path)?;
+        let stream: DynOutputStream = Box::new(StagedWrite { file, staged: outgoing.staged.clone() });
         Ok(Ok(self.table.push_child(stream, &value)?))
     }
 
@@ -297,7 +398,7 @@ impl types::HostOutgoingValue for View<'_> {
             // Finished but never written anywhere: nothing to keep.
             return Ok(Ok(()));
         };
-        Ok(self.backend.put(container, object, &outgoing.staged).await)
+        Ok(self.backend.put(container, object, &outgoing.staged.path).await)
     }
 
     async fn drop(&mut self, value: Resource<OutgoingValue>) -> wasmtime::Result<()> {
@@ -310,13 +411,20 @@ impl types::HostIncomingValue for View<'_> {
     async fn incoming_value_consume_sync(&mut self, value: Resource<IncomingValue>) -> Wasm<Vec<u8>> {
         use tokio::io::AsyncReadExt;
         let incoming = self.table.delete(value)?;
-        let mut reader =
-            match self.backend.read(&incoming.container, &incoming.object, incoming.start, incoming.len).await {
-                Ok(reader) => reader,
-                Err(e) => return Ok(Err(e)),
-            };
+        // Read whole, it must fit the caller: larger values are for consume-async.
+        if let Err(e) = self.budget().charge(incoming.len, "the value") {
+            return Ok(Err(format!("{e}; read it with `incoming-value-consume-async`")));
+        }
+        let reader = match self.backend.read(&incoming.container, &incoming.object, incoming.start, incoming.len).await
+        {
+            Ok(reader) => reader,
+            Err(e) => return Ok(Err(e)),
+        };
         let mut bytes = Vec::with_capacity(incoming.len as usize);
-        reader.read_to_end(&mut bytes).await?;
+        // The object may have been replaced by a larger one meanwhile.
+        if let Err(e) = reader.take(incoming.len).read_to_end(&mut bytes).await {
+            return Ok(Err(format!("reading the value: {e}")));
+        }
         Ok(Ok(bytes))
     }
 
@@ -396,7 +504,7 @@ impl container::HostContainer for View<'_> {
 
     async fn list_objects(&mut self, c: Resource<ContainerHandle>) -> Wasm<Resource<ObjectNames>> {
         let (_, scoped) = self.container(&c)?;
-        match self.backend.list(&scoped).await {
+        match self.backend.list(&scoped, &self.budget()).await {
             Ok(names) => Ok(Ok(self.table.push(ObjectNames { names: names.into() })?)),
             Err(e) => Ok(Err(e)),
         }
@@ -435,7 +543,7 @@ impl container::HostContainer for View<'_> {
 
     async fn clear(&mut self, c: Resource<ContainerHandle>) -> Wasm<()> {
         let (_, scoped) = self.container(&c)?;
-        let names = match self.backend.list(&scoped).await {
+        let names = match self.backend.list(&scoped, &self.budget()).await {
             Ok(names) => names,
             Err(e) => return Ok(Err(e)),
         };

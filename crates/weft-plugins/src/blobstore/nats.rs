@@ -4,13 +4,15 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use async_nats::jetstream::{self, object_store::ObjectStore};
+use async_nats::jetstream;
+use async_nats::jetstream::object_store::{self, InfoErrorKind, ObjectStore};
 use async_trait::async_trait;
-use futures_util::StreamExt;
+use futures_util::TryStreamExt;
 use tokio::io::AsyncReadExt;
 use tokio::sync::Mutex;
 
 use super::{Backend, BlobResult, ObjectInfo, Reader};
+use crate::budget::Budget;
 use crate::nats_client;
 
 pub struct Nats {
@@ -90,6 +92,16 @@ fn rfc3339_seconds(text: &str) -> Option<u64> {
     u64::try_from(days * 86_400 + h * 3600 + min * 60 + s).ok()
 }
 
+/// What the store knows of a live object: `None` if there is none (or it was
+/// deleted); an error only when NATS could not say.
+async fn live_object(store: &ObjectStore, object: &str) -> BlobResult<Option<object_store::ObjectInfo>> {
+    match store.info(object).await {
+        Ok(info) => Ok(Some(info).filter(|i| !i.deleted)),
+        Err(e) if matches!(e.kind(), InfoErrorKind::NotFound | InfoErrorKind::InvalidName) => Ok(None),
+        Err(e) => Err(nats(e)),
+    }
+}
+
 #[async_trait]
 impl Backend for Nats {
     async fn create_container(&self, name: &str) -> BlobResult<()> {
@@ -153,30 +165,33 @@ impl Backend for Nats {
 
     async fn info(&self, container: &str, object: &str) -> BlobResult<Option<ObjectInfo>> {
         let store = self.store(container).await?;
-        Ok(store.info(object).await.ok().filter(|i| !i.deleted).map(|i| ObjectInfo {
+        Ok(live_object(&store, object).await?.map(|i| ObjectInfo {
             size: i.size as u64,
             created_at: i.modified.map(|t| t.unix_timestamp().max(0) as u64).unwrap_or(0),
         }))
     }
 
-    async fn list(&self, container: &str) -> BlobResult<Vec<String>> {
+    async fn list(&self, container: &str, budget: &Budget) -> BlobResult<Vec<String>> {
         let store = self.store(container).await?;
-        let mut names: Vec<String> = match store.list().await {
-            Ok(list) => {
-                list.filter_map(|i| async move { i.ok().filter(|i| !i.deleted).map(|i| i.name) }).collect().await
+        let mut list = store.list().await.map_err(nats)?;
+        let mut names = Vec::new();
+        // An error part-way fails the listing: a partial one would look whole.
+        while let Some(info) = list.try_next().await.map_err(nats)? {
+            if !info.deleted {
+                budget.charge(info.name.len() as u64, "the listing")?;
+                names.push(info.name);
             }
-            Err(e) => return Err(nats(e)),
-        };
+        }
         names.sort();
         Ok(names)
     }
 
     async fn delete(&self, container: &str, object: &str) -> BlobResult<()> {
         let store = self.store(container).await?;
-        if store.info(object).await.is_err() {
-            return Ok(());
+        match live_object(&store, object).await? {
+            Some(_) => store.delete(object).await.map_err(nats),
+            None => Ok(()),
         }
-        store.delete(object).await.map_err(nats)
     }
 
     async fn copy(&self, from: (&str, &str), to: (&str, &str)) -> BlobResult<()> {

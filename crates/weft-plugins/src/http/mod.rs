@@ -39,7 +39,7 @@ use serde::{Deserialize, Serialize};
 use wasmtime::component::Linker;
 use weft_runtime::RunningWorkload;
 use weft_runtime::interface::InterfaceName;
-use weft_runtime::plugin::{Binding, BoxFuture, ComponentIdentity, HostPlugin, PluginWorld};
+use weft_runtime::plugin::{Binding, BindingSettings, BoxFuture, ComponentIdentity, HostPlugin, PluginWorld};
 use weft_runtime::store::StoreState;
 use weft_runtime::workload::Provider;
 
@@ -149,7 +149,7 @@ impl HttpPlugin {
         self.server.lock().await.as_ref().map(|s| s.local_addrs()).unwrap_or_default()
     }
 
-    fn routes_of(binding: &Binding) -> Result<Vec<Route>, String> {
+    fn routes_of(binding: &BindingSettings) -> Result<Vec<Route>, String> {
         let mut routes = Vec::new();
         for (interface, config) in &binding.config {
             let Some(export) = binding.exports.iter().find(|e| interface_matches(interface, e)) else {
@@ -232,6 +232,16 @@ impl HostPlugin for HttpPlugin {
 
     fn world(&self) -> PluginWorld {
         PluginWorld { imports: Vec::new(), exports: vec![InterfaceName::parse(HANDLER).expect("valid name")] }
+    }
+
+    /// The settings alone: every route parses, and the component exports what it
+    /// is served for. (Conflicts with routes of running workloads are found at bind.)
+    fn validate(&self, settings: &BindingSettings) -> Result<(), String> {
+        let routes = Self::routes_of(settings)?;
+        if routes.is_empty() && !settings.exports.iter().any(|e| interface_matches(HANDLER, e)) {
+            return Err(format!("the HTTP server needs `routes` for it (it does not export `{HANDLER}`)"));
+        }
+        Ok(())
     }
 
     fn bind<'a>(&'a self, binding: &'a Binding) -> BoxFuture<'a, Result<(), String>> {

@@ -5,7 +5,8 @@ use std::sync::Mutex;
 
 use async_trait::async_trait;
 
-use super::{Backend, KvResult, counter};
+use super::{Backend, KvError, KvResult, add_to_counter};
+use crate::budget::Budget;
 
 #[derive(Default)]
 pub struct Memory {
@@ -14,8 +15,9 @@ pub struct Memory {
 
 #[async_trait]
 impl Backend for Memory {
-    async fn get(&self, bucket: &str, key: &str) -> KvResult<Option<Vec<u8>>> {
-        Ok(self.buckets.lock().unwrap().get(bucket).and_then(|b| b.get(key)).cloned())
+    async fn get(&self, bucket: &str, key: &str, budget: &Budget) -> KvResult<Option<Vec<u8>>> {
+        let buckets = self.buckets.lock().unwrap();
+        read(buckets.get(bucket).and_then(|b| b.get(key)), budget)
     }
 
     async fn set(&self, bucket: &str, key: &str, value: Vec<u8>) -> KvResult<()> {
@@ -30,23 +32,30 @@ impl Backend for Memory {
         Ok(())
     }
 
-    async fn keys(&self, bucket: &str) -> KvResult<Vec<String>> {
-        Ok(self.buckets.lock().unwrap().get(bucket).map(|b| b.keys().cloned().collect()).unwrap_or_default())
+    async fn exists(&self, bucket: &str, key: &str) -> KvResult<bool> {
+        Ok(self.buckets.lock().unwrap().get(bucket).is_some_and(|b| b.contains_key(key)))
+    }
+
+    async fn keys(&self, bucket: &str, budget: &Budget) -> KvResult<Vec<String>> {
+        let buckets = self.buckets.lock().unwrap();
+        let keys = buckets.get(bucket).into_iter().flat_map(|b| b.keys());
+        keys.map(|key| budget.charge(key.len() as u64, "the listing").map(|()| key.clone()).map_err(KvError::Other))
+            .collect()
     }
 
     async fn increment(&self, bucket: &str, key: &str, delta: u64) -> KvResult<u64> {
         let mut buckets = self.buckets.lock().unwrap();
         let values = buckets.entry(bucket.to_string()).or_default();
-        let sum = counter(values.get(key).map(Vec::as_slice))?.wrapping_add(delta);
+        let sum = add_to_counter(values.get(key).map(Vec::as_slice), delta)?;
         values.insert(key.to_string(), sum.to_string().into_bytes());
         Ok(sum)
     }
 
     // Batches under one lock: nothing to overlap.
-    async fn get_many(&self, bucket: &str, keys: &[String]) -> KvResult<Vec<Option<Vec<u8>>>> {
+    async fn get_many(&self, bucket: &str, keys: &[String], budget: &Budget) -> KvResult<Vec<Option<Vec<u8>>>> {
         let buckets = self.buckets.lock().unwrap();
         let values = buckets.get(bucket);
-        Ok(keys.iter().map(|key| values.and_then(|b| b.get(key)).cloned()).collect())
+        keys.iter().map(|key| read(values.and_then(|b| b.get(key)), budget)).collect()
     }
 
     async fn set_many(&self, bucket: &str, entries: Vec<(String, Vec<u8>)>) -> KvResult<()> {
@@ -62,4 +71,11 @@ impl Backend for Memory {
         }
         Ok(())
     }
+}
+
+/// A copy of `value` for the caller, charged first.
+fn read(value: Option<&Vec<u8>>, budget: &Budget) -> KvResult<Option<Vec<u8>>> {
+    let Some(value) = value else { return Ok(None) };
+    budget.charge(value.len() as u64, "the value").map_err(KvError::Other)?;
+    Ok(Some(value.clone()))
 }

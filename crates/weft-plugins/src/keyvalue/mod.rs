@@ -32,6 +32,7 @@ use weft_runtime::interface::{InterfaceName, ItemName};
 use weft_runtime::plugin::{Binding, BindingSettings, BoxFuture, ComponentIdentity, HostPlugin, PluginWorld};
 use weft_runtime::store::StoreState;
 
+use crate::budget::Budget;
 use crate::scope::Scope;
 
 pub const ID: &str = "keyvalue";
@@ -80,25 +81,27 @@ impl From<KvError> for store::Error {
 pub type KvResult<T> = Result<T, KvError>;
 
 /// Where buckets live. Bucket names reaching a backend are already scoped.
+///
+/// What a backend reads for the guest (values, key listings) it charges to the
+/// call's [`Budget`], before holding the bytes where the backend tells their size
+/// first: a value larger than the caller's memory limit is an error.
 #[async_trait]
 pub trait Backend: Send + Sync + 'static {
-    async fn get(&self, bucket: &str, key: &str) -> KvResult<Option<Vec<u8>>>;
+    async fn get(&self, bucket: &str, key: &str, budget: &Budget) -> KvResult<Option<Vec<u8>>>;
     async fn set(&self, bucket: &str, key: &str, value: Vec<u8>) -> KvResult<()>;
     async fn delete(&self, bucket: &str, key: &str) -> KvResult<()>;
-    async fn exists(&self, bucket: &str, key: &str) -> KvResult<bool> {
-        Ok(self.get(bucket, key).await?.is_some())
-    }
+    async fn exists(&self, bucket: &str, key: &str) -> KvResult<bool>;
     /// Every key of the bucket, in a stable order.
-    async fn keys(&self, bucket: &str) -> KvResult<Vec<String>>;
-    /// Adds `delta` to the decimal number stored at `key` (0 when absent),
-    /// atomically with respect to every other client of the backend.
+    async fn keys(&self, bucket: &str, budget: &Budget) -> KvResult<Vec<String>>;
+    /// Adds `delta` to the counter stored at `key` (0 when absent), atomically
+    /// with respect to every other client of the backend; see [`add_to_counter`].
     async fn increment(&self, bucket: &str, key: &str, delta: u64) -> KvResult<u64>;
 
     /// The values of `keys`, in their order. Unless a backend has a command for
     /// it, the reads run concurrently.
-    async fn get_many(&self, bucket: &str, keys: &[String]) -> KvResult<Vec<Option<Vec<u8>>>> {
+    async fn get_many(&self, bucket: &str, keys: &[String], budget: &Budget) -> KvResult<Vec<Option<Vec<u8>>>> {
         // By index: a closure over `&String` would not be `Send` for every lifetime.
-        let reads = stream::iter(0..keys.len()).map(|i| self.get(bucket, &keys[i]));
+        let reads = stream::iter(0..keys.len()).map(|i| self.get(bucket, &keys[i], budget));
         reads.buffered(BATCH_IN_FLIGHT).try_collect().await
     }
 
@@ -126,15 +129,30 @@ fn last_value_per_key(entries: Vec<(String, Vec<u8>)>) -> Vec<(String, Vec<u8>)>
     entries.into_iter().rev().filter(|(key, _)| seen.insert(key.clone())).collect()
 }
 
-/// Parses a stored counter: decimal text (what Redis `INCRBY` keeps), or empty.
-pub(crate) fn counter(value: Option<&[u8]>) -> KvResult<u64> {
-    match value {
-        None => Ok(0),
-        Some(bytes) => std::str::from_utf8(bytes)
-            .ok()
-            .and_then(|s| s.trim().parse().ok())
-            .ok_or_else(|| KvError::Other("the value is not a decimal counter".into())),
-    }
+/// The largest counter: what Redis `HINCRBY` can hold, so that every backend
+/// refuses the same increments.
+pub const COUNTER_MAX: u64 = i64::MAX as u64;
+
+/// The longest stored value that can be a counter (`COUNTER_MAX` has 19 digits).
+pub(crate) const COUNTER_MAX_LEN: u64 = 19;
+
+/// `value` (absent: 0) plus `delta`. A counter is stored as decimal digits, no
+/// sign, no leading zero, as Redis reads and writes them; anything else, and a
+/// sum past [`COUNTER_MAX`], is an error on every backend.
+pub(crate) fn add_to_counter(value: Option<&[u8]>, delta: u64) -> KvResult<u64> {
+    let current = match value {
+        None => 0,
+        Some(bytes) => {
+            let canonical =
+                !bytes.is_empty() && bytes.iter().all(u8::is_ascii_digit) && (bytes[0] != b'0' || bytes.len() == 1);
+            let parsed = canonical.then(|| std::str::from_utf8(bytes).ok()?.parse::<u64>().ok()).flatten();
+            parsed.filter(|n| *n <= COUNTER_MAX).ok_or_else(|| KvError::Other("the value is not a counter".into()))?
+        }
+    };
+    current
+        .checked_add(delta)
+        .filter(|sum| *sum <= COUNTER_MAX)
+        .ok_or_else(|| KvError::Other(format!("the counter would pass {COUNTER_MAX}")))
 }
 
 pub struct KeyValuePlugin {
@@ -214,6 +232,8 @@ pub struct View<'a> {
     table: &'a mut ResourceTable,
     plugin: Arc<dyn Backend>,
     scope: Arc<Scope>,
+    /// The caller's memory limit: the most one call may read for it.
+    read_limit: u64,
 }
 
 struct Kv;
@@ -228,7 +248,8 @@ fn view(state: &mut StoreState) -> View<'_> {
     let scope = plugin.scopes.lock().unwrap().get(state.caller()).cloned();
     let scope = scope.unwrap_or_else(|| Arc::new(Scope::new(state.caller(), Vec::new())));
     let backend = plugin.backend.clone();
-    View { table: state.table(), plugin: backend, scope }
+    let read_limit = state.caller_memory_limit();
+    View { table: state.table(), plugin: backend, scope, read_limit }
 }
 
 type Wasm<T> = wasmtime::Result<Result<T, store::Error>>;
@@ -236,6 +257,10 @@ type Wasm<T> = wasmtime::Result<Result<T, store::Error>>;
 impl View<'_> {
     fn bucket(&self, bucket: &Resource<Bucket>) -> wasmtime::Result<String> {
         Ok(self.table.get(bucket)?.name.clone())
+    }
+
+    fn budget(&self) -> Budget {
+        Budget::new(self.read_limit)
     }
 }
 
@@ -268,7 +293,7 @@ impl store::HostBucket for View<'_> {
     async fn get(&mut self, bucket: Resource<Bucket>, key: String) -> Wasm<Option<Vec<u8>>> {
         guest_try!(check_keys([key.as_str()]));
         let name = self.bucket(&bucket)?;
-        Ok(self.plugin.get(&name, &key).await.map_err(Into::into))
+        Ok(self.plugin.get(&name, &key, &self.budget()).await.map_err(Into::into))
     }
 
     async fn set(&mut self, bucket: Resource<Bucket>, key: String, value: Vec<u8>) -> Wasm<()> {
@@ -291,7 +316,7 @@ impl store::HostBucket for View<'_> {
 
     async fn list_keys(&mut self, bucket: Resource<Bucket>, cursor: Option<u64>) -> Wasm<store::KeyResponse> {
         let name = self.bucket(&bucket)?;
-        let keys = match self.plugin.keys(&name).await {
+        let keys = match self.plugin.keys(&name, &self.budget()).await {
             Ok(keys) => keys,
             Err(e) => return Ok(Err(e.into())),
         };
@@ -319,7 +344,7 @@ impl batch::Host for View<'_> {
     async fn get_many(&mut self, bucket: Resource<Bucket>, keys: Vec<String>) -> Wasm<Vec<Option<(String, Vec<u8>)>>> {
         guest_try!(check_keys(keys.iter().map(String::as_str)));
         let name = self.bucket(&bucket)?;
-        Ok(match self.plugin.get_many(&name, &keys).await {
+        Ok(match self.plugin.get_many(&name, &keys, &self.budget()).await {
             Ok(values) => Ok(keys.into_iter().zip(values).map(|(key, value)| value.map(|v| (key, v))).collect()),
             Err(e) => Err(e.into()),
         })

@@ -6,10 +6,11 @@ use std::collections::HashMap;
 
 use async_nats::jetstream::{self, kv};
 use async_trait::async_trait;
-use futures_util::StreamExt;
+use futures_util::TryStreamExt;
 use tokio::sync::Mutex;
 
-use super::{Backend, KvError, KvResult, counter};
+use super::{Backend, KvError, KvResult, add_to_counter};
+use crate::budget::Budget;
 use crate::nats_client;
 
 pub struct Nats {
@@ -118,9 +119,12 @@ fn decode(name: &str) -> Option<String> {
 
 #[async_trait]
 impl Backend for Nats {
-    async fn get(&self, bucket: &str, key: &str) -> KvResult<Option<Vec<u8>>> {
+    async fn get(&self, bucket: &str, key: &str, budget: &Budget) -> KvResult<Option<Vec<u8>>> {
         let store = self.store(bucket).await?;
-        Ok(store.get(encode(key, true)).await.map_err(nats)?.map(|v| v.to_vec()))
+        // The server gives no size first; a value is at most its `max_payload`.
+        let Some(value) = store.get(encode(key, true)).await.map_err(nats)? else { return Ok(None) };
+        budget.charge(value.len() as u64, "the value").map_err(KvError::Other)?;
+        Ok(Some(value.to_vec()))
     }
 
     async fn set(&self, bucket: &str, key: &str, value: Vec<u8>) -> KvResult<()> {
@@ -134,12 +138,21 @@ impl Backend for Nats {
         store.delete(encode(key, true)).await.map_err(nats)
     }
 
-    async fn keys(&self, bucket: &str) -> KvResult<Vec<String>> {
+    async fn exists(&self, bucket: &str, key: &str) -> KvResult<bool> {
         let store = self.store(bucket).await?;
-        let mut keys: Vec<String> = match store.keys().await {
-            Ok(stream) => stream.filter_map(|k| async move { k.ok().and_then(|k| decode(&k)) }).collect().await,
-            Err(e) => return Err(nats(e)),
-        };
+        Ok(store.get(encode(key, true)).await.map_err(nats)?.is_some())
+    }
+
+    async fn keys(&self, bucket: &str, budget: &Budget) -> KvResult<Vec<String>> {
+        let store = self.store(bucket).await?;
+        let mut stream = store.keys().await.map_err(nats)?;
+        let mut keys = Vec::new();
+        // An error part-way fails the listing: a partial one would look whole.
+        while let Some(key) = stream.try_next().await.map_err(nats)? {
+            budget.charge(key.len() as u64, "the listing").map_err(KvError::Other)?;
+            // A key no weft host wrote (not in this encoding) is not listed.
+            keys.extend(decode(&key));
+        }
         keys.sort();
         Ok(keys)
     }
@@ -154,7 +167,7 @@ impl Backend for Nats {
             let entry = store.entry(&key).await.map_err(nats)?;
             let revision = entry.as_ref().map(|e| e.revision);
             let live = entry.as_ref().filter(|e| e.operation == kv::Operation::Put);
-            let sum = counter(live.map(|e| &e.value[..]))?.wrapping_add(delta);
+            let sum = add_to_counter(live.map(|e| &e.value[..]), delta)?;
             let value = sum.to_string().into_bytes().into();
             let written = match revision {
                 Some(revision) => store.update(&key, value, revision).await.map(|_| ()).map_err(|e| e.to_string()),

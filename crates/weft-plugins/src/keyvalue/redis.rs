@@ -1,12 +1,15 @@
 //! Buckets in Redis: one hash per bucket (`weft:kv:<bucket>`), increments with
-//! `HINCRBY`, a batch in one command (`HMGET`, `HSET`, `HDEL` with many fields).
+//! `HINCRBY` (behind a check that the field holds a counter), a batch in one
+//! command (`HMGET`, `HSET`, `HDEL` with many fields). Reads ask `HSTRLEN` first,
+//! so a value larger than the caller's budget is refused before it is fetched.
 //! The connection manager reconnects on its own.
 
 use async_trait::async_trait;
 use redis::AsyncCommands;
 use redis::aio::ConnectionManager;
 
-use super::{Backend, KvError, KvResult};
+use super::{Backend, COUNTER_MAX, KvError, KvResult};
+use crate::budget::Budget;
 
 pub struct Redis {
     connection: ConnectionManager,
@@ -22,6 +25,20 @@ impl Redis {
     }
 }
 
+/// What the increment script answers when the field holds something else.
+const NOT_A_COUNTER: &str = "weft: not a counter";
+
+/// `HINCRBY`, unless the field holds other than a counter: digits, no sign, no
+/// leading zero ([`super::add_to_counter`]'s rule; `HINCRBY` refuses more than
+/// `i64` holds).
+const INCREMENT: &str = r#"
+local v = redis.call('HGET', KEYS[1], ARGV[1])
+if v and not (string.match(v, '^[1-9]%d*$') or v == '0') then
+  return redis.error_reply('weft: not a counter')
+end
+return redis.call('HINCRBY', KEYS[1], ARGV[1], ARGV[2])
+"#;
+
 fn hash(bucket: &str) -> String {
     format!("weft:kv:{bucket}")
 }
@@ -32,8 +49,9 @@ fn redis(e: redis::RedisError) -> KvError {
 
 #[async_trait]
 impl Backend for Redis {
-    async fn get(&self, bucket: &str, key: &str) -> KvResult<Option<Vec<u8>>> {
-        self.connection.clone().hget(hash(bucket), key).await.map_err(redis)
+    async fn get(&self, bucket: &str, key: &str, budget: &Budget) -> KvResult<Option<Vec<u8>>> {
+        let mut values = self.get_many(bucket, std::slice::from_ref(&key.to_string()), budget).await?;
+        Ok(values.pop().flatten())
     }
 
     async fn set(&self, bucket: &str, key: &str, value: Vec<u8>) -> KvResult<()> {
@@ -48,23 +66,56 @@ impl Backend for Redis {
         self.connection.clone().hexists(hash(bucket), key).await.map_err(redis)
     }
 
-    async fn keys(&self, bucket: &str) -> KvResult<Vec<String>> {
+    async fn keys(&self, bucket: &str, budget: &Budget) -> KvResult<Vec<String>> {
+        // One reply (Redis 7.0's HSCAN would bring every value along): charged
+        // as it arrives.
         let mut keys: Vec<String> = self.connection.clone().hkeys(hash(bucket)).await.map_err(redis)?;
+        let bytes = keys.iter().map(|k| k.len() as u64).sum();
+        budget.charge(bytes, "the listing").map_err(KvError::Other)?;
         keys.sort();
         Ok(keys)
     }
 
     async fn increment(&self, bucket: &str, key: &str, delta: u64) -> KvResult<u64> {
-        let delta = i64::try_from(delta).map_err(|_| KvError::Other("Redis: the increment exceeds i64".into()))?;
-        let sum: i64 = self.connection.clone().hincr(hash(bucket), key, delta).await.map_err(redis)?;
-        Ok(sum as u64)
+        let delta =
+            i64::try_from(delta).map_err(|_| KvError::Other(format!("the counter would pass {COUNTER_MAX}")))?;
+        // HINCRBY alone would take `-5` (or `007`) as a number: every backend
+        // refuses what is not a counter, so the check runs in the same step.
+        let answer: redis::RedisResult<i64> = redis::cmd("EVAL")
+            .arg(INCREMENT)
+            .arg(1)
+            .arg(hash(bucket))
+            .arg(key)
+            .arg(delta)
+            .query_async(&mut self.connection.clone())
+            .await;
+        match answer {
+            Ok(sum) => Ok(sum as u64),
+            Err(e) if e.to_string().contains(NOT_A_COUNTER) || e.to_string().contains("not an integer") => {
+                Err(KvError::Other("the value is not a counter".into()))
+            }
+            Err(e) if e.to_string().contains("overflow") => {
+                Err(KvError::Other(format!("the counter would pass {COUNTER_MAX}")))
+            }
+            Err(e) => Err(redis(e)),
+        }
     }
 
-    async fn get_many(&self, bucket: &str, keys: &[String]) -> KvResult<Vec<Option<Vec<u8>>>> {
+    async fn get_many(&self, bucket: &str, keys: &[String], budget: &Budget) -> KvResult<Vec<Option<Vec<u8>>>> {
         if keys.is_empty() {
             return Ok(Vec::new());
         }
-        self.connection.clone().hmget(hash(bucket), keys).await.map_err(redis)
+        let mut sizes = redis::pipe();
+        for key in keys {
+            sizes.cmd("HSTRLEN").arg(hash(bucket)).arg(key);
+        }
+        let sizes: Vec<u64> = sizes.query_async(&mut self.connection.clone()).await.map_err(redis)?;
+        budget.charge(sizes.iter().sum(), "the values").map_err(KvError::Other)?;
+        let values: Vec<Option<Vec<u8>>> = self.connection.clone().hmget(hash(bucket), keys).await.map_err(redis)?;
+        // A value may have grown in between: what came beyond the sizes counts too.
+        let read: u64 = values.iter().flatten().map(|v| v.len() as u64).sum();
+        budget.charge(read.saturating_sub(sizes.iter().sum()), "the values").map_err(KvError::Other)?;
+        Ok(values)
     }
 
     async fn set_many(&self, bucket: &str, entries: Vec<(String, Vec<u8>)>) -> KvResult<()> {
