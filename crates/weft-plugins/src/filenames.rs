@@ -229,4 +229,24 @@ mod tests {
         let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
         assert_eq!(left, [".tmp-1"], "only the dot-file is left");
     }
+
+    proptest::proptest! {
+        /// Any non-empty name is a path strictly below the directory whose every
+        /// piece is a safe file name of at most 255 bytes, and which decodes back.
+        #[test]
+        fn any_name_is_safe_pieces_that_decode_back(name in "\\PC{1,400}|.{1,40}") {
+            let dir = Path::new("/kv/b");
+            let path = path(dir, &name);
+            let parts: Vec<&str> = path.strip_prefix(dir).unwrap().iter().map(|n| n.to_str().unwrap()).collect();
+            proptest::prop_assert!(!parts.is_empty());
+            let (file, dirs) = parts.split_last().unwrap();
+            proptest::prop_assert!(!file.starts_with(CONTINUED) && !file.starts_with('.'));
+            for piece in &parts {
+                proptest::prop_assert!(!piece.is_empty() && piece.len() <= NAME_MAX + 1 && *piece != "..");
+            }
+            proptest::prop_assert!(dirs.iter().all(|d| d.starts_with(CONTINUED)));
+            let joined: String = parts.iter().map(|n| n.trim_start_matches(CONTINUED)).collect();
+            proptest::prop_assert_eq!(decode(&joined), Some(name));
+        }
+    }
 }

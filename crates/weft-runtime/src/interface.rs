@@ -168,4 +168,46 @@ mod tests {
         assert!(sat("greet", "greet"));
         assert!(!sat("greet", "a:b/greet"));
     }
+
+    mod properties {
+        use proptest::prelude::*;
+
+        use super::*;
+
+        fn version() -> impl Strategy<Value = String> {
+            let number = || prop_oneof![0u64..4, any::<u64>()];
+            let pre = proptest::option::of("(draft|rc\\.[1-9][0-9]{0,2}|alpha)");
+            (number(), number(), number(), pre).prop_map(|(major, minor, patch, pre)| match pre {
+                Some(pre) => format!("{major}.{minor}.{patch}-{pre}"),
+                None => format!("{major}.{minor}.{patch}"),
+            })
+        }
+
+        proptest! {
+            /// Any string parses, to an interface name or a plain one; what parses
+            /// as an interface prints back to a name that parses the same.
+            #[test]
+            fn any_name_parses_and_interfaces_round_trip(name in "\\PC{0,40}|[a-z:/@.0-9-]{0,30}") {
+                if let ItemName::Interface(parsed) = ItemName::parse(&name) {
+                    prop_assert_eq!(InterfaceName::parse(&parsed.to_string()), Some(parsed.clone()));
+                    prop_assert!(parsed.satisfies(&parsed));
+                }
+            }
+
+            /// Well-formed names round trip exactly, and compatibility is symmetric
+            /// and reflexive.
+            #[test]
+            fn versions_round_trip_and_compatibility_is_symmetric(
+                namespace in "[a-z][a-z0-9-]{0,8}", package in "[a-z][a-z0-9-]{0,8}",
+                interface in "[a-z][a-z0-9-]{0,8}", a in version(), b in version(),
+            ) {
+                let text = format!("{namespace}:{package}/{interface}@{a}");
+                let parsed = InterfaceName::parse(&text).unwrap();
+                prop_assert_eq!(parsed.to_string(), text);
+                let (a, b) = (Version::parse(&a).unwrap(), Version::parse(&b).unwrap());
+                prop_assert_eq!(versions_compatible(Some(&a), Some(&b)), versions_compatible(Some(&b), Some(&a)));
+                prop_assert!(versions_compatible(Some(&a), Some(&a)));
+            }
+        }
+    }
 }

@@ -51,6 +51,25 @@ service:
     }
 }
 
+/// A multiplier whose powers overflow a `Duration` after a few restarts (it
+/// panicked the supervisor, leaving `running` forever): the delay stays at `max`
+/// and the workload reaches `failed` with the cause.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_huge_backoff_multiplier_saturates_and_the_service_still_fails() {
+    let t = host().await;
+    let w = t
+        .start_ok(&format!(
+            "name: huge\nservice: {{ name: svc, source: {TRAP}, restart: {{ maxRestarts: 6, backoff: {{ initial: 1ms, multiplier: 1e10, max: 20ms }} }} }}\n"
+        ))
+        .await;
+    assert_eq!(w.wait_for(|s| s != WorkloadState::Running).await, WorkloadState::Failed);
+    let status = t.host.workload_status(w.id()).await.unwrap();
+    let message = status.message.unwrap();
+    assert!(message.contains("6 of 6") && message.contains("trapped"), "{message}");
+    let delays: Vec<Option<u64>> = status.service.unwrap().runs.iter().map(|r| r.restart_delay_ms).collect();
+    assert_eq!(delays, [Some(1), Some(20), Some(20), Some(20), Some(20), Some(20), None]);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_service_exiting_with_an_error_is_restarted() {
     let t = host().await;

@@ -135,6 +135,16 @@ async fn each_fault_is_rejected_with_its_cause_and_bystanders_are_untouched() {
         }
     }
 
+    // Found by the property test: linking looked the second `b` up by name and
+    // panicked; now the first declaration links and the name is the problem.
+    let twice = t
+        .rejection(&format!(
+            "name: a\ncomponents: [{{ name: b, source: {GREETER} }}]\nservice: {{ name: b, source: {GREETER_CLIENT} }}\nlinks: [{{ import: \"weft:fixtures/greeter@0.1.0\", from: b, to: b }}]\n"
+        ))
+        .await
+        .to_string();
+    assert!(twice.contains("component `b`: the name is used by more than one component"), "{twice}");
+
     // The bystander never noticed.
     assert_eq!(w.state(), WorkloadState::Running);
     assert_eq!(keep_file(&t, &w), "written by hello");

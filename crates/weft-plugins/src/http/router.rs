@@ -364,4 +364,71 @@ mod tests {
         let spec = RouteSpec { host: None, path: "/".into(), methods: vec!["NOT A METHOD".into()] };
         assert!(Route::parse(&spec, id("w", "c"), String::new()).is_err());
     }
+
+    mod properties {
+        use proptest::collection::vec;
+        use proptest::prelude::*;
+
+        use super::*;
+
+        proptest! {
+            /// Any route spec is accepted or refused with a message, and any
+            /// request is looked up against what was accepted: nothing panics.
+            #[test]
+            fn any_spec_and_any_request_are_handled(
+                host in proptest::option::of("\\PC{0,20}"),
+                path in "\\PC{0,40}",
+                methods in vec("\\PC{0,8}", 0..3),
+                request_host in "\\PC{0,30}",
+                request_path in "\\PC{0,60}",
+            ) {
+                let mut routes = Routes::default();
+                let spec = RouteSpec { host, path, methods };
+                if let Ok(route) = Route::parse(&spec, id("w", "c"), "x".into()) {
+                    routes.add(vec![route]).unwrap();
+                }
+                let _ = routes.lookup(&request_host, &request_path, &http::Method::GET);
+            }
+
+            /// A route of literal and `{param}` segments (and perhaps a final `*`)
+            /// serves every path it describes, with each parameter's value, and
+            /// no path one segment longer unless it ends in `*`.
+            #[test]
+            fn a_route_serves_the_paths_it_describes(
+                segments in vec((any::<bool>(), "[a-z0-9]{1,8}"), 0..6),
+                rest in any::<bool>(),
+                values in vec("[A-Za-z0-9._~%-]{1,8}", 6),
+                tail in "(/[a-z]{1,5}){0,3}",
+            ) {
+                let mut pattern = String::new();
+                let mut request = String::new();
+                let mut expected = Vec::new();
+                for (i, (is_param, literal)) in segments.iter().enumerate() {
+                    if *is_param {
+                        pattern.push_str(&format!("/{{p{i}}}"));
+                        request.push_str(&format!("/{}", values[i]));
+                        expected.push((format!("p{i}"), values[i].clone()));
+                    } else {
+                        pattern.push_str(&format!("/{literal}"));
+                        request.push_str(&format!("/{literal}"));
+                    }
+                }
+                if rest {
+                    pattern.push_str("/*");
+                    request.push_str(&tail);
+                }
+                if pattern.is_empty() {
+                    pattern.push('/');
+                }
+                if request.is_empty() {
+                    request.push('/');
+                }
+                let mut routes = Routes::default();
+                routes.add(vec![route(None, &pattern, &[], "c")]).unwrap();
+                prop_assert_eq!(find(&routes, "any.host", &request, "GET"), Some(("c".to_string(), expected)));
+                let longer = format!("{}/extra", request.trim_end_matches('/'));
+                prop_assert_eq!(find(&routes, "any.host", &longer, "GET").is_some(), rest);
+            }
+        }
+    }
 }

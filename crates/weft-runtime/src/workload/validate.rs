@@ -93,10 +93,14 @@ pub(crate) async fn validate(
         }
     }
 
+    // Links name components: a name declared twice (already a problem) takes
+    // part in linking by its first declaration only, as every lookup by name does.
     let surfaces: Vec<Surface<'_>> = entries
         .iter()
         .zip(&loaded)
-        .filter_map(|((c, _), l)| {
+        .enumerate()
+        .filter(|(i, ((c, _), _))| entries[..*i].iter().all(|(o, _)| o.name != c.name))
+        .filter_map(|(_, ((c, _), l))| {
             let l = l.as_ref().ok()?;
             Some(Surface {
                 name: &c.name,
