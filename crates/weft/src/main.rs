@@ -21,6 +21,8 @@ struct Cli {
 enum Command {
     /// Run a workload manifest, or one component as a command.
     Run(commands::run::RunArgs),
+    /// Serve one component that exports `wasi:http/incoming-handler` on every path.
+    Serve(commands::run::ServeArgs),
     /// Show a component's imports and exports, or a workload's link plan.
     Inspect(commands::inspect::InspectArgs),
 }
@@ -41,6 +43,7 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Run(args) => commands::run::run(args).await,
+            Command::Serve(args) => commands::run::serve(args).await,
             Command::Inspect(args) => commands::inspect::inspect(args).await,
         }
     });

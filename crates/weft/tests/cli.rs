@@ -152,13 +152,19 @@ impl Serving {
 
     /// With `command`'s own stdout and environment.
     fn start_with(command: &mut Command, manifest: &str, dir: &Path) -> Serving {
+        Serving::start_args(command, &["run", manifest], dir)
+    }
+
+    /// `weft <args>` with a host configuration that listens on a free port.
+    fn start_args(command: &mut Command, args: &[&str], dir: &Path) -> Serving {
         std::fs::write(
             dir.join("host.yaml"),
             "plugins:\n  http:\n    listen: [\"127.0.0.1:0\"]\n    drainTimeout: 10s\n",
         )
         .unwrap();
         let mut child = command
-            .args(["run", manifest, "--host-config", "host.yaml"])
+            .args(args)
+            .args(["--host-config", "host.yaml"])
             .current_dir(dir)
             .env("WEFT_CACHE_DIR", dir.join("cache"))
             .env_remove("WEFT_LOG")
@@ -277,6 +283,34 @@ fn the_http_hello_example_answers() {
     let serving = Serving::start("workload.yaml", dir.path());
     assert_eq!(serving.text("GET", "/greet?me", b""), (200, "Hello from weft! You asked for /greet?me\n".into()));
     serving.stop();
+}
+
+/// `weft serve x.wasm`, as `wasmtime serve`: the one component on every path, on
+/// the address `--listen` gives; a component with no handler is refused.
+#[test]
+fn serve_runs_one_http_component_on_every_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut command = Command::new(env!("CARGO_BIN_EXE_weft"));
+    command.stdout(std::process::Stdio::null());
+    let serving = Serving::start_args(&mut command, &["serve", weft_guests::HTTP_PROBE, "--env", "A=b"], dir.path());
+    assert_eq!(serving.text("GET", "/any/path?q=1", b""), (200, "http_probe GET /any/path\n".into()));
+    assert_eq!(serving.text("POST", "/", b"").0, 200);
+    serving.stop();
+
+    // `--listen` is where it listens, over the host configuration.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut command = Command::new(env!("CARGO_BIN_EXE_weft"));
+    command.stdout(std::process::Stdio::null());
+    let serving =
+        Serving::start_args(&mut command, &["serve", weft_guests::HTTP_PROBE, "--listen", &listen], dir.path());
+    assert_eq!(serving.addr.port(), port);
+    serving.stop();
+
+    let out = weft_within(&["serve", weft_guests::HELLO], dir.path(), std::time::Duration::from_secs(60));
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("the component does not export it"), "{stderr}");
 }
 
 #[test]

@@ -1,5 +1,6 @@
 //! How the local host is set up: command-line flags over a host configuration file.
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
@@ -28,6 +29,10 @@ pub struct HostArgs {
     /// Instance allocator.
     #[arg(long, value_enum, default_value = "auto")]
     allocator: Allocator,
+    /// Where the HTTP server listens (repeatable), instead of the host
+    /// configuration's `plugins.http.listen` (default 127.0.0.1:8080).
+    #[arg(long, value_name = "ADDR")]
+    listen: Vec<SocketAddr>,
     /// The largest manifest or host configuration file weft reads.
     #[arg(long, env = "WEFT_MAX_MANIFEST_SIZE", value_name = "SIZE", default_value_t = MAX_MANIFEST_SIZE)]
     pub max_manifest_size: ByteSize,
@@ -65,10 +70,13 @@ impl HostFile {
 impl HostArgs {
     /// Starts a host with the built-in plugins.
     pub async fn start(&self, stdio: GuestStdio) -> anyhow::Result<Host> {
-        let file = match &self.host_config {
+        let mut file = match &self.host_config {
             Some(path) => HostFile::read(path, self.max_manifest_size)?,
             None => HostFile::default(),
         };
+        if !self.listen.is_empty() {
+            file.plugins.http.listen = self.listen.clone();
+        }
         let cache_dir = if self.no_cache {
             None
         } else {

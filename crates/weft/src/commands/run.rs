@@ -1,5 +1,6 @@
 //! `weft run`: a manifest's workload until Ctrl-C (or until its service ends), or one
-//! component as a command, like `wasmtime run`.
+//! component as a command, like `wasmtime run`; `weft serve`: one HTTP component,
+//! like `wasmtime serve`.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -7,7 +8,7 @@ use std::process::ExitCode;
 use anyhow::{Context, bail};
 use clap::Args;
 use weft_runtime::limits::{ByteSize, LimitsSpec, duration};
-use weft_runtime::manifest::{ComponentSpec, HostPathVolume, Source, VolumeMount, VolumeSpec};
+use weft_runtime::manifest::{ComponentSpec, HostInterfaceSpec, HostPathVolume, Source, VolumeMount, VolumeSpec};
 use weft_runtime::output::PrefixedStdio;
 use weft_runtime::wasi::GuestStdio;
 use weft_runtime::{Host, HostApi, HostError, RunningWorkload, WorkloadSpec, WorkloadState};
@@ -22,21 +23,79 @@ pub struct RunArgs {
     /// Arguments for a component run as a command.
     #[arg(last = true)]
     args: Vec<String>,
-    /// An environment variable for a component run as a command.
-    #[arg(long = "env", value_name = "KEY=VALUE", value_parser = parse_env)]
-    env: Vec<(String, String)>,
-    /// A host directory the command sees at a guest path (`--dir ./data::/data`, or
-    /// `--dir ./data` for the same path in the guest).
-    #[arg(long = "dir", value_name = "HOST[::GUEST]")]
-    dirs: Vec<String>,
-    /// Memory limit of a command (default: 4GiB).
-    #[arg(long, value_name = "SIZE")]
-    memory: Option<ByteSize>,
-    /// CPU time limit of a command (default: unlimited).
-    #[arg(long, value_name = "DURATION", value_parser = duration::parse)]
-    cpu_time: Option<std::time::Duration>,
+    #[command(flatten)]
+    component: ComponentArgs,
     #[command(flatten)]
     host: HostArgs,
+}
+
+/// `weft serve`: one component that exports `wasi:http/incoming-handler`, served
+/// on every path, like `wasmtime serve`.
+#[derive(Args)]
+pub struct ServeArgs {
+    /// The component (`.wasm`).
+    component_file: PathBuf,
+    #[command(flatten)]
+    component: ComponentArgs,
+    #[command(flatten)]
+    host: HostArgs,
+}
+
+/// How a component given on the command line runs.
+#[derive(Args)]
+struct ComponentArgs {
+    /// An environment variable for the component.
+    #[arg(long = "env", value_name = "KEY=VALUE", value_parser = parse_env)]
+    env: Vec<(String, String)>,
+    /// A host directory the component sees at a guest path (`--dir ./data::/data`,
+    /// or `--dir ./data` for the same path in the guest).
+    #[arg(long = "dir", value_name = "HOST[::GUEST]")]
+    dirs: Vec<String>,
+    /// Memory limit (a command's default: 4GiB; a served component's: the
+    /// manifest default, per request).
+    #[arg(long, value_name = "SIZE")]
+    memory: Option<ByteSize>,
+    /// CPU time limit (a command's default: unlimited; a served component's: the
+    /// manifest default, per request).
+    #[arg(long, value_name = "DURATION", value_parser = duration::parse)]
+    cpu_time: Option<std::time::Duration>,
+}
+
+impl ComponentArgs {
+    fn is_empty(&self) -> bool {
+        self.env.is_empty() && self.dirs.is_empty() && self.memory.is_none() && self.cpu_time.is_none()
+    }
+
+    /// A workload of the one component at `path`, named after the file.
+    fn workload(&self, path: &Path, args: Vec<String>, limits: LimitsSpec) -> anyhow::Result<WorkloadSpec> {
+        let name = command_name(path);
+        let mut spec = WorkloadSpec { name: name.clone(), ..Default::default() };
+        let mut mounts = Vec::new();
+        for (i, dir) in self.dirs.iter().enumerate() {
+            let (host, guest) = dir.split_once("::").unwrap_or((dir, dir));
+            let volume = format!("dir{i}");
+            spec.volumes.push(VolumeSpec {
+                name: volume.clone(),
+                host_path: Some(HostPathVolume { path: absolute(Path::new(host))?, read_only: false }),
+                empty_dir: None,
+            });
+            mounts.push(VolumeMount { name: volume, mount_path: guest.to_string(), read_only: false });
+        }
+        spec.components.push(ComponentSpec {
+            name,
+            source: Source::Path(absolute(path)?),
+            env: self.env.iter().cloned().collect(),
+            args,
+            volume_mounts: mounts,
+            limits: LimitsSpec {
+                memory: self.memory.or(limits.memory),
+                cpu_time: self.cpu_time.or(limits.cpu_time),
+                ..limits
+            },
+            ..ComponentSpec::default()
+        });
+        Ok(spec)
+    }
 }
 
 fn parse_env(s: &str) -> Result<(String, String), String> {
@@ -48,41 +107,46 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     if args.target.extension().is_some_and(|e| e == "wasm") {
         run_command(args).await
     } else {
-        if !args.args.is_empty() || !args.env.is_empty() || !args.dirs.is_empty() {
-            bail!("arguments, --env and --dir apply to a component run as a command; a manifest sets its own");
+        if !args.args.is_empty() || !args.component.is_empty() {
+            bail!(
+                "arguments, --env, --dir, --memory and --cpu-time apply to a component run as a command; a manifest sets its own"
+            );
         }
-        run_manifest(args).await
+        let mut signals = Signals::new()?;
+        let (path, limit) = (args.target.clone(), args.host.max_manifest_size);
+        // Off the runtime's threads, so that a signal is seen while a large manifest parses.
+        let read = tokio::task::spawn_blocking(move || WorkloadSpec::from_file_limited(&path, limit));
+        let spec = match signals.before(read).await {
+            Ok(spec) => spec.context("read the manifest")??,
+            Err(signal) => return Ok(stopped_early(&args.target.display().to_string(), signal)),
+        };
+        run_workload(&args.host, spec, signals).await
     }
+}
+
+pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    let signals = Signals::new()?;
+    let mut spec = args.component.workload(&args.component_file, Vec::new(), LimitsSpec::default())?;
+    // Asked of the HTTP server by name, with no routes: the workload's only HTTP
+    // component is served on `/*`, and one that exports no handler is refused.
+    let name = spec.name.clone();
+    spec.host_interfaces.push(HostInterfaceSpec {
+        interface: "wasi:http/incoming-handler@0.2.0".into(),
+        component: Some(name),
+        config: Default::default(),
+    });
+    run_workload(&args.host, spec, signals).await
 }
 
 /// One component, stdio inherited, exit status passed through.
 async fn run_command(args: RunArgs) -> anyhow::Result<ExitCode> {
-    let name = command_name(&args.target);
-    let mut spec = WorkloadSpec { name: name.clone(), ..Default::default() };
-    let mut mounts = Vec::new();
-    for (i, dir) in args.dirs.iter().enumerate() {
-        let (host, guest) = dir.split_once("::").unwrap_or((dir, dir));
-        let volume = format!("dir{i}");
-        spec.volumes.push(VolumeSpec {
-            name: volume.clone(),
-            host_path: Some(HostPathVolume { path: absolute(Path::new(host))?, read_only: false }),
-            empty_dir: None,
-        });
-        mounts.push(VolumeMount { name: volume, mount_path: guest.to_string(), read_only: false });
-    }
-    spec.components.push(ComponentSpec {
-        name: name.clone(),
-        source: Source::Path(absolute(&args.target)?),
-        env: args.env.iter().cloned().collect(),
-        args: args.args.clone(),
-        volume_mounts: mounts,
-        limits: LimitsSpec {
-            memory: Some(args.memory.unwrap_or(ByteSize(4 << 30))),
-            cpu_time: Some(args.cpu_time.unwrap_or(weft_runtime::limits::UNLIMITED)),
-            ..LimitsSpec::default()
-        },
-        ..ComponentSpec::default()
-    });
+    let limits = LimitsSpec {
+        memory: Some(ByteSize(4 << 30)),
+        cpu_time: Some(weft_runtime::limits::UNLIMITED),
+        ..LimitsSpec::default()
+    };
+    let spec = args.component.workload(&args.target, args.args.clone(), limits)?;
+    let name = spec.name.clone();
     let host = args.host.start(GuestStdio::Inherit).await?;
     let status = start(&host, spec).await?;
     let workload = host.workload(&status.id).expect("just started");
@@ -121,20 +185,12 @@ fn stopped_early(what: &str, signal: &str) -> ExitCode {
     ExitCode::from(INTERRUPTED)
 }
 
-/// A manifest's workload until Ctrl-C or SIGTERM, or until its service completes or
-/// fails. Every phase, from reading the manifest on, gives way to a signal.
-async fn run_manifest(args: RunArgs) -> anyhow::Result<ExitCode> {
-    let mut signals = Signals::new()?;
-    let (path, limit) = (args.target.clone(), args.host.max_manifest_size);
-    // Off the runtime's threads, so that a signal is seen while a large manifest parses.
-    let read = tokio::task::spawn_blocking(move || WorkloadSpec::from_file_limited(&path, limit));
-    let spec = match signals.before(read).await {
-        Ok(spec) => spec.context("read the manifest")??,
-        Err(signal) => return Ok(stopped_early(&args.target.display().to_string(), signal)),
-    };
+/// A workload until Ctrl-C or SIGTERM, or until its service completes or fails.
+/// Every phase gives way to a signal.
+async fn run_workload(host_args: &HostArgs, spec: WorkloadSpec, mut signals: Signals) -> anyhow::Result<ExitCode> {
     let name = spec.name.clone();
     let sink = GuestStdio::Sink(std::sync::Arc::new(PrefixedStdio));
-    let host = match signals.before(args.host.start(sink)).await {
+    let host = match signals.before(host_args.start(sink)).await {
         Ok(host) => host?,
         Err(signal) => return Ok(stopped_early(&name, signal)),
     };
