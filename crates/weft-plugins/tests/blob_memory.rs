@@ -93,6 +93,7 @@ volumes:
     // The bound: the guest's own memory (at most its limit) and a few MiB of
     // instance and bookkeeping; the object is never fetched.
     let grown = peak.saturating_sub(baseline);
+    eprintln!("consume-sync of {} MiB by a 32 MiB guest: the host grew by {} MiB", OBJECT >> 20, grown >> 20);
     assert!(grown < LIMIT + (16 << 20), "the host grew by {} MiB reading for a 32 MiB guest", grown >> 20);
 
     // The same object streamed (consume-async) by the same small guest: fine.
