@@ -41,14 +41,30 @@ pub enum HostError {
     Rejected(#[from] Rejection),
     #[error("no workload with id `{0}` on this host")]
     NotFound(WorkloadId),
+    #[error("a workload with id `{0}` is already on this host")]
+    DuplicateId(WorkloadId),
+    /// The host could not be asked (a remote host: unreachable, no answer in
+    /// time, or an answer that could not be read).
+    #[error("{0}")]
+    Unreachable(String),
 }
 
 /// The operations a host offers; served in-process by [`Host`] and over NATS by
 /// the lattice.
 pub trait HostApi: Send + Sync {
-    fn heartbeat(&self) -> impl Future<Output = Heartbeat> + Send;
-    /// Validates `spec` and starts it; a rejected workload leaves nothing behind.
-    fn workload_start(&self, spec: WorkloadSpec) -> impl Future<Output = Result<WorkloadStatus, HostError>> + Send;
+    fn heartbeat(&self) -> impl Future<Output = Result<Heartbeat, HostError>> + Send;
+    /// Validates `spec` and starts it under a new id; a rejected workload leaves
+    /// nothing behind.
+    fn workload_start(&self, spec: WorkloadSpec) -> impl Future<Output = Result<WorkloadStatus, HostError>> + Send {
+        self.workload_start_as(WorkloadId::generate(), spec)
+    }
+    /// [`workload_start`](Self::workload_start) under the id the caller chose (a
+    /// lattice client names its workloads); an id already on the host is refused.
+    fn workload_start_as(
+        &self,
+        id: WorkloadId,
+        spec: WorkloadSpec,
+    ) -> impl Future<Output = Result<WorkloadStatus, HostError>> + Send;
     fn workload_status(&self, id: &WorkloadId) -> impl Future<Output = Result<WorkloadStatus, HostError>> + Send;
     fn workload_stop(&self, id: &WorkloadId) -> impl Future<Output = Result<WorkloadStatus, HostError>> + Send;
 }
@@ -96,6 +112,8 @@ struct HostInner {
     /// `(namespace, name)` of every workload starting or running: a name names
     /// one workload's data, so two at once would share it.
     names: Mutex<HashSet<(String, String)>>,
+    /// Ids of workloads being validated and started, so that one id starts once.
+    starting: Mutex<HashSet<WorkloadId>>,
     stopped: Mutex<VecDeque<WorkloadStatus>>,
     _scratch: Option<tempfile::TempDir>,
 }
@@ -127,6 +145,7 @@ impl Host {
                 cx: HostContext { engine, plugins, stdio: config.stdio, scratch_dir },
                 workloads: Mutex::default(),
                 names: Mutex::default(),
+                starting: Mutex::default(),
                 stopped: Mutex::default(),
                 _scratch: scratch,
             }),
@@ -147,7 +166,13 @@ impl Host {
 
     /// Validates a workload without starting it (what `weft inspect` shows).
     pub async fn validate(&self, spec: WorkloadSpec) -> Result<ValidatedWorkload, Rejection> {
-        workload::validate(&self.inner.cx, WorkloadId::new(), spec).await
+        workload::validate(&self.inner.cx, WorkloadId::generate(), spec).await
+    }
+
+    /// Whether a workload with this id runs here or ran here recently.
+    fn workload_known(&self, id: &WorkloadId) -> bool {
+        self.inner.workloads.lock().unwrap().contains_key(id)
+            || self.inner.stopped.lock().unwrap().iter().any(|s| &s.id == id)
     }
 
     /// The running workload with this id, to invoke its components in-process.
@@ -169,7 +194,7 @@ impl Host {
 }
 
 impl HostApi for Host {
-    async fn heartbeat(&self) -> Heartbeat {
+    async fn heartbeat(&self) -> Result<Heartbeat, HostError> {
         let (workloads, components) = {
             let map = self.inner.workloads.lock().unwrap();
             let active: Vec<_> = map.values().filter(|w| w.state().is_active()).collect();
@@ -179,7 +204,7 @@ impl HostApi for Host {
             wasi::interfaces().chain(self.inner.cx.plugins.interfaces()).map(|i| i.to_string()).collect();
         interfaces.sort();
         interfaces.dedup();
-        Heartbeat {
+        Ok(Heartbeat {
             host_id: self.inner.id.clone(),
             friendly_name: self.inner.friendly_name.clone(),
             version: env!("CARGO_PKG_VERSION").to_string(),
@@ -189,11 +214,14 @@ impl HostApi for Host {
             components,
             interfaces,
             allocator: self.engine().allocator(),
-        }
+        })
     }
 
-    async fn workload_start(&self, spec: WorkloadSpec) -> Result<WorkloadStatus, HostError> {
-        let id = WorkloadId::new();
+    async fn workload_start_as(&self, id: WorkloadId, spec: WorkloadSpec) -> Result<WorkloadStatus, HostError> {
+        if self.workload_known(&id) || !self.inner.starting.lock().unwrap().insert(id.clone()) {
+            return Err(HostError::DuplicateId(id));
+        }
+        let _starting = IdReservation { ids: &self.inner.starting, id: id.clone() };
         let name = spec.name.clone();
         let key = (spec.namespace.clone(), spec.name.clone());
         if !self.inner.names.lock().unwrap().insert(key.clone()) {
@@ -242,6 +270,18 @@ impl HostApi for Host {
         }
         stopped.push_back(status.clone());
         Ok(status)
+    }
+}
+
+/// An id held while its workload starts.
+struct IdReservation<'a> {
+    ids: &'a Mutex<HashSet<WorkloadId>>,
+    id: WorkloadId,
+}
+
+impl Drop for IdReservation<'_> {
+    fn drop(&mut self) {
+        self.ids.lock().unwrap().remove(&self.id);
     }
 }
 

@@ -102,7 +102,7 @@ async fn a_plugin_from_outside_weft_serves_an_import_and_follows_the_host_and_wo
     let plugin = Arc::new(Greetings::default());
     let t = host_with_plugins(Some(shared_cache()), vec![plugin.clone()]).await;
     assert_eq!(plugin.events(), ["start"]);
-    assert!(t.host.heartbeat().await.interfaces.iter().any(|i| i == GREETER));
+    assert!(t.host.heartbeat().await.unwrap().interfaces.iter().any(|i| i == GREETER));
 
     let w = t.start_ok(&workload("howdy", "Howdy")).await;
     let links = w.plan().imports_of("client");
@@ -150,7 +150,7 @@ async fn every_refusal_is_listed_and_the_bindings_made_are_undone() {
         [format!("bind mute/fine imports [\"{GREETER}\"]"), "unbind mute/fine".to_string()]
     );
     assert!(plugin.greetings.lock().unwrap().is_empty());
-    assert_eq!(t.host.heartbeat().await.workloads, 0);
+    assert_eq!(t.host.heartbeat().await.unwrap().workloads, 0);
 
     // The same host accepts the workload once every greeting is set.
     let w = t.start_ok(&workload("mute", "Hi")).await;

@@ -149,7 +149,7 @@ async fn each_fault_is_rejected_with_its_cause_and_bystanders_are_untouched() {
     assert_eq!(w.state(), WorkloadState::Running);
     assert_eq!(keep_file(&t, &w), "written by hello");
     assert_eq!(scratch_entries(&t), scratch_before, "a rejected workload left something in the scratch dir");
-    let beat = t.host.heartbeat().await;
+    let beat = t.host.heartbeat().await.unwrap();
     assert_eq!((beat.workloads, beat.components), (1, 2));
     w.run("writer").await.unwrap();
 }

@@ -10,7 +10,7 @@ use weft_runtime::{HostApi, WorkloadState};
 #[tokio::test(flavor = "multi_thread")]
 async fn two_components_and_a_service_start_run_and_stop() {
     let t = host().await;
-    let before = t.host.heartbeat().await;
+    let before = t.host.heartbeat().await.unwrap();
     assert_eq!((before.workloads, before.components), (0, 0));
 
     let w = t
@@ -31,7 +31,7 @@ service:
     assert_eq!(status.state, WorkloadState::Running);
     assert_eq!(status.components.len(), 3);
     assert!(status.components.iter().all(|c| c.digest.starts_with("sha256:")));
-    let beat = t.host.heartbeat().await;
+    let beat = t.host.heartbeat().await.unwrap();
     assert_eq!((beat.workloads, beat.components), (1, 3));
     assert!(beat.interfaces.iter().any(|i| i == "wasi:io/streams@0.2.12"), "{:?}", beat.interfaces);
 
@@ -45,7 +45,7 @@ service:
     let stopped = t.host.workload_stop(w.id()).await.unwrap();
     assert_eq!(stopped.state, WorkloadState::Stopped);
     assert_eq!(t.host.workload_status(w.id()).await.unwrap().state, WorkloadState::Stopped);
-    let after = t.host.heartbeat().await;
+    let after = t.host.heartbeat().await.unwrap();
     assert_eq!((after.workloads, after.components), (0, 0));
     // Nothing runs any more.
     let ticks = t.stdout("ticker").len();

@@ -37,13 +37,13 @@ pub(crate) struct HostContext {
     pub scratch_dir: PathBuf,
 }
 
-/// Assigned by the host when a workload is received.
+/// Names a workload on its host: chosen by the host, or by a lattice client.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct WorkloadId(pub String);
 
 impl WorkloadId {
-    pub(crate) fn new() -> WorkloadId {
+    pub fn generate() -> WorkloadId {
         WorkloadId(uuid::Uuid::new_v4().simple().to_string())
     }
 }

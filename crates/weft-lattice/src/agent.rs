@@ -1,0 +1,234 @@
+//! The host agent: serves a host's [`HostApi`] on NATS in wasmCloud v2's wire
+//! format, and publishes its heartbeat.
+//!
+//! Subjects (no lattice prefix, as wasmCloud's): requests on
+//! `runtime.host.<host id>.{heartbeat, workload.start, workload.status,
+//! workload.stop}`, heartbeats published on `runtime.operator.heartbeat.<host id>`
+//! (the first at once, then every `heartbeat_interval`). Every request gets a reply:
+//! a malformed, oversized or wrong-typed one gets an `ERROR` status naming what is
+//! wrong and changes nothing (wasmCloud's own host stays silent instead, which
+//! leaves the caller waiting for its timeout).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use weft_runtime::{Host, HostApi, HostError, WorkloadId};
+
+use crate::mapping;
+use crate::wire::{self, WorkloadResponse, WorkloadState, WorkloadStatus};
+
+/// The largest request the agent reads (a manifest's components travel by
+/// reference, so a start request is small; NATS's own default cap is 1 MiB).
+pub const MAX_REQUEST: usize = 1 << 20;
+
+/// How many requests the agent handles at once (a start validates and compiles).
+const CONCURRENT_REQUESTS: usize = 16;
+
+pub struct AgentConfig {
+    pub heartbeat_interval: Duration,
+}
+
+impl Default for AgentConfig {
+    fn default() -> Self {
+        AgentConfig { heartbeat_interval: Duration::from_secs(15) }
+    }
+}
+
+/// Serves a host on NATS until [`shutdown`](HostAgent::shutdown) (or drop).
+pub struct HostAgent {
+    host: Host,
+    client: async_nats::Client,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    started_at: Arc<str>,
+}
+
+pub fn request_subject(host_id: &str, command: &str) -> String {
+    format!("runtime.host.{host_id}.{command}")
+}
+
+pub fn heartbeat_subject(host_id: &str) -> String {
+    format!("runtime.operator.heartbeat.{host_id}")
+}
+
+impl HostAgent {
+    /// Subscribes (and confirms the subscription with the server) before it returns.
+    pub async fn start(host: Host, client: async_nats::Client, config: AgentConfig) -> anyhow::Result<HostAgent> {
+        let started_at: Arc<str> = Arc::from(now_rfc3339());
+        let requests = client.subscribe(format!("runtime.host.{}.>", host.id())).await?;
+        client.flush().await?;
+        let serve = tokio::spawn(serve(host.clone(), client.clone(), requests, started_at.clone()));
+        let beat =
+            tokio::spawn(heartbeats(host.clone(), client.clone(), config.heartbeat_interval, started_at.clone()));
+        tracing::info!(host = %host.id(), "serving the host API on NATS");
+        Ok(HostAgent { host, client, tasks: vec![serve, beat], started_at })
+    }
+
+    pub fn host(&self) -> &Host {
+        &self.host
+    }
+
+    /// Stops answering, shuts the host down (drains, stops every workload), and
+    /// publishes a last heartbeat (with no workloads).
+    pub async fn shutdown(mut self) {
+        for task in self.tasks.drain(..) {
+            task.abort();
+        }
+        self.host.shutdown().await;
+        if let Ok(beat) = self.host.heartbeat().await {
+            let beat = mapping::wire_heartbeat(&beat, &self.started_at);
+            let _ = self.client.publish(heartbeat_subject(self.host.id()), json(&beat).into()).await;
+            let _ = self.client.flush().await;
+        }
+    }
+}
+
+impl Drop for HostAgent {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+async fn heartbeats(host: Host, client: async_nats::Client, interval: Duration, started_at: Arc<str>) {
+    let mut ticks = tokio::time::interval(interval);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        let Ok(beat) = host.heartbeat().await else { continue };
+        let beat = mapping::wire_heartbeat(&beat, &started_at);
+        if let Err(e) = client.publish(heartbeat_subject(host.id()), json(&beat).into()).await {
+            tracing::debug!("heartbeat not sent: {e}");
+        }
+    }
+}
+
+async fn serve(host: Host, client: async_nats::Client, requests: async_nats::Subscriber, started_at: Arc<str>) {
+    let prefix = format!("runtime.host.{}.", host.id());
+    requests
+        .for_each_concurrent(CONCURRENT_REQUESTS, |message| {
+            let (host, client, prefix, started_at) = (host.clone(), client.clone(), prefix.clone(), started_at.clone());
+            async move {
+                let Some(reply) = message.reply.clone() else { return };
+                let command = message.subject.strip_prefix(prefix.as_str()).unwrap_or_default();
+                let answer = answer(&host, command, &message.payload, &started_at).await;
+                if let Err(e) = client.publish(reply, answer.into()).await {
+                    tracing::debug!("reply not sent: {e}");
+                }
+            }
+        })
+        .await;
+}
+
+/// The reply to one request, as JSON.
+async fn answer(host: &Host, command: &str, payload: &[u8], started_at: &str) -> Vec<u8> {
+    if payload.len() > MAX_REQUEST {
+        let message = format!("the request is {} bytes, more than the {MAX_REQUEST} this host reads", payload.len());
+        return json(&error(String::new(), message));
+    }
+    match command {
+        "heartbeat" => match host.heartbeat().await {
+            Ok(beat) => json(&mapping::wire_heartbeat(&beat, started_at)),
+            Err(e) => json(&error(String::new(), e.to_string())),
+        },
+        "workload.start" => json(&start(host, payload).await),
+        "workload.status" | "workload.stop" => {
+            let request: wire::WorkloadIdRequest = match decode(payload) {
+                Ok(request) => request,
+                Err(e) => return json(&error(String::new(), e)),
+            };
+            if request.workload_id.is_empty() {
+                return json(&error(String::new(), "`workloadId` is required".into()));
+            }
+            let id = WorkloadId(request.workload_id.clone());
+            let result = match command {
+                "workload.status" => host.workload_status(&id).await,
+                _ => host.workload_stop(&id).await,
+            };
+            json(&response(request.workload_id, result))
+        }
+        other => json(&error(String::new(), format!("unknown command `{other}`"))),
+    }
+}
+
+async fn start(host: &Host, payload: &[u8]) -> WorkloadResponse {
+    let request: wire::WorkloadStartRequest = match decode(payload) {
+        Ok(request) => request,
+        Err(e) => return error(String::new(), e),
+    };
+    let id = request.workload_id;
+    if id.is_empty() {
+        return error(id, "`workloadId` is required".into());
+    }
+    let Some(workload) = request.workload else { return error(id, "`workload` is required".into()) };
+    let spec = match mapping::workload_spec(&workload) {
+        Ok(spec) => spec,
+        Err(e) => return error(id, e),
+    };
+    let result = host.workload_start_as(WorkloadId(id.clone()), spec).await;
+    response(id, result)
+}
+
+fn decode<T: serde::de::DeserializeOwned>(payload: &[u8]) -> Result<T, String> {
+    // An empty body is the empty message.
+    let payload = if payload.iter().all(u8::is_ascii_whitespace) { b"{}".as_slice() } else { payload };
+    serde_json::from_slice(payload).map_err(|e| format!("malformed request: {e}"))
+}
+
+fn response(id: String, result: Result<weft_runtime::WorkloadStatus, HostError>) -> WorkloadResponse {
+    let status = match result {
+        Ok(status) => {
+            let message = match (status.state, status.message) {
+                (weft_runtime::WorkloadState::Stopped, None) => mapping::STOPPED.to_string(),
+                (weft_runtime::WorkloadState::Stopped, Some(m)) => format!("{}: {m}", mapping::STOPPED),
+                (_, message) => message.unwrap_or_default(),
+            };
+            WorkloadStatus { workload_id: id, workload_state: mapping::wire_state(status.state), message }
+        }
+        Err(HostError::NotFound(_)) => WorkloadStatus {
+            workload_id: id,
+            workload_state: WorkloadState::NotFound,
+            message: "Workload not found".into(),
+        },
+        Err(e) => WorkloadStatus { workload_id: id, workload_state: WorkloadState::Error, message: e.to_string() },
+    };
+    WorkloadResponse { workload_status: status }
+}
+
+fn error(id: String, message: String) -> WorkloadResponse {
+    WorkloadResponse {
+        workload_status: WorkloadStatus { workload_id: id, workload_state: WorkloadState::Error, message },
+    }
+}
+
+fn json<T: serde::Serialize>(value: &T) -> Vec<u8> {
+    serde_json::to_vec(value).expect("wire messages serialise")
+}
+
+/// Now, as RFC 3339 in UTC (`2026-12-02T18:00:00Z`).
+fn now_rfc3339() -> String {
+    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let (days, rest) = ((secs / 86_400) as i64, secs % 86_400);
+    // Civil date from days since the epoch (proleptic Gregorian).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z", rest / 3600, rest % 3600 / 60, rest % 60)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn rfc3339_now_has_the_shape() {
+        let now = super::now_rfc3339();
+        assert_eq!(now.len(), 20, "{now}");
+        assert!(now.starts_with("20") && now.ends_with('Z') && &now[10..11] == "T", "{now}");
+    }
+}

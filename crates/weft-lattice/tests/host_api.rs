@@ -1,0 +1,161 @@
+//! The host API over a real nats-server: one behaviour run against an in-process
+//! host and against the same host through its agent, and wasmCloud's wire format
+//! spoken by hand (JSON written from the protos, no weft types) to the agent.
+
+use std::time::Duration;
+
+use weft_lattice::{AgentConfig, HostAgent, RemoteHost};
+use weft_runtime::{Host, HostApi, HostConfig, HostError, WorkloadId, WorkloadSpec, WorkloadState};
+use weft_testkit::Server;
+
+async fn host() -> Host {
+    let output = std::sync::Arc::new(weft_runtime::output::CapturedOutput::default());
+    Host::new(HostConfig { stdio: weft_runtime::wasi::GuestStdio::Sink(output), ..HostConfig::default() })
+        .await
+        .unwrap()
+}
+
+fn spec(yaml: &str) -> WorkloadSpec {
+    WorkloadSpec::from_yaml(yaml).unwrap()
+}
+
+/// The same expectations, whoever serves the API.
+async fn behaves_as_a_host(api: &impl HostApi, host_id: &str) {
+    let beat = api.heartbeat().await.unwrap();
+    assert_eq!(beat.host_id, host_id);
+    assert_eq!(beat.workloads, 0);
+    assert!(beat.interfaces.iter().any(|i| i.starts_with("wasi:cli/environment")), "{:?}", beat.interfaces);
+
+    let service = format!(
+        "name: ticking\nservice: {{ name: svc, source: {}, env: {{ TICKS: \"1000000\" }} }}\n",
+        weft_guests::TICKER
+    );
+    let id = WorkloadId("wl-1".into());
+    let started = api.workload_start_as(id.clone(), spec(&service)).await.unwrap();
+    assert_eq!((started.id.clone(), started.state), (id.clone(), WorkloadState::Running));
+    assert_eq!(api.workload_status(&id).await.unwrap().state, WorkloadState::Running);
+    assert_eq!(api.heartbeat().await.unwrap().workloads, 1);
+
+    // One id starts once.
+    let again = api.workload_start_as(id.clone(), spec(&service.replace("ticking", "other"))).await;
+    assert!(matches!(again, Err(HostError::DuplicateId(ref d)) if *d == id), "{again:?}");
+
+    // A rejection names its problems.
+    let bad = api.workload_start(spec("name: bad\ncomponents: [{ name: c, source: /nowhere.wasm }]\n")).await;
+    let Err(HostError::Rejected(rejection)) = bad else { panic!("{bad:?}") };
+    assert!(rejection.to_string().contains("/nowhere.wasm does not exist"), "{rejection}");
+
+    let stopped = api.workload_stop(&id).await.unwrap();
+    assert_eq!(stopped.state, WorkloadState::Stopped);
+    let unknown = WorkloadId("no-such-workload".into());
+    assert!(matches!(api.workload_status(&unknown).await, Err(HostError::NotFound(_))));
+    assert!(matches!(api.workload_stop(&unknown).await, Err(HostError::NotFound(_))));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn in_process() {
+    let host = host().await;
+    behaves_as_a_host(&host, host.id()).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn over_nats() {
+    let nats = Server::nats();
+    let client = async_nats::connect(nats.url()).await.unwrap();
+    let host = host().await;
+    let id = host.id().to_string();
+    let agent = HostAgent::start(host, client.clone(), AgentConfig::default()).await.unwrap();
+    behaves_as_a_host(&RemoteHost::new(client.clone(), &id, Duration::from_secs(60)), &id).await;
+    agent.shutdown().await;
+    // A host that is gone is an error naming it, at once.
+    let gone = RemoteHost::new(client, &id, Duration::from_secs(5)).heartbeat().await.unwrap_err().to_string();
+    assert!(gone.contains(&format!("host `{id}`")) && gone.contains("no such host"), "{gone}");
+}
+
+/// A client knowing only wasmCloud's protos: JSON by hand, on its subjects.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_wasmcloud_client_speaks_to_the_agent() {
+    use serde_json::{Value, json};
+    let nats = Server::nats();
+    let client = async_nats::connect(nats.url()).await.unwrap();
+    let mut beats = client.subscribe("runtime.operator.heartbeat.>").await.unwrap();
+    client.flush().await.unwrap();
+    let host = host().await;
+    let id = host.id().to_string();
+    let config = AgentConfig { heartbeat_interval: Duration::from_millis(300) };
+    let _agent = HostAgent::start(host, client.clone(), config).await.unwrap();
+    let ask = |command: &str, body: Value| {
+        let (client, subject) = (client.clone(), format!("runtime.host.{id}.{command}"));
+        async move {
+            let reply = client.request(subject, body.to_string().into()).await.unwrap();
+            serde_json::from_slice::<Value>(&reply.payload).unwrap()
+        }
+    };
+
+    // The first heartbeat comes at once, then on the interval.
+    for _ in 0..2 {
+        let beat = tokio::time::timeout(Duration::from_secs(5), futures_util::StreamExt::next(&mut beats))
+            .await
+            .expect("a heartbeat")
+            .unwrap();
+        assert_eq!(beat.subject.as_str(), format!("runtime.operator.heartbeat.{id}"));
+        let beat: Value = serde_json::from_slice(&beat.payload).unwrap();
+        assert_eq!(beat["id"], json!(id));
+        assert!(beat["startedAt"].as_str().unwrap().ends_with('Z'));
+        assert!(beat.get("workloadCount").is_none(), "a zero count is left out: {beat}");
+    }
+    let beat = ask("heartbeat", json!({})).await;
+    assert_eq!(beat["id"], json!(id));
+
+    let start = json!({
+        "workloadId": "k8s-uid-1",
+        "workload": {
+            "namespace": "team-a", "name": "hello",
+            "witWorld": { "components": [{ "name": "hello", "image": format!("file://{}", weft_guests::HELLO),
+                                            "localResources": { "environment": { "HELLO": "x" } } }] },
+            "service": { "image": weft_guests::TICKER, "maxRestarts": "2", "localResources": { "environment": { "TICKS": "1000000" } } },
+        }
+    });
+    let started = ask("workload.start", start.clone()).await;
+    assert_eq!(started["workloadStatus"]["workloadId"], json!("k8s-uid-1"), "{started}");
+    assert_eq!(started["workloadStatus"]["workloadState"], json!("WORKLOAD_STATE_RUNNING"), "{started}");
+    let beat = ask("heartbeat", json!({})).await;
+    assert_eq!(beat["workloadCount"], json!("1"), "64-bit counts are strings: {beat}");
+    let status = ask("workload.status", json!({ "workloadId": "k8s-uid-1" })).await;
+    assert_eq!(status["workloadStatus"]["workloadState"], json!("WORKLOAD_STATE_RUNNING"));
+    let twice = ask("workload.start", start).await;
+    assert_eq!(twice["workloadStatus"]["workloadState"], json!("WORKLOAD_STATE_ERROR"));
+    assert!(twice["workloadStatus"]["message"].as_str().unwrap().contains("already"), "{twice}");
+
+    // Bad requests: an ERROR reply each, and the running workload is untouched.
+    for (command, body) in [
+        ("workload.start", "{not json".to_string()),
+        ("workload.start", json!({ "workloadId": "x", "workload": { "name": "w", "colour": "red" } }).to_string()),
+        ("workload.start", json!({ "workloadId": "x" }).to_string()),
+        ("workload.start", json!({ "workload": { "name": "w" } }).to_string()),
+        ("workload.status", json!({ "workloadId": 7 }).to_string()),
+        ("workload.stop", "[]".to_string()),
+        ("workload.frobnicate", "{}".to_string()),
+        ("workload.start", format!("{{\"workloadId\":\"{}\"}}", "x".repeat(2 << 20))),
+    ] {
+        let reply = client.request(format!("runtime.host.{id}.{command}"), body.clone().into()).await;
+        let reply: Value = match reply {
+            Ok(reply) => serde_json::from_slice(&reply.payload).unwrap(),
+            // Past the server's max_payload the request never leaves the client.
+            Err(e) => {
+                assert!(body.len() > 1 << 20, "{command}: {e}");
+                continue;
+            }
+        };
+        assert_eq!(reply["workloadStatus"]["workloadState"], json!("WORKLOAD_STATE_ERROR"), "{command} {reply}");
+        assert!(!reply["workloadStatus"]["message"].as_str().unwrap().is_empty(), "{reply}");
+    }
+    let status = ask("workload.status", json!({ "workloadId": "k8s-uid-1" })).await;
+    assert_eq!(status["workloadStatus"]["workloadState"], json!("WORKLOAD_STATE_RUNNING"));
+
+    let stopped = ask("workload.stop", json!({ "workloadId": "k8s-uid-1" })).await;
+    assert_eq!(stopped["workloadStatus"]["workloadState"], json!("WORKLOAD_STATE_STOPPING"), "{stopped}");
+    let unknown = ask("workload.status", json!({ "workloadId": "never-started" })).await;
+    assert_eq!(unknown["workloadStatus"]["workloadState"], json!("WORKLOAD_STATE_NOT_FOUND"));
+    assert_eq!(unknown["workloadStatus"]["workloadId"], json!("never-started"));
+}
