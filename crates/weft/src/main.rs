@@ -23,6 +23,10 @@ enum Command {
     Run(commands::run::RunArgs),
     /// Serve one component that exports `wasi:http/incoming-handler` on every path.
     Serve(commands::run::ServeArgs),
+    /// Run a long-lived host on a NATS lattice, serving the host API.
+    Host(commands::lattice::HostCommand),
+    /// Start, inspect or stop a workload on a host of the lattice.
+    Workload(commands::lattice::WorkloadCommand),
     /// Show a component's imports and exports, or a workload's link plan.
     Inspect(commands::inspect::InspectArgs),
 }
@@ -44,6 +48,8 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Run(args) => commands::run::run(args).await,
             Command::Serve(args) => commands::run::serve(args).await,
+            Command::Host(args) => commands::lattice::host(args).await,
+            Command::Workload(args) => commands::lattice::workload(args).await,
             Command::Inspect(args) => commands::inspect::inspect(args).await,
         }
     });

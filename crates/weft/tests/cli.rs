@@ -157,29 +157,7 @@ impl Serving {
 
     /// `weft <args>` with a host configuration that listens on a free port.
     fn start_args(command: &mut Command, args: &[&str], dir: &Path) -> Serving {
-        std::fs::write(
-            dir.join("host.yaml"),
-            "plugins:\n  http:\n    listen: [\"127.0.0.1:0\"]\n    drainTimeout: 10s\n",
-        )
-        .unwrap();
-        let mut child = command
-            .args(args)
-            .args(["--host-config", "host.yaml"])
-            .current_dir(dir)
-            .env("WEFT_CACHE_DIR", dir.join("cache"))
-            .env_remove("WEFT_LOG")
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .expect("run weft");
-        let (lines, stderr) = std::sync::mpsc::channel();
-        let pipe = std::io::BufReader::new(child.stderr.take().unwrap());
-        std::thread::spawn(move || {
-            for line in std::io::BufRead::lines(pipe).map_while(Result::ok) {
-                if lines.send(line).is_err() {
-                    break;
-                }
-            }
-        });
+        let (child, stderr) = launch(command, args, dir);
         let mut seen = Vec::new();
         let addr = loop {
             let line = stderr
@@ -233,6 +211,36 @@ impl Serving {
         let sent = Command::new("kill").args([signal, &self.child.id().to_string()]).status().unwrap();
         assert!(sent.success());
     }
+}
+
+/// `weft <args>` in the background with a host configuration that listens on a
+/// free port; its stderr, line by line.
+fn launch(
+    command: &mut Command,
+    args: &[&str],
+    dir: &Path,
+) -> (std::process::Child, std::sync::mpsc::Receiver<String>) {
+    std::fs::write(dir.join("host.yaml"), "plugins:\n  http:\n    listen: [\"127.0.0.1:0\"]\n    drainTimeout: 10s\n")
+        .unwrap();
+    let mut child = command
+        .args(args)
+        .args(["--host-config", "host.yaml"])
+        .current_dir(dir)
+        .env("WEFT_CACHE_DIR", dir.join("cache"))
+        .env_remove("WEFT_LOG")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run weft");
+    let (lines, stderr) = std::sync::mpsc::channel();
+    let pipe = std::io::BufReader::new(child.stderr.take().unwrap());
+    std::thread::spawn(move || {
+        for line in std::io::BufRead::lines(pipe).map_while(Result::ok) {
+            if lines.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    (child, stderr)
 }
 
 /// The child's exit status; kills it (and fails) if it takes longer than `limit`.
@@ -627,4 +635,67 @@ fn printing_into_a_closed_pipe_ends_quietly() {
         assert!(out.status.success(), "{args:?}: {}: {stderr}", out.status);
         assert!(stderr.is_empty(), "{args:?}: {stderr}");
     }
+}
+
+/// `weft host` on a real nats-server takes workloads from `weft workload`, serves
+/// them, reports and stops them, and leaves cleanly on SIGTERM.
+#[test]
+fn a_host_on_nats_takes_workloads_from_weft_workload() {
+    let nats = weft_testkit::Server::nats();
+    let dir = tempfile::tempdir().unwrap();
+    probe_manifest(dir.path(), "");
+    let mut command = Command::new(env!("CARGO_BIN_EXE_weft"));
+    command.stdout(std::process::Stdio::null());
+    let (mut host, stderr) =
+        launch(&mut command, &["host", "--nats", &nats.url(), "--label", "zone=a", "--name", "laptop"], dir.path());
+    let next_line =
+        |what: &str| stderr.recv_timeout(std::time::Duration::from_secs(60)).unwrap_or_else(|_| panic!("{what}"));
+    // The host says who it is before it serves anything.
+    let id = loop {
+        let line = next_line("the host names itself");
+        if let Some(rest) = line.strip_prefix("weft: host ") {
+            assert!(rest.contains("(laptop)"), "{line}");
+            break rest.split_whitespace().next().unwrap().to_string();
+        }
+    };
+    let workload = |args: &[&str]| {
+        let mut all = vec!["workload"];
+        all.extend_from_slice(args);
+        let url = nats.url();
+        all.extend_from_slice(&["--host", &id, "--nats", &url]);
+        weft_within(&all, dir.path(), std::time::Duration::from_secs(60))
+    };
+    let started = workload(&["start", "probe.yaml", "--id", "wl-7"]);
+    assert!(started.status.success(), "{}", text(&started.stderr));
+    assert_eq!(text(&started.stdout).trim(), format!("workload wl-7 is running on host {id}"));
+    let addr: std::net::SocketAddr = loop {
+        let line = next_line("the workload's HTTP server listens");
+        if let Some(at) = line.find("HTTP server listening address=") {
+            break line[at + "HTTP server listening address=".len()..]
+                .split_whitespace()
+                .next()
+                .unwrap()
+                .parse()
+                .unwrap();
+        }
+    };
+    let answer = get_within(addr, "/hello", std::time::Duration::from_secs(10));
+    assert_eq!(answer, (200, "api GET /hello\n".into()));
+    let status = workload(&["status", "wl-7", "-o", "json"]);
+    let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert_eq!(status["state"], "running");
+    let stopped = workload(&["stop", "wl-7"]);
+    assert!(text(&stopped.stdout).starts_with("workload wl-7 is stopped"), "{}", text(&stopped.stdout));
+    let unknown = workload(&["status", "nope"]);
+    assert_eq!(unknown.status.code(), Some(2));
+    assert!(text(&unknown.stderr).contains("no workload with id `nope`"), "{}", text(&unknown.stderr));
+    assert!(Command::new("kill").args(["-TERM", &host.id().to_string()]).status().unwrap().success());
+    let status = wait_at_most(&mut host, std::time::Duration::from_secs(30));
+    let rest: Vec<String> = stderr.try_iter().collect();
+    assert!(status.success(), "{status}: {rest:#?}");
+    assert!(rest.iter().any(|l| l.contains(&format!("host {id} stopped"))), "{rest:#?}");
+    // A host that is gone: a clear error naming it.
+    let gone = workload(&["status", "wl-7", "--timeout", "5s"]);
+    assert_eq!(gone.status.code(), Some(2));
+    assert!(text(&gone.stderr).contains(&format!("host `{id}`")), "{}", text(&gone.stderr));
 }

@@ -29,6 +29,13 @@ pub struct HostArgs {
     /// Instance allocator.
     #[arg(long, value_enum, default_value = "auto")]
     allocator: Allocator,
+    /// The host's name in heartbeats, instead of the host configuration's `name`.
+    #[arg(long, value_name = "NAME")]
+    name: Option<String>,
+    /// A label in the host's heartbeats (repeatable), beside the host
+    /// configuration's `labels`.
+    #[arg(long = "label", value_name = "KEY=VALUE", value_parser = parse_label)]
+    labels: Vec<(String, String)>,
     /// Where the HTTP server listens (repeatable), instead of the host
     /// configuration's `plugins.http.listen` (default 127.0.0.1:8080).
     #[arg(long, value_name = "ADDR")]
@@ -77,6 +84,7 @@ impl HostArgs {
         if !self.listen.is_empty() {
             file.plugins.http.listen = self.listen.clone();
         }
+        file.labels.extend(self.labels.iter().cloned());
         let cache_dir = if self.no_cache {
             None
         } else {
@@ -84,7 +92,7 @@ impl HostArgs {
         };
         let plugins = weft_plugins::load(&file.plugins).await?;
         Host::new(HostConfig {
-            friendly_name: file.name,
+            friendly_name: self.name.clone().or(file.name),
             labels: file.labels,
             engine: EngineConfig {
                 cache_dir,
@@ -102,6 +110,11 @@ impl HostArgs {
         })
         .await
     }
+}
+
+fn parse_label(s: &str) -> Result<(String, String), String> {
+    let (k, v) = s.split_once('=').ok_or_else(|| format!("`{s}` is not KEY=VALUE"))?;
+    Ok((k.to_string(), v.to_string()))
 }
 
 fn default_cache_dir() -> Option<PathBuf> {

@@ -1,3 +1,4 @@
 pub mod host;
 pub mod inspect;
+pub mod lattice;
 pub mod run;

@@ -228,7 +228,7 @@ async fn run_workload(host_args: &HostArgs, spec: WorkloadSpec, mut signals: Sig
 /// asked to, so a signal while the workload starts (its server already answering)
 /// would kill the process instead of stopping the workload; and once it listens,
 /// the signal no longer ends the process by itself.
-struct Signals {
+pub(crate) struct Signals {
     #[cfg(unix)]
     interrupt: tokio::signal::unix::Signal,
     #[cfg(unix)]
@@ -236,7 +236,7 @@ struct Signals {
 }
 
 impl Signals {
-    fn new() -> anyhow::Result<Signals> {
+    pub(crate) fn new() -> anyhow::Result<Signals> {
         #[cfg(unix)]
         {
             use tokio::signal::unix::{SignalKind, signal};
@@ -247,7 +247,7 @@ impl Signals {
     }
 
     /// The next signal's name.
-    async fn next(&mut self) -> &'static str {
+    pub(crate) async fn next(&mut self) -> &'static str {
         #[cfg(unix)]
         {
             tokio::select! {
@@ -263,7 +263,7 @@ impl Signals {
     }
 
     /// `work`'s output, or the signal that came first (then `work` is dropped).
-    async fn before<T>(&mut self, work: impl Future<Output = T>) -> Result<T, &'static str> {
+    pub(crate) async fn before<T>(&mut self, work: impl Future<Output = T>) -> Result<T, &'static str> {
         tokio::select! {
             out = work => Ok(out),
             signal = self.next() => Err(signal),
