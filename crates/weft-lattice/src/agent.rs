@@ -15,8 +15,8 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use weft_runtime::{Host, HostApi, HostError, WorkloadId};
 
-use crate::mapping;
 use crate::wire::{self, WorkloadResponse, WorkloadState, WorkloadStatus};
+use crate::{mapping, time};
 
 /// The largest request the agent reads (a manifest's components travel by
 /// reference, so a start request is small; NATS's own default cap is 1 MiB).
@@ -47,6 +47,10 @@ pub fn request_subject(host_id: &str, command: &str) -> String {
     format!("runtime.host.{host_id}.{command}")
 }
 
+/// Where weft hosts answer "who is there?" with their heartbeat (a weft
+/// extension: wasmCloud's operator learns of hosts from published heartbeats).
+pub const DISCOVERY_SUBJECT: &str = "weft.hosts.ping";
+
 pub fn heartbeat_subject(host_id: &str) -> String {
     format!("runtime.operator.heartbeat.{host_id}")
 }
@@ -54,14 +58,16 @@ pub fn heartbeat_subject(host_id: &str) -> String {
 impl HostAgent {
     /// Subscribes (and confirms the subscription with the server) before it returns.
     pub async fn start(host: Host, client: async_nats::Client, config: AgentConfig) -> anyhow::Result<HostAgent> {
-        let started_at: Arc<str> = Arc::from(now_rfc3339());
+        let started_at: Arc<str> = Arc::from(time::now_rfc3339());
         let requests = client.subscribe(format!("runtime.host.{}.>", host.id())).await?;
+        let pings = client.subscribe(DISCOVERY_SUBJECT).await?;
         client.flush().await?;
         let serve = tokio::spawn(serve(host.clone(), client.clone(), requests, started_at.clone()));
+        let discovery = tokio::spawn(answer_pings(host.clone(), client.clone(), pings, started_at.clone()));
         let beat =
             tokio::spawn(heartbeats(host.clone(), client.clone(), config.heartbeat_interval, started_at.clone()));
         tracing::info!(host = %host.id(), "serving the host API on NATS");
-        Ok(HostAgent { host, client, tasks: vec![serve, beat], started_at })
+        Ok(HostAgent { host, client, tasks: vec![serve, beat, discovery], started_at })
     }
 
     pub fn host(&self) -> &Host {
@@ -101,6 +107,13 @@ async fn heartbeats(host: Host, client: async_nats::Client, interval: Duration, 
         if let Err(e) = client.publish(heartbeat_subject(host.id()), json(&beat).into()).await {
             tracing::debug!("heartbeat not sent: {e}");
         }
+    }
+}
+
+async fn answer_pings(host: Host, client: async_nats::Client, mut pings: async_nats::Subscriber, started_at: Arc<str>) {
+    while let Some(ping) = pings.next().await {
+        let (Some(reply), Ok(beat)) = (ping.reply, host.heartbeat().await) else { continue };
+        let _ = client.publish(reply, json(&mapping::wire_heartbeat(&beat, &started_at)).into()).await;
     }
 }
 
@@ -204,31 +217,4 @@ fn error(id: String, message: String) -> WorkloadResponse {
 
 fn json<T: serde::Serialize>(value: &T) -> Vec<u8> {
     serde_json::to_vec(value).expect("wire messages serialise")
-}
-
-/// Now, as RFC 3339 in UTC (`2026-12-02T18:00:00Z`).
-fn now_rfc3339() -> String {
-    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-    let (days, rest) = ((secs / 86_400) as i64, secs % 86_400);
-    // Civil date from days since the epoch (proleptic Gregorian).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z", rest / 3600, rest % 3600 / 60, rest % 60)
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn rfc3339_now_has_the_shape() {
-        let now = super::now_rfc3339();
-        assert_eq!(now.len(), 20, "{now}");
-        assert!(now.starts_with("20") && now.ends_with('Z') && &now[10..11] == "T", "{now}");
-    }
 }

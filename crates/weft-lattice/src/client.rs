@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use weft_runtime::{Heartbeat, HostApi, HostError, Rejection, WorkloadId, WorkloadSpec, WorkloadStatus};
 
-use crate::agent::request_subject;
+use crate::agent::{DISCOVERY_SUBJECT, request_subject};
 use crate::mapping;
 use crate::wire::{self, WorkloadResponse, WorkloadState};
 
@@ -99,5 +99,52 @@ impl HostApi for RemoteHost {
     async fn workload_stop(&self, id: &WorkloadId) -> Result<WorkloadStatus, HostError> {
         let body = serde_json::to_vec(&wire::WorkloadIdRequest { workload_id: id.0.clone() }).expect("serialises");
         status(self.workload_request("workload.stop", body).await?, "", "")
+    }
+}
+
+/// The hosts of the lattice that answer within `wait`, by heartbeat, in the order
+/// they answered.
+pub async fn discover(client: &async_nats::Client, wait: Duration) -> anyhow::Result<Vec<wire::HostHeartbeat>> {
+    use futures_util::StreamExt;
+    let inbox = client.new_inbox();
+    let mut answers = client.subscribe(inbox.clone()).await?;
+    client.publish_with_reply(DISCOVERY_SUBJECT, inbox, "{}".into()).await?;
+    client.flush().await?;
+    let mut hosts: Vec<wire::HostHeartbeat> = Vec::new();
+    let deadline = tokio::time::Instant::now() + wait;
+    while let Ok(Some(answer)) = tokio::time::timeout_at(deadline, answers.next()).await {
+        match serde_json::from_slice::<wire::HostHeartbeat>(&answer.payload) {
+            Ok(beat) if !hosts.iter().any(|h| h.id == beat.id) => hosts.push(beat),
+            Ok(_) => {}
+            Err(e) => tracing::debug!("an unreadable heartbeat: {e}"),
+        }
+    }
+    Ok(hosts)
+}
+
+/// Where a workload goes: among `hosts` whose labels include every one of
+/// `labels`, the one running the fewest workloads (the first of those).
+pub fn place<'h>(hosts: &'h [wire::HostHeartbeat], labels: &[(String, String)]) -> Option<&'h wire::HostHeartbeat> {
+    hosts.iter().filter(|h| labels.iter().all(|(k, v)| h.labels.get(k) == Some(v))).min_by_key(|h| h.workload_count)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placement_takes_the_matching_host_with_the_fewest_workloads() {
+        let host = |id: &str, zone: &str, workloads: u64| wire::HostHeartbeat {
+            id: id.into(),
+            labels: [("zone".to_string(), zone.to_string())].into_iter().collect(),
+            workload_count: workloads,
+            ..wire::HostHeartbeat::default()
+        };
+        let hosts = [host("a", "x", 3), host("b", "y", 5), host("c", "y", 1), host("d", "y", 1)];
+        let zone = |z: &str| vec![("zone".to_string(), z.to_string())];
+        assert_eq!(place(&hosts, &zone("y")).unwrap().id, "c");
+        assert_eq!(place(&hosts, &zone("x")).unwrap().id, "a");
+        assert_eq!(place(&hosts, &[]).unwrap().id, "c");
+        assert!(place(&hosts, &zone("z")).is_none());
     }
 }

@@ -159,3 +159,31 @@ async fn a_wasmcloud_client_speaks_to_the_agent() {
     assert_eq!(unknown["workloadStatus"]["workloadState"], json!("WORKLOAD_STATE_NOT_FOUND"));
     assert_eq!(unknown["workloadStatus"]["workloadId"], json!("never-started"));
 }
+
+/// Hosts answer discovery with their heartbeat; placement takes the matching one.
+#[tokio::test(flavor = "multi_thread")]
+async fn hosts_are_discovered_and_placement_follows_labels() {
+    let nats = Server::nats();
+    let client = async_nats::connect(nats.url()).await.unwrap();
+    let mut agents = Vec::new();
+    for zone in ["a", "b"] {
+        let output = std::sync::Arc::new(weft_runtime::output::CapturedOutput::default());
+        let host = Host::new(HostConfig {
+            labels: [("zone".to_string(), zone.to_string())].into_iter().collect(),
+            stdio: weft_runtime::wasi::GuestStdio::Sink(output),
+            ..HostConfig::default()
+        })
+        .await
+        .unwrap();
+        agents.push(HostAgent::start(host, client.clone(), AgentConfig::default()).await.unwrap());
+    }
+    let hosts = weft_lattice::client::discover(&client, Duration::from_millis(500)).await.unwrap();
+    assert_eq!(hosts.len(), 2, "{hosts:?}");
+    let wanted = [("zone".to_string(), "b".to_string())];
+    let chosen = weft_lattice::client::place(&hosts, &wanted).unwrap();
+    assert_eq!(chosen.id, agents[1].host().id());
+    for agent in agents {
+        agent.shutdown().await;
+    }
+    assert!(weft_lattice::client::discover(&client, Duration::from_millis(300)).await.unwrap().is_empty());
+}

@@ -665,8 +665,27 @@ fn a_host_on_nats_takes_workloads_from_weft_workload() {
         all.extend_from_slice(&["--host", &id, "--nats", &url]);
         weft_within(&all, dir.path(), std::time::Duration::from_secs(60))
     };
-    let started = workload(&["start", "probe.yaml", "--id", "wl-7"]);
+    // Listed, with its labels; a workload placed by label lands on it.
+    let url = nats.url();
+    let listed =
+        weft_within(&["host", "list", "--nats", &url, "-o", "json"], dir.path(), std::time::Duration::from_secs(30));
+    let listed: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap();
+    let me = listed.as_array().unwrap().iter().find(|h| h["id"] == id.as_str()).expect("the host is listed");
+    assert_eq!((me["friendlyName"].as_str(), me["labels"]["zone"].as_str()), (Some("laptop"), Some("a")));
+    let nowhere = weft_within(
+        &["workload", "start", "probe.yaml", "--label", "zone=mars", "--nats", &url],
+        dir.path(),
+        std::time::Duration::from_secs(30),
+    );
+    assert_eq!(nowhere.status.code(), Some(2));
+    assert!(text(&nowhere.stderr).contains("no live host has the labels [zone=mars]"), "{}", text(&nowhere.stderr));
+    let started = weft_within(
+        &["workload", "start", "probe.yaml", "--id", "wl-7", "--label", "zone=a", "--nats", &url],
+        dir.path(),
+        std::time::Duration::from_secs(60),
+    );
     assert!(started.status.success(), "{}", text(&started.stderr));
+    assert!(text(&started.stderr).contains(&format!("placed on host {id} (laptop)")), "{}", text(&started.stderr));
     assert_eq!(text(&started.stdout).trim(), format!("workload wl-7 is running on host {id}"));
     let addr: std::net::SocketAddr = loop {
         let line = next_line("the workload's HTTP server listens");

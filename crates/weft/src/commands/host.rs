@@ -112,7 +112,7 @@ impl HostArgs {
     }
 }
 
-fn parse_label(s: &str) -> Result<(String, String), String> {
+pub(crate) fn parse_label(s: &str) -> Result<(String, String), String> {
     let (k, v) = s.split_once('=').ok_or_else(|| format!("`{s}` is not KEY=VALUE"))?;
     Ok((k.to_string(), v.to_string()))
 }

@@ -15,7 +15,7 @@ use weft_runtime::output::PrefixedStdio;
 use weft_runtime::wasi::GuestStdio;
 use weft_runtime::{HostApi, HostError, WorkloadId, WorkloadSpec, WorkloadStatus};
 
-use super::host::HostArgs;
+use super::host::{HostArgs, parse_label};
 use super::run::Signals;
 use crate::print::note;
 
@@ -46,7 +46,10 @@ impl NatsArgs {
 }
 
 #[derive(Args)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct HostCommand {
+    #[command(subcommand)]
+    action: Option<HostAction>,
     #[command(flatten)]
     nats: NatsArgs,
     /// How often the host publishes its heartbeat.
@@ -56,9 +59,25 @@ pub struct HostCommand {
     host: HostArgs,
 }
 
-/// Runs until SIGINT or SIGTERM: then stops serving the API, drains and stops every
-/// workload, and publishes a last heartbeat.
+#[derive(Subcommand)]
+enum HostAction {
+    /// The hosts of the lattice that answer now: id, name, labels, uptime, workloads.
+    List {
+        /// How long to wait for answers.
+        #[arg(long, value_name = "DURATION", value_parser = duration::parse, default_value = "1s")]
+        wait: Duration,
+        /// `json` prints the heartbeats (wasmCloud's `HostHeartbeat` JSON).
+        #[arg(short = 'o', long = "output", value_name = "FORMAT", default_value = "text")]
+        output: Output,
+    },
+}
+
+/// Without a subcommand: runs a host until SIGINT or SIGTERM, then stops serving
+/// the API, drains and stops every workload, and publishes a last heartbeat.
 pub async fn host(args: HostCommand) -> anyhow::Result<ExitCode> {
+    if let Some(HostAction::List { wait, output }) = args.action {
+        return list_hosts(&args.nats, wait, output).await;
+    }
     let mut signals = Signals::new()?;
     let host = args.host.start(GuestStdio::Sink(Arc::new(PrefixedStdio))).await?;
     let client = args.nats.connect().await?;
@@ -73,6 +92,33 @@ pub async fn host(args: HostCommand) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::from(130));
     }
     note!("weft: host {} stopped", host.id());
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn list_hosts(nats: &NatsArgs, wait: Duration, output: Output) -> anyhow::Result<ExitCode> {
+    use std::io::Write;
+    let client = nats.connect().await?;
+    let hosts = weft_lattice::client::discover(&client, wait).await?;
+    let mut out = std::io::stdout().lock();
+    if let Output::Json = output {
+        writeln!(out, "{}", serde_json::to_string_pretty(&hosts)?)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    writeln!(out, "{:<34} {:<16} {:>9} {:>9}  LABELS", "ID", "NAME", "UPTIME", "WORKLOADS")?;
+    for h in &hosts {
+        let labels: Vec<String> = h.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let uptime =
+            h.started_at.as_deref().and_then(weft_lattice::time::seconds_since).map_or("?".into(), |s| format!("{s}s"));
+        writeln!(
+            out,
+            "{:<34} {:<16} {:>9} {:>9}  {}",
+            h.id,
+            h.friendly_name,
+            uptime,
+            h.workload_count,
+            labels.join(",")
+        )?;
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -107,6 +153,10 @@ enum WorkloadAction {
         /// The workload's id (default: a new one).
         #[arg(long)]
         id: Option<String>,
+        /// Without `--host`: place it on a live host with this label (repeatable),
+        /// the one running the fewest workloads.
+        #[arg(long = "label", value_name = "KEY=VALUE", value_parser = parse_label)]
+        labels: Vec<(String, String)>,
     },
     /// A workload's state.
     Status { id: String },
@@ -115,11 +165,23 @@ enum WorkloadAction {
 }
 
 pub async fn workload(args: WorkloadCommand) -> anyhow::Result<ExitCode> {
-    let host_id = args.host_id.clone().context("which host? give `--host <HOST_ID>` (as `weft host` prints it)")?;
     let client = args.nats.connect().await?;
+    let host_id = match (&args.host_id, &args.action) {
+        (Some(id), _) => id.clone(),
+        (None, WorkloadAction::Start { labels, .. }) => {
+            let hosts = weft_lattice::client::discover(&client, Duration::from_secs(1)).await?;
+            let chosen = weft_lattice::client::place(&hosts, labels).with_context(|| {
+                let wanted: Vec<String> = labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                format!("no live host has the labels [{}] ({} hosts answered)", wanted.join(", "), hosts.len())
+            })?;
+            note!("weft: placed on host {} ({})", chosen.id, chosen.friendly_name);
+            chosen.id.clone()
+        }
+        (None, _) => anyhow::bail!("which host? give `--host <HOST_ID>` (`weft host list` shows them)"),
+    };
     let remote = RemoteHost::new(client, host_id, args.timeout);
     let result = match &args.action {
-        WorkloadAction::Start { manifest, id } => {
+        WorkloadAction::Start { manifest, id, .. } => {
             let spec = WorkloadSpec::from_file(manifest).with_context(|| format!("read {}", manifest.display()))?;
             let id = id.clone().map(WorkloadId).unwrap_or_else(WorkloadId::generate);
             remote.workload_start_as(id, spec).await
