@@ -22,6 +22,9 @@ use crate::{mapping, time};
 /// reference, so a start request is small; NATS's own default cap is 1 MiB).
 pub const MAX_REQUEST: usize = 1 << 20;
 
+/// How often the heartbeat task looks whether the client has (re)connected.
+const RECONNECT_POLL: Duration = Duration::from_millis(250);
+
 /// How many requests the agent handles at once (a start validates and compiles).
 const CONCURRENT_REQUESTS: usize = 16;
 
@@ -61,7 +64,11 @@ impl HostAgent {
         let started_at: Arc<str> = Arc::from(time::now_rfc3339());
         let requests = client.subscribe(format!("runtime.host.{}.>", host.id())).await?;
         let pings = client.subscribe(DISCOVERY_SUBJECT).await?;
-        client.flush().await?;
+        // Confirmed by the server when it is there; when it is not, the client
+        // subscribes once it connects, and the host serves its workloads meanwhile.
+        if tokio::time::timeout(Duration::from_secs(2), client.flush()).await.is_err() {
+            tracing::warn!("NATS is not reachable: serving the host API once it is (retrying meanwhile)");
+        }
         let serve = tokio::spawn(serve(host.clone(), client.clone(), requests, started_at.clone()));
         let discovery = tokio::spawn(answer_pings(host.clone(), client.clone(), pings, started_at.clone()));
         let beat =
@@ -97,11 +104,25 @@ impl Drop for HostAgent {
     }
 }
 
+/// On the interval, and at once whenever the client (re)connects, so that a
+/// restarted server learns of the host without waiting for the next tick.
 async fn heartbeats(host: Host, client: async_nats::Client, interval: Duration, started_at: Arc<str>) {
+    use std::sync::atomic::Ordering;
     let mut ticks = tokio::time::interval(interval);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let statistics = client.statistics();
+    let mut connects = statistics.connects.load(Ordering::Relaxed);
     loop {
-        ticks.tick().await;
+        tokio::select! {
+            _ = ticks.tick() => {}
+            _ = tokio::time::sleep(RECONNECT_POLL) => {
+                let now = statistics.connects.load(Ordering::Relaxed);
+                if now == connects {
+                    continue;
+                }
+                connects = now;
+            }
+        }
         let Ok(beat) = host.heartbeat().await else { continue };
         let beat = mapping::wire_heartbeat(&beat, &started_at);
         if let Err(e) = client.publish(heartbeat_subject(host.id()), json(&beat).into()).await {

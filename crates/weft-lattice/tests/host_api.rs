@@ -187,3 +187,36 @@ async fn hosts_are_discovered_and_placement_follows_labels() {
     }
     assert!(weft_lattice::client::discover(&client, Duration::from_millis(300)).await.unwrap().is_empty());
 }
+
+/// nats-server restarted under a running host: the host reconnects, resubscribes
+/// and heartbeats at once (not at its next tick, an hour away here).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_restarted_nats_server_finds_the_host_again() {
+    let mut nats = Server::nats();
+    let client = async_nats::connect(nats.url()).await.unwrap();
+    let observer = async_nats::connect(nats.url()).await.unwrap();
+    let mut beats = observer.subscribe("runtime.operator.heartbeat.>").await.unwrap();
+    observer.flush().await.unwrap();
+    let host = host().await;
+    let id = host.id().to_string();
+    let config = AgentConfig { heartbeat_interval: Duration::from_secs(3600) };
+    let _agent = HostAgent::start(host, client.clone(), config).await.unwrap();
+    next_beat(&mut beats).await;
+    nats.restart();
+    let beat = next_beat(&mut beats).await;
+    assert_eq!(beat.subject.as_str(), format!("runtime.operator.heartbeat.{id}"));
+    let remote = RemoteHost::new(client, &id, Duration::from_secs(2));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        match remote.heartbeat().await {
+            Ok(beat) => break assert_eq!(beat.host_id, id),
+            Err(e) => assert!(tokio::time::Instant::now() < deadline, "the host never answered again: {e}"),
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn next_beat(beats: &mut async_nats::Subscriber) -> async_nats::Message {
+    let wait = tokio::time::timeout(Duration::from_secs(15), futures_util::StreamExt::next(beats));
+    wait.await.expect("a heartbeat").unwrap()
+}

@@ -53,9 +53,18 @@ impl Server {
 
     /// `nats-server` with JetStream, its store in a temporary directory.
     pub fn nats() -> Server {
-        Server::start("nats-server", |port, dir| {
+        Server::nats_with(&[])
+    }
+
+    /// [`nats`](Server::nats) with more arguments (`["--auth", "secret"]`).
+    pub fn nats_with(extra: &[&str]) -> Server {
+        let extra: Vec<String> = extra.iter().map(|a| a.to_string()).collect();
+        Server::start("nats-server", move |port, dir| {
             let store = dir.join("jetstream").display().to_string();
-            vec!["-a".into(), "127.0.0.1".into(), "-p".into(), port.to_string(), "-js".into(), "-sd".into(), store]
+            let mut args =
+                vec!["-a".into(), "127.0.0.1".into(), "-p".into(), port.to_string(), "-js".into(), "-sd".into(), store];
+            args.extend(extra.iter().cloned());
+            args
         })
     }
 

@@ -718,3 +718,22 @@ fn a_host_on_nats_takes_workloads_from_weft_workload() {
     assert_eq!(gone.status.code(), Some(2));
     assert!(text(&gone.stderr).contains(&format!("host `{id}`")), "{}", text(&gone.stderr));
 }
+
+/// NATS authentication for every lattice command: a token server refuses a client
+/// without it (a clear error, at once), and answers one with it.
+#[test]
+fn lattice_commands_authenticate_to_nats() {
+    let nats = weft_testkit::Server::nats_with(&["--auth", "s3cret"]);
+    let dir = tempfile::tempdir().unwrap();
+    let url = nats.url();
+    let refused = weft_within(&["host", "list", "--nats", &url], dir.path(), std::time::Duration::from_secs(30));
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(text(&refused.stderr).contains(&format!("connect to NATS at {url}")), "{}", text(&refused.stderr));
+    let listed = weft_within(
+        &["host", "list", "--nats", &url, "--nats-token", "s3cret", "-o", "json"],
+        dir.path(),
+        std::time::Duration::from_secs(30),
+    );
+    assert!(listed.status.success(), "{}", text(&listed.stderr));
+    assert_eq!(text(&listed.stdout).trim(), "[]");
+}

@@ -30,18 +30,67 @@ pub struct NatsArgs {
         default_value = "nats://127.0.0.1:4222"
     )]
     url: String,
+    /// A NATS credentials file (`.creds`: JWT and nkey seed).
+    #[arg(long, global = true, env = "WEFT_NATS_CREDS", value_name = "FILE")]
+    nats_creds: Option<PathBuf>,
+    /// An nkey seed (`SU…`).
+    #[arg(long, global = true, env = "WEFT_NATS_NKEY", value_name = "SEED", hide_env_values = true)]
+    nats_nkey: Option<String>,
+    /// A token the server expects.
+    #[arg(long, global = true, env = "WEFT_NATS_TOKEN", value_name = "TOKEN", hide_env_values = true)]
+    nats_token: Option<String>,
+    /// A user name (with `--nats-password`).
+    #[arg(long, global = true, env = "WEFT_NATS_USER", value_name = "USER", requires = "nats_password")]
+    nats_user: Option<String>,
+    #[arg(long, global = true, env = "WEFT_NATS_PASSWORD", value_name = "PASSWORD", hide_env_values = true)]
+    nats_password: Option<String>,
+    /// CA certificates (PEM) to verify the server with; implies TLS.
+    #[arg(long, global = true, value_name = "FILE")]
+    nats_tls_ca: Option<PathBuf>,
+    /// A client certificate and its key (PEM), for servers that verify clients.
+    #[arg(long, global = true, value_name = "FILE", requires = "nats_tls_key")]
+    nats_tls_cert: Option<PathBuf>,
+    #[arg(long, global = true, value_name = "FILE")]
+    nats_tls_key: Option<PathBuf>,
 }
 
 impl NatsArgs {
-    /// A client that keeps reconnecting (with backoff) whenever the server is away,
-    /// from the first connection on.
+    async fn options(&self) -> anyhow::Result<async_nats::ConnectOptions> {
+        let mut options = match &self.nats_creds {
+            Some(file) => async_nats::ConnectOptions::with_credentials_file(file)
+                .await
+                .with_context(|| format!("read NATS credentials {}", file.display()))?,
+            None => async_nats::ConnectOptions::new(),
+        };
+        if let Some(seed) = &self.nats_nkey {
+            options = options.nkey(seed.clone());
+        }
+        if let Some(token) = &self.nats_token {
+            options = options.token(token.clone());
+        }
+        if let (Some(user), Some(password)) = (&self.nats_user, &self.nats_password) {
+            options = options.user_and_password(user.clone(), password.clone());
+        }
+        if let Some(ca) = &self.nats_tls_ca {
+            options = options.add_root_certificates(ca.clone()).require_tls(true);
+        }
+        if let (Some(cert), Some(key)) = (&self.nats_tls_cert, &self.nats_tls_key) {
+            options = options.add_client_certificate(cert.clone(), key.clone()).require_tls(true);
+        }
+        Ok(options.connection_timeout(Duration::from_secs(2)))
+    }
+
+    /// A client for one request: the server must be there now.
     async fn connect(&self) -> anyhow::Result<async_nats::Client> {
-        async_nats::ConnectOptions::new()
-            .retry_on_initial_connect()
-            .connection_timeout(Duration::from_secs(2))
-            .connect(&self.url)
-            .await
-            .with_context(|| format!("connect to NATS at {}", self.url))
+        let options = self.options().await?;
+        options.connect(&self.url).await.with_context(|| format!("connect to NATS at {}", self.url))
+    }
+
+    /// A host's client: it starts whether the server is up or not, and keeps
+    /// reconnecting (with backoff) whenever the server is away.
+    async fn connect_and_keep_trying(&self) -> anyhow::Result<async_nats::Client> {
+        let options = self.options().await?.retry_on_initial_connect();
+        options.connect(&self.url).await.with_context(|| format!("connect to NATS at {}", self.url))
     }
 }
 
@@ -80,7 +129,7 @@ pub async fn host(args: HostCommand) -> anyhow::Result<ExitCode> {
     }
     let mut signals = Signals::new()?;
     let host = args.host.start(GuestStdio::Sink(Arc::new(PrefixedStdio))).await?;
-    let client = args.nats.connect().await?;
+    let client = args.nats.connect_and_keep_trying().await?;
     let config = AgentConfig { heartbeat_interval: args.heartbeat_interval };
     let agent = HostAgent::start(host.clone(), client, config).await?;
     let beat = host.heartbeat().await?;
