@@ -15,6 +15,7 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use weft_runtime::{Host, HostApi, HostError, WorkloadId};
 
+use crate::registry::{self, HostRecord, Registry};
 use crate::wire::{self, WorkloadResponse, WorkloadState, WorkloadStatus};
 use crate::{mapping, time};
 
@@ -44,6 +45,7 @@ pub struct HostAgent {
     client: async_nats::Client,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     started_at: Arc<str>,
+    registry: Arc<std::sync::Mutex<Option<Registry>>>,
 }
 
 pub fn request_subject(host_id: &str, command: &str) -> String {
@@ -71,10 +73,17 @@ impl HostAgent {
         }
         let serve = tokio::spawn(serve(host.clone(), client.clone(), requests, started_at.clone()));
         let discovery = tokio::spawn(answer_pings(host.clone(), client.clone(), pings, started_at.clone()));
-        let beat =
-            tokio::spawn(heartbeats(host.clone(), client.clone(), config.heartbeat_interval, started_at.clone()));
+        // Opened by the heartbeat task once JetStream answers (the server may be away).
+        let registry: Arc<std::sync::Mutex<Option<Registry>>> = Arc::default();
+        let beat = tokio::spawn(heartbeats(
+            host.clone(),
+            client.clone(),
+            config.heartbeat_interval,
+            started_at.clone(),
+            registry.clone(),
+        ));
         tracing::info!(host = %host.id(), "serving the host API on NATS");
-        Ok(HostAgent { host, client, tasks: vec![serve, beat, discovery], started_at })
+        Ok(HostAgent { host, client, tasks: vec![serve, beat, discovery], started_at, registry })
     }
 
     pub fn host(&self) -> &Host {
@@ -93,6 +102,11 @@ impl HostAgent {
             let _ = self.client.publish(heartbeat_subject(self.host.id()), json(&beat).into()).await;
             let _ = self.client.flush().await;
         }
+        // Gone on purpose: not lost.
+        let registry = self.registry.lock().unwrap().clone();
+        if let Some(registry) = registry {
+            let _ = registry.forget(self.host.id()).await;
+        }
     }
 }
 
@@ -106,7 +120,13 @@ impl Drop for HostAgent {
 
 /// On the interval, and at once whenever the client (re)connects, so that a
 /// restarted server learns of the host without waiting for the next tick.
-async fn heartbeats(host: Host, client: async_nats::Client, interval: Duration, started_at: Arc<str>) {
+async fn heartbeats(
+    host: Host,
+    client: async_nats::Client,
+    interval: Duration,
+    started_at: Arc<str>,
+    registry: Arc<std::sync::Mutex<Option<Registry>>>,
+) {
     use std::sync::atomic::Ordering;
     let mut ticks = tokio::time::interval(interval);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -127,6 +147,26 @@ async fn heartbeats(host: Host, client: async_nats::Client, interval: Duration, 
         let beat = mapping::wire_heartbeat(&beat, &started_at);
         if let Err(e) = client.publish(heartbeat_subject(host.id()), json(&beat).into()).await {
             tracing::debug!("heartbeat not sent: {e}");
+        }
+        let opened = registry.lock().unwrap().clone();
+        let opened = match opened {
+            Some(opened) => Some(opened),
+            None => match Registry::open(&client).await {
+                Ok(opened) => {
+                    *registry.lock().unwrap() = Some(opened.clone());
+                    Some(opened)
+                }
+                Err(e) => {
+                    tracing::debug!("hosts are not recorded in `{}` (needs JetStream): {e}", registry::BUCKET);
+                    None
+                }
+            },
+        };
+        if let Some(opened) = opened {
+            let record = HostRecord { heartbeat: beat, interval_ms: interval.as_millis() as u64 };
+            if let Err(e) = opened.record(&record).await {
+                tracing::debug!("heartbeat not recorded: {e}");
+            }
         }
     }
 }

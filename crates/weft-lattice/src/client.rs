@@ -8,6 +8,7 @@ use weft_runtime::{Heartbeat, HostApi, HostError, Rejection, WorkloadId, Workloa
 
 use crate::agent::{DISCOVERY_SUBJECT, request_subject};
 use crate::mapping;
+use crate::registry::{KnownHost, Registry};
 use crate::wire::{self, WorkloadResponse, WorkloadState};
 
 pub struct RemoteHost {
@@ -117,6 +118,30 @@ pub async fn discover(client: &async_nats::Client, wait: Duration) -> anyhow::Re
             Ok(beat) if !hosts.iter().any(|h| h.id == beat.id) => hosts.push(beat),
             Ok(_) => {}
             Err(e) => tracing::debug!("an unreadable heartbeat: {e}"),
+        }
+    }
+    Ok(hosts)
+}
+
+/// Every host the lattice knows: those recorded in the registry (live, or lost
+/// after missing heartbeats) and those that answer within `wait`; a host that
+/// answers is live.
+pub async fn known_hosts(client: &async_nats::Client, wait: Duration) -> anyhow::Result<Vec<KnownHost>> {
+    let answering = discover(client, wait).await?;
+    let mut hosts = match Registry::open(client).await {
+        Ok(registry) => registry.hosts().await.unwrap_or_else(|e| {
+            tracing::warn!("the host registry cannot be read: {e}");
+            Vec::new()
+        }),
+        Err(e) => {
+            tracing::debug!("no host registry (needs JetStream): {e}");
+            Vec::new()
+        }
+    };
+    for beat in answering {
+        match hosts.iter_mut().find(|h| h.heartbeat.id == beat.id) {
+            Some(known) => *known = KnownHost { state: "live".into(), last_seen_secs: 0, heartbeat: beat },
+            None => hosts.push(KnownHost { state: "live".into(), last_seen_secs: 0, heartbeat: beat }),
         }
     }
     Ok(hosts)

@@ -8,6 +8,7 @@
 pub mod agent;
 pub mod client;
 pub mod mapping;
+pub mod registry;
 pub mod time;
 pub mod wire;
 

@@ -220,3 +220,30 @@ async fn next_beat(beats: &mut async_nats::Subscriber) -> async_nats::Message {
     let wait = tokio::time::timeout(Duration::from_secs(15), futures_util::StreamExt::next(beats));
     wait.await.expect("a heartbeat").unwrap()
 }
+
+/// A host that vanishes without a word (its process killed) is shown as lost once
+/// it has missed its heartbeats; one that stops cleanly is not shown at all.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_host_gone_silent_is_lost_and_a_stopped_one_is_forgotten() {
+    let nats = Server::nats();
+    let client = async_nats::connect(nats.url()).await.unwrap();
+    let config = || AgentConfig { heartbeat_interval: Duration::from_millis(200) };
+    let silent = HostAgent::start(host().await, client.clone(), config()).await.unwrap();
+    let clean = HostAgent::start(host().await, client.clone(), config()).await.unwrap();
+    let (silent_id, clean_id) = (silent.host().id().to_string(), clean.host().id().to_string());
+    let states = || async {
+        let hosts = weft_lattice::client::known_hosts(&client, Duration::from_millis(300)).await.unwrap();
+        hosts.into_iter().map(|h| (h.heartbeat.id, h.state)).collect::<std::collections::HashMap<_, _>>()
+    };
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let seen = states().await;
+    assert_eq!(seen.get(&silent_id).map(String::as_str), Some("live"), "{seen:?}");
+    assert_eq!(seen.get(&clean_id).map(String::as_str), Some("live"), "{seen:?}");
+    // Dropped: its tasks end with no last word, as when its process is killed.
+    drop(silent);
+    clean.shutdown().await;
+    tokio::time::sleep(Duration::from_millis(2600)).await;
+    let seen = states().await;
+    assert_eq!(seen.get(&silent_id).map(String::as_str), Some("lost"), "{seen:?}");
+    assert!(!seen.contains_key(&clean_id), "{seen:?}");
+}

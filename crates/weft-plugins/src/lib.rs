@@ -10,7 +10,7 @@ pub mod http;
 pub mod keyvalue;
 pub mod logging;
 pub mod messaging;
-mod nats_client;
+pub mod nats_client;
 pub mod scope;
 
 use std::sync::Arc;

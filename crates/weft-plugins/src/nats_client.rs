@@ -34,3 +34,41 @@ pub fn ready(client: &async_nats::Client) -> Result<(), String> {
         State::Disconnected => Err("NATS: disconnected from the server (reconnecting)".into()),
     }
 }
+
+/// Creates the stream behind a JetStream key-value bucket (one value per key;
+/// entries older than `max_age` expire, none if zero) with a plain JetStream API
+/// request, unless it exists. (async-nats 0.49's `create_key_value` first reads
+/// the account's info, in a shape nats-server 2.9, the one Debian ships, does not
+/// send.)
+pub async fn create_key_value(client: &async_nats::Client, name: &str, max_age: Duration) -> Result<(), String> {
+    let config = serde_json::json!({
+        "name": format!("KV_{name}"),
+        "subjects": [format!("$KV.{name}.>")],
+        "retention": "limits",
+        "max_consumers": -1,
+        "max_msgs": -1,
+        "max_bytes": -1,
+        "max_age": u64::try_from(max_age.as_nanos()).unwrap_or(u64::MAX),
+        "max_msgs_per_subject": 1,
+        "max_msg_size": -1,
+        "storage": "file",
+        "discard": "new",
+        "num_replicas": 1,
+        "duplicate_window": 120_000_000_000u64,
+        "allow_rollup_hdrs": true,
+        "deny_delete": true,
+        "deny_purge": false,
+        "allow_direct": true,
+    });
+    let nats = |e: &dyn std::fmt::Display| format!("NATS: {e}");
+    let reply = client
+        .request(format!("$JS.API.STREAM.CREATE.KV_{name}"), config.to_string().into())
+        .await
+        .map_err(|e| nats(&e))?;
+    let answer: serde_json::Value = serde_json::from_slice(&reply.payload).map_err(|e| nats(&e))?;
+    match answer.get("error") {
+        // Another client may have created it first.
+        Some(e) if e["err_code"] != 10058 => Err(format!("NATS: cannot create bucket `{name}`: {e}")),
+        _ => Ok(()),
+    }
+}

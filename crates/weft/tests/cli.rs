@@ -670,8 +670,11 @@ fn a_host_on_nats_takes_workloads_from_weft_workload() {
     let listed =
         weft_within(&["host", "list", "--nats", &url, "-o", "json"], dir.path(), std::time::Duration::from_secs(30));
     let listed: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap();
-    let me = listed.as_array().unwrap().iter().find(|h| h["id"] == id.as_str()).expect("the host is listed");
-    assert_eq!((me["friendlyName"].as_str(), me["labels"]["zone"].as_str()), (Some("laptop"), Some("a")));
+    let me =
+        listed.as_array().unwrap().iter().find(|h| h["heartbeat"]["id"] == id.as_str()).expect("the host is listed");
+    assert_eq!(me["state"], "live");
+    let beat = &me["heartbeat"];
+    assert_eq!((beat["friendlyName"].as_str(), beat["labels"]["zone"].as_str()), (Some("laptop"), Some("a")));
     let nowhere = weft_within(
         &["workload", "start", "probe.yaml", "--label", "zone=mars", "--nats", &url],
         dir.path(),
@@ -713,6 +716,31 @@ fn a_host_on_nats_takes_workloads_from_weft_workload() {
     let rest: Vec<String> = stderr.try_iter().collect();
     assert!(status.success(), "{status}: {rest:#?}");
     assert!(rest.iter().any(|l| l.contains(&format!("host {id} stopped"))), "{rest:#?}");
+    // A host killed (SIGKILL) is shown as lost after its missed heartbeats.
+    let mut command = Command::new(env!("CARGO_BIN_EXE_weft"));
+    command.stdout(std::process::Stdio::null());
+    let (mut doomed, doomed_stderr) =
+        launch(&mut command, &["host", "--nats", &url, "--heartbeat-interval", "300ms"], dir.path());
+    let doomed_id = loop {
+        let line = doomed_stderr.recv_timeout(std::time::Duration::from_secs(60)).expect("the host names itself");
+        if let Some(rest) = line.strip_prefix("weft: host ") {
+            break rest.split_whitespace().next().unwrap().to_string();
+        }
+    };
+    std::thread::sleep(std::time::Duration::from_millis(700));
+    doomed.kill().unwrap();
+    doomed.wait().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(2600));
+    let listed =
+        weft_within(&["host", "list", "--nats", &url, "-o", "json"], dir.path(), std::time::Duration::from_secs(30));
+    let listed: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap();
+    let lost = listed.as_array().unwrap().iter().find(|h| h["heartbeat"]["id"] == doomed_id.as_str());
+    assert_eq!(lost.map(|h| h["state"].clone()), Some(serde_json::json!("lost")), "{listed:#}");
+    assert!(
+        !listed.as_array().unwrap().iter().any(|h| h["heartbeat"]["id"] == id.as_str()),
+        "stopped cleanly: forgotten"
+    );
+
     // A host that is gone: a clear error naming it.
     let gone = workload(&["status", "wl-7", "--timeout", "5s"]);
     assert_eq!(gone.status.code(), Some(2));

@@ -39,52 +39,14 @@ impl Nats {
         let store = match self.jetstream.get_key_value(&name).await {
             Ok(store) => store,
             Err(_) => {
-                self.create_bucket(&name).await?;
+                nats_client::create_key_value(&self.client, &name, std::time::Duration::ZERO)
+                    .await
+                    .map_err(KvError::Other)?;
                 self.jetstream.get_key_value(&name).await.map_err(nats)?
             }
         };
         self.stores.lock().await.insert(name, store.clone());
         Ok(store)
-    }
-}
-
-impl Nats {
-    /// Creates the stream behind a key-value bucket with a plain JetStream API
-    /// request. (async-nats 0.49's `create_key_value` first reads the account's
-    /// info, in a shape nats-server 2.9, the one Debian ships, does not send.)
-    async fn create_bucket(&self, name: &str) -> KvResult<()> {
-        let config = serde_json::json!({
-            "name": format!("KV_{name}"),
-            "subjects": [format!("$KV.{name}.>")],
-            "retention": "limits",
-            "max_consumers": -1,
-            "max_msgs": -1,
-            "max_bytes": -1,
-            "max_age": 0,
-            "max_msgs_per_subject": 1,
-            "max_msg_size": -1,
-            "storage": "file",
-            "discard": "new",
-            "num_replicas": 1,
-            "duplicate_window": 120_000_000_000u64,
-            "allow_rollup_hdrs": true,
-            "deny_delete": true,
-            "deny_purge": false,
-            "allow_direct": true,
-        });
-        let reply = self
-            .client
-            .request(format!("$JS.API.STREAM.CREATE.KV_{name}"), config.to_string().into())
-            .await
-            .map_err(nats)?;
-        let answer: serde_json::Value = serde_json::from_slice(&reply.payload).map_err(nats)?;
-        match answer.get("error") {
-            // Another client may have created it first.
-            Some(e) if e["err_code"] != 10058 => {
-                Err(KvError::Other(format!("NATS: cannot create bucket `{name}`: {e}")))
-            }
-            _ => Ok(()),
-        }
     }
 }
 

@@ -147,24 +147,34 @@ pub async fn host(args: HostCommand) -> anyhow::Result<ExitCode> {
 async fn list_hosts(nats: &NatsArgs, wait: Duration, output: Output) -> anyhow::Result<ExitCode> {
     use std::io::Write;
     let client = nats.connect().await?;
-    let hosts = weft_lattice::client::discover(&client, wait).await?;
+    let hosts = weft_lattice::client::known_hosts(&client, wait).await?;
     let mut out = std::io::stdout().lock();
     if let Output::Json = output {
         writeln!(out, "{}", serde_json::to_string_pretty(&hosts)?)?;
         return Ok(ExitCode::SUCCESS);
     }
-    writeln!(out, "{:<34} {:<16} {:>9} {:>9}  LABELS", "ID", "NAME", "UPTIME", "WORKLOADS")?;
+    writeln!(
+        out,
+        "{:<34} {:<16} {:<5} {:>9} {:>10} {:>9}  LABELS",
+        "ID", "NAME", "STATE", "UPTIME", "LAST SEEN", "WORKLOADS"
+    )?;
     for h in &hosts {
-        let labels: Vec<String> = h.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
-        let uptime =
-            h.started_at.as_deref().and_then(weft_lattice::time::seconds_since).map_or("?".into(), |s| format!("{s}s"));
+        let beat = &h.heartbeat;
+        let labels: Vec<String> = beat.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let uptime = beat
+            .started_at
+            .as_deref()
+            .and_then(weft_lattice::time::seconds_since)
+            .map_or("?".into(), |s| format!("{s}s"));
         writeln!(
             out,
-            "{:<34} {:<16} {:>9} {:>9}  {}",
-            h.id,
-            h.friendly_name,
+            "{:<34} {:<16} {:<5} {:>9} {:>9}s {:>9}  {}",
+            beat.id,
+            beat.friendly_name,
+            h.state,
             uptime,
-            h.workload_count,
+            h.last_seen_secs,
+            beat.workload_count,
             labels.join(",")
         )?;
     }
