@@ -100,7 +100,8 @@ impl HostAgent {
         if let Ok(beat) = self.host.heartbeat().await {
             let beat = mapping::wire_heartbeat(&beat, &self.started_at);
             let _ = self.client.publish(heartbeat_subject(self.host.id()), json(&beat).into()).await;
-            let _ = self.client.flush().await;
+            // Not waited for long: the server may be away.
+            let _ = tokio::time::timeout(Duration::from_secs(2), self.client.flush()).await;
         }
         // Gone on purpose: not lost.
         let registry = self.registry.lock().unwrap().clone();

@@ -765,3 +765,25 @@ fn lattice_commands_authenticate_to_nats() {
     assert!(listed.status.success(), "{}", text(&listed.stderr));
     assert_eq!(text(&listed.stdout).trim(), "[]");
 }
+
+/// With no NATS server to be found, `weft host` starts anyway (it keeps trying),
+/// and still stops cleanly on SIGTERM.
+#[test]
+fn a_host_starts_without_nats_and_stops_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut command = Command::new(env!("CARGO_BIN_EXE_weft"));
+    command.stdout(std::process::Stdio::null());
+    let (mut host, stderr) = launch(&mut command, &["host", "--nats", "nats://127.0.0.1:1"], dir.path());
+    let started = std::time::Instant::now();
+    loop {
+        let line = stderr.recv_timeout(std::time::Duration::from_secs(30)).expect("the host starts without NATS");
+        if line.starts_with("weft: host ") {
+            break;
+        }
+    }
+    assert!(started.elapsed() < std::time::Duration::from_secs(15), "took {:?}", started.elapsed());
+    assert!(Command::new("kill").args(["-TERM", &host.id().to_string()]).status().unwrap().success());
+    let status = wait_at_most(&mut host, std::time::Duration::from_secs(20));
+    let rest: Vec<String> = stderr.try_iter().collect();
+    assert!(status.success(), "{status}: {rest:#?}");
+}
