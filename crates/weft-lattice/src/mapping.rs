@@ -307,6 +307,11 @@ pub fn wire_heartbeat(beat: &Heartbeat, started_at: &str) -> wire::HostHeartbeat
         started_at: Some(started_at.to_string()),
         os_arch: std::env::consts::ARCH.into(),
         os_name: std::env::consts::OS.into(),
+        os_kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
+            .map(|k| k.trim().to_string())
+            .unwrap_or_default(),
+        system_memory_total: meminfo("MemTotal:"),
+        system_memory_free: meminfo("MemAvailable:"),
         component_count: beat.components as u64,
         workload_count: beat.workloads as u64,
         imports: imports
@@ -341,6 +346,13 @@ pub fn weft_heartbeat(beat: &wire::HostHeartbeat, uptime_secs: u64) -> Heartbeat
         interfaces,
         allocator: weft_runtime::engine::AllocatorKind::OnDemand,
     }
+}
+
+/// A `/proc/meminfo` line's value, in bytes (0 where there is none).
+fn meminfo(field: &str) -> u64 {
+    let text = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let kib = text.lines().find_map(|l| l.strip_prefix(field)?.trim().strip_suffix("kB")?.trim().parse::<u64>().ok());
+    kib.unwrap_or(0).saturating_mul(1024)
 }
 
 fn hostname() -> String {

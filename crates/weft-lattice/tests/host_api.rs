@@ -102,6 +102,9 @@ async fn a_wasmcloud_client_speaks_to_the_agent() {
         let beat: Value = serde_json::from_slice(&beat.payload).unwrap();
         assert_eq!(beat["id"], json!(id));
         assert!(beat["startedAt"].as_str().unwrap().ends_with('Z'));
+        let memory: u64 = beat["systemMemoryTotal"].as_str().expect("a 64-bit string").parse().unwrap();
+        assert!(memory > 1 << 20, "{beat}");
+        assert!(!beat["osKernel"].as_str().unwrap().is_empty(), "{beat}");
         assert!(beat.get("workloadCount").is_none(), "a zero count is left out: {beat}");
     }
     let beat = ask("heartbeat", json!({})).await;
