@@ -229,25 +229,42 @@ async fn a_client_cannot_forge_path_parameters_or_other_host_headers() {
 #[tokio::test(flavor = "multi_thread")]
 async fn instances_are_fresh_per_request_unless_reuse_is_asked_for() {
     let t = host().await;
-    t.start_ok(&format!(
-        "name: reuse\ncomponents:\n{}{}hostInterfaces:\n{}{}",
-        probe("fresh", ""),
-        probe("reused", ", reuseInstances: true"),
-        serve("fresh", r#"[{ path: "/fresh/*" }]"#),
-        serve("reused", r#"[{ path: "/reused/*" }]"#),
-    ))
-    .await;
+    let workload = t
+        .start_ok(&format!(
+            "name: reuse\ncomponents:\n{}{}hostInterfaces:\n{}{}",
+            probe("fresh", ""),
+            probe("reused", ", reuseInstances: true"),
+            serve("fresh", r#"[{ path: "/fresh/*" }]"#),
+            serve("reused", r#"[{ path: "/reused/*" }]"#),
+        ))
+        .await;
     let base = t.base().await;
+    // The handler gives its instance back when it returns, which may be just
+    // after the client has the response: wait for that before the next request.
+    let idle = |expected: usize| {
+        let workload = workload.clone();
+        async move {
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            while workload.idle_instances("reused").unwrap() != expected {
+                assert!(std::time::Instant::now() < deadline, "never {expected} idle instances");
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
+    };
     // One request at a time, so a reused instance is the same one each time.
     for _ in 0..3 {
         assert_eq!(get(&format!("{base}/fresh/served")).await, (200, "served 1".into()));
     }
+    assert_eq!(workload.idle_instances("fresh").unwrap(), 0);
     for n in 1..=3 {
         assert_eq!(get(&format!("{base}/reused/served")).await, (200, format!("served {n}")));
+        idle(1).await;
     }
     // A trap ends the instance: the next request gets a fresh one.
     assert_eq!(get(&format!("{base}/reused/trap")).await.0, 500);
+    idle(0).await;
     assert_eq!(get(&format!("{base}/reused/served")).await, (200, "served 1".into()));
+    idle(1).await;
     assert_eq!(get(&format!("{base}/reused/served")).await, (200, "served 2".into()));
 }
 
@@ -627,12 +644,20 @@ async fn accept_backoff_child() {
     // Every descriptor taken, then one given back for the client: the server's
     // accept has none left.
     let mut hoard = Vec::new();
-    loop {
-        match std::fs::File::open("/dev/null") {
-            Ok(file) => hoard.push(file),
-            Err(e) if e.raw_os_error() == Some(24) => break,
-            Err(e) => panic!("{e}"),
+    // The connection of the request before may close a moment later and give
+    // a descriptor back: hoard until none comes back for a while.
+    let mut quiet = 0;
+    while quiet < 3 {
+        let before = hoard.len();
+        loop {
+            match std::fs::File::open("/dev/null") {
+                Ok(file) => hoard.push(file),
+                Err(e) if e.raw_os_error() == Some(24) => break,
+                Err(e) => panic!("{e}"),
+            }
         }
+        quiet = if hoard.len() == before { quiet + 1 } else { 0 };
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
     hoard.pop();
     let mut client = tokio::net::TcpStream::connect(addr).await.unwrap();

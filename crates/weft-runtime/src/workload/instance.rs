@@ -117,6 +117,11 @@ impl WorkloadComponent {
         }
     }
 
+    /// How many instances wait to be reused.
+    pub fn idle_count(&self) -> usize {
+        self.idle.as_ref().map_or(0, |idle| idle.lock().unwrap().len())
+    }
+
     /// Drops the idle instances (the workload stops).
     pub fn drop_idle(&self) {
         if let Some(idle) = &self.idle {

@@ -317,6 +317,13 @@ impl RunningWorkload {
         Ok(Invocation { component: c.clone(), live: Some(live), clean: true, deadline, cancelled, _slot: slot })
     }
 
+    /// How many instances of `component` wait to be reused: an invocation gives
+    /// its instance back when its call returns, which for an HTTP handler may be
+    /// a moment after the client has the whole response.
+    pub fn idle_instances(&self, component: &str) -> Result<usize, InvokeError> {
+        Ok(self.component(component)?.idle_count())
+    }
+
     /// Runs a component's `wasi:cli/run` export once, within its limits. An exit
     /// status of 0 is success.
     pub async fn run(&self, component: &str) -> Result<(), InvokeError> {
