@@ -16,6 +16,8 @@ use crate::error::{Problem, Rejection};
 use crate::manifest::WorkloadSpec;
 use crate::output::PrefixedStdio;
 use crate::plugin::{HostPlugin, PluginRegistry};
+use crate::source::Sources;
+use crate::source::oci::{OciClient, OciSettings, OciStats, Progress};
 use crate::wasi::{self, GuestStdio};
 use crate::workload::{self, HostContext, RunningWorkload, ValidatedWorkload, WorkloadId, WorkloadStatus};
 
@@ -79,6 +81,10 @@ pub struct HostConfig {
     /// Where guests' stdio goes; defaults to the host's stdout/stderr, prefixed.
     pub stdio: GuestStdio,
     pub plugins: Vec<Arc<dyn HostPlugin>>,
+    /// Registries: credentials, which are plain HTTP.
+    pub oci: OciSettings,
+    /// Told of each pull from a registry as it goes (a terminal shows a bar).
+    pub pull_progress: Option<Progress>,
 }
 
 impl Default for HostConfig {
@@ -90,6 +96,8 @@ impl Default for HostConfig {
             scratch_dir: None,
             stdio: GuestStdio::Sink(Arc::new(PrefixedStdio)),
             plugins: Vec::new(),
+            oci: OciSettings::default(),
+            pull_progress: None,
         }
     }
 }
@@ -133,6 +141,12 @@ impl Host {
                 (tmp.path().to_path_buf(), Some(tmp))
             }
         };
+        // Pulled artifacts beside the compiled code, or with the scratch files.
+        let oci_cache = config.engine.cache_dir.clone().unwrap_or_else(|| scratch_dir.clone()).join("oci");
+        let sources = Arc::new(Sources {
+            oci: OciClient::new(config.oci, Some(oci_cache), config.engine.max_component_size.0),
+            progress: config.pull_progress,
+        });
         let id = uuid::Uuid::new_v4().simple().to_string();
         let friendly_name = config.friendly_name.unwrap_or_else(default_name);
         tracing::info!(host = %id, name = %friendly_name, allocator = ?engine.allocator(), "host started");
@@ -142,7 +156,7 @@ impl Host {
                 friendly_name,
                 labels: config.labels,
                 started: Instant::now(),
-                cx: HostContext { engine, plugins, stdio: config.stdio, scratch_dir },
+                cx: HostContext { engine, plugins, stdio: config.stdio, scratch_dir, sources },
                 workloads: Mutex::default(),
                 names: Mutex::default(),
                 starting: Mutex::default(),
@@ -162,6 +176,11 @@ impl Host {
 
     pub fn cache_stats(&self) -> CacheStats {
         self.engine().cache().stats()
+    }
+
+    /// What this host has fetched from registries.
+    pub fn oci_stats(&self) -> OciStats {
+        self.inner.cx.sources.oci.stats()
     }
 
     /// Validates a workload without starting it (what `weft inspect` shows).

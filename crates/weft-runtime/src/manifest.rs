@@ -104,8 +104,8 @@ pub struct ComponentSpec {
 pub enum Source {
     /// A file, relative to the manifest's directory unless absolute.
     Path(PathBuf),
-    /// `oci://registry/repository:tag` (accepted by the parser; pulling OCI
-    /// artifacts arrives with `weft oci`).
+    /// `oci://registry/repository[:tag][@sha256:…]`, pulled by the host
+    /// (see [`crate::source::oci`]).
     Oci(String),
 }
 

@@ -1,5 +1,5 @@
-//! Real servers for tests and benchmarks: `nats-server` (with JetStream) and
-//! `redis-server`, each on a free port of 127.0.0.1 with a temporary directory,
+//! Real servers for tests and benchmarks: `nats-server` (with JetStream),
+//! `redis-server` and `docker-registry` (the CNCF distribution registry), each on a free port of 127.0.0.1 with a temporary directory,
 //! stopped by their process id when dropped. A missing server binary fails the
 //! test loudly, naming the package that provides it.
 
@@ -86,9 +86,46 @@ impl Server {
         })
     }
 
+    /// `docker-registry` over plain HTTP, its storage in a temporary directory;
+    /// with `basic`, it asks for that user and password (an htpasswd file,
+    /// bcrypt-hashed by Python's `bcrypt`, which scripts/setup.sh installs).
+    pub fn registry(basic: Option<(&str, &str)>) -> Server {
+        let basic = basic.map(|(user, password)| (user.to_string(), password.to_string()));
+        Server::start("docker-registry", move |port, dir| {
+            let mut config = format!(
+                "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n",
+                dir.join("storage").display()
+            );
+            if let Some((user, password)) = &basic {
+                let htpasswd = dir.join("htpasswd");
+                let hashed = Command::new("python3")
+                    .args([
+                        "-c",
+                        "import bcrypt,sys; print(bcrypt.hashpw(sys.argv[1].encode(), bcrypt.gensalt(5)).decode())",
+                        password,
+                    ])
+                    .output()
+                    .unwrap_or_else(|e| panic!("cannot run python3 to hash a password: {e}"));
+                assert!(
+                    hashed.status.success(),
+                    "python3 bcrypt failed (pip install bcrypt; scripts/setup.sh does): {}",
+                    String::from_utf8_lossy(&hashed.stderr)
+                );
+                std::fs::write(&htpasswd, format!("{user}:{}", String::from_utf8_lossy(&hashed.stdout).trim()))
+                    .unwrap();
+                config
+                    .push_str(&format!("auth:\n  htpasswd:\n    realm: weft-test\n    path: {}\n", htpasswd.display()));
+            }
+            let path = dir.join("config.yml");
+            std::fs::write(&path, config).unwrap();
+            vec!["serve".into(), path.display().to_string()]
+        })
+    }
+
     pub fn url(&self) -> String {
         match self.program {
             "redis-server" => format!("redis://127.0.0.1:{}", self.port),
+            "docker-registry" => format!("127.0.0.1:{}", self.port),
             _ => format!("nats://127.0.0.1:{}", self.port),
         }
     }

@@ -29,7 +29,7 @@
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::pin::Pin;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -640,18 +640,9 @@ async fn connect(addrs: &[SocketAddr]) -> Result<tokio::net::TcpStream, Error> {
     Err(Error::Connect(last.unwrap_or_else(|| std::io::Error::other("no address to connect to"))))
 }
 
-/// The TLS client configuration of every outgoing request: Wasmtime's.
+/// The TLS client configuration of every outgoing request.
 fn tls_config() -> Result<Arc<rustls::ClientConfig>, Error> {
-    static CONFIG: OnceLock<Option<Arc<rustls::ClientConfig>>> = OnceLock::new();
-    CONFIG
-        .get_or_init(|| {
-            let roots = rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.into() };
-            let provider = Arc::new(rustls::crypto::ring::default_provider());
-            let builder = rustls::ClientConfig::builder_with_provider(provider).with_safe_default_protocol_versions();
-            builder.ok().map(|b| Arc::new(b.with_root_certificates(roots).with_no_client_auth()))
-        })
-        .clone()
-        .ok_or(Error::TlsProtocolError)
+    crate::tls::client_config().ok_or(Error::TlsProtocolError)
 }
 
 /// A response body that fails when the server pauses longer than the

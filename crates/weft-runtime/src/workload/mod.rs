@@ -35,6 +35,8 @@ pub(crate) struct HostContext {
     pub stdio: GuestStdio,
     /// Where emptyDirs are created: `<scratch_dir>/<workload id>/<volume>`.
     pub scratch_dir: PathBuf,
+    /// Where components' bytes come from (files, registries).
+    pub sources: Arc<crate::source::Sources>,
 }
 
 /// Names a workload on its host: chosen by the host, or by a lattice client.

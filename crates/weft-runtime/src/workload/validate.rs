@@ -3,7 +3,6 @@
 //! is rejected with every problem found. Validation allocates nothing that outlives
 //! it: emptyDirs are created only when the workload starts.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use super::bindings::{self, PlannedBinding};
@@ -12,11 +11,12 @@ use super::instance::WorkloadComponent;
 use super::plan::{self, LinkPlan, Provider, Surface};
 use super::volumes::{self, Volume};
 use super::{HostContext, WorkloadId};
-use crate::component;
 use crate::error::{Problem, Rejection};
 use crate::interface::ItemName;
 use crate::link::compat;
 use crate::manifest::{ComponentSpec, RestartPolicy, Source, WorkloadSpec};
+use crate::source::Origin;
+use crate::source::oci::Reference;
 use crate::wasi::http::OutgoingPolicy;
 use crate::wasi::{self, Preopen};
 
@@ -67,12 +67,11 @@ pub(crate) async fn validate(
         entries.iter().map(|(c, _)| volumes::preopens(c, &volumes, &declared, &mut problems)).collect();
     let outgoing: Vec<OutgoingPolicy> = entries.iter().map(|(c, _)| outgoing_policy(&spec, c, &mut problems)).collect();
 
-    let sources: Vec<Result<PathBuf, String>> = entries.iter().map(|(c, _)| source_path(&spec, c)).collect();
+    let origins: Vec<Result<Origin, String>> = entries.iter().map(|(c, _)| source_origin(&spec, c)).collect();
+    let fetched = fetch_all(cx, origins).await;
     let engine = cx.engine.clone();
     let loaded: Vec<Result<Loaded, String>> =
-        match tokio::task::spawn_blocking(move || sources.into_iter().map(|source| load(&engine, source?)).collect())
-            .await
-        {
+        match tokio::task::spawn_blocking(move || fetched.into_iter().map(|f| load(&engine, f?)).collect()).await {
             Ok(loaded) => loaded,
             // A panic in the parser or compiler (a bug) rejects the workload, not the host.
             Err(e) => (0..entries.len()).map(|_| Err(format!("loading the components failed: {e}"))).collect(),
@@ -250,19 +249,47 @@ fn outgoing_policy(spec: &WorkloadSpec, c: &ComponentSpec, problems: &mut Vec<Pr
     policy
 }
 
-fn source_path(spec: &WorkloadSpec, c: &ComponentSpec) -> Result<PathBuf, String> {
+fn source_origin(spec: &WorkloadSpec, c: &ComponentSpec) -> Result<Origin, String> {
     match &c.source {
         Source::Path(p) if p.as_os_str().is_empty() => Err("`source` is missing".into()),
-        Source::Path(p) => Ok(spec.resolve_path(p)),
-        Source::Oci(reference) => {
-            Err(format!("source `oci://{reference}`: this host cannot pull OCI artifacts yet; use a file path"))
-        }
+        Source::Path(p) => Ok(Origin::File(spec.resolve_path(p))),
+        Source::Oci(reference) => Ok(Origin::Oci(Reference::parse(reference)?)),
     }
 }
 
-fn load(engine: &crate::engine::Engine, path: PathBuf) -> Result<Loaded, String> {
-    let bytes = component::read_source(&path, engine.max_component_size())?;
-    let (digest, component) = engine.cache().load(&bytes).map_err(|e| format!("{}: {e}", path.display()))?;
+/// Every component's bytes, fetched at once (pulls from registries run in
+/// parallel); each with what names it in an error.
+async fn fetch_all(cx: &HostContext, origins: Vec<Result<Origin, String>>) -> Vec<Result<(String, Vec<u8>), String>> {
+    let limit = cx.engine.max_component_size();
+    let mut results: Vec<Result<(String, Vec<u8>), String>> = Vec::with_capacity(origins.len());
+    let mut fetches = tokio::task::JoinSet::new();
+    for (index, origin) in origins.into_iter().enumerate() {
+        match origin {
+            Err(e) => results.push(Err(e)),
+            Ok(origin) => {
+                results.push(Err("the fetch did not finish".into()));
+                let sources = cx.sources.clone();
+                fetches.spawn(async move {
+                    let label = match &origin {
+                        Origin::File(path) => path.display().to_string(),
+                        Origin::Oci(reference) => format!("oci://{reference}"),
+                    };
+                    (index, sources.fetch(&origin, limit).await.map(|bytes| (label, bytes)))
+                });
+            }
+        }
+    }
+    while let Some(done) = fetches.join_next().await {
+        // A panicking fetch leaves its slot's error in place.
+        if let Ok((index, result)) = done {
+            results[index] = result;
+        }
+    }
+    results
+}
+
+fn load(engine: &crate::engine::Engine, (label, bytes): (String, Vec<u8>)) -> Result<Loaded, String> {
+    let (digest, component) = engine.cache().load(&bytes).map_err(|e| format!("{label}: {e}"))?;
     let ty = component.component_type();
     let wasmtime = engine.wasmtime();
     let imports = ty.imports(wasmtime).map(|(n, item)| (n.to_string(), item.ty)).collect();
