@@ -29,6 +29,8 @@ enum Command {
     Workload(commands::lattice::WorkloadCommand),
     /// Show a component's imports and exports, or a workload's link plan.
     Inspect(commands::inspect::InspectArgs),
+    /// Push or pull a component as an OCI artifact.
+    Oci(commands::oci::OciCommand),
 }
 
 fn main() -> ExitCode {
@@ -51,6 +53,7 @@ fn main() -> ExitCode {
             Command::Host(args) => commands::lattice::host(args).await,
             Command::Workload(args) => commands::lattice::workload(args).await,
             Command::Inspect(args) => commands::inspect::inspect(args).await,
+            Command::Oci(args) => commands::oci::oci(args).await,
         }
     });
     let code = match result {

@@ -787,3 +787,60 @@ fn a_host_starts_without_nats_and_stops_on_sigterm() {
     let rest: Vec<String> = stderr.try_iter().collect();
     assert!(status.success(), "{status}: {rest:#?}");
 }
+
+/// `weft oci push` a component with an annotation, `weft oci pull` it back, and
+/// `weft run` a manifest whose service comes from the registry.
+#[test]
+fn push_pull_and_run_components_from_a_registry() {
+    let registry = weft_testkit::Server::registry(None);
+    let dir = tempfile::tempdir().unwrap();
+    let url = registry.url();
+    let reference = format!("{url}/weft/greeter-client:1");
+    let out = weft(
+        &["oci", "push", "--insecure", weft_guests::GREETER_CLIENT, &reference, "--annotation", "team=core"],
+        dir.path(),
+    );
+    assert!(out.status.success(), "{out:?}");
+    let digest = text(&out.stdout).trim().to_string();
+    assert!(digest.starts_with("sha256:") && digest.len() == 71, "{digest}");
+    assert!(text(&out.stderr).contains(&format!("to oci://{reference}")), "{out:?}");
+    // The annotations, as another client (the `oras` SDK) reads them.
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/oci-peer.py");
+    let manifest = Command::new("python3").arg(script).args(["manifest", &reference]).output().unwrap();
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&manifest.stdout).expect("oci-peer.py prints the manifest");
+    assert_eq!(manifest["annotations"]["team"], "core", "{manifest}");
+    let file_name = Path::new(weft_guests::GREETER_CLIENT).file_name().unwrap().to_str().unwrap();
+    assert_eq!(manifest["annotations"]["org.opencontainers.image.title"], file_name, "{manifest}");
+
+    let out = weft(
+        &["oci", "pull", "--insecure", &format!("oci://{url}/weft/greeter-client@{digest}"), "-o", "got.wasm"],
+        dir.path(),
+    );
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        std::fs::read(dir.path().join("got.wasm")).unwrap(),
+        std::fs::read(weft_guests::GREETER_CLIENT).unwrap()
+    );
+
+    // Without `--insecure` the registry's plain HTTP is refused, with the cure named.
+    let out = weft(&["oci", "pull", &reference, "-o", "no.wasm"], dir.path());
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(text(&out.stderr).contains("must be marked `insecure`"), "{out:?}");
+    let out = weft(&["oci", "pull", "--insecure", &format!("{url}/weft/nothing:1"), "-o", "no.wasm"], dir.path());
+    assert!(text(&out.stderr).contains("not found in the registry"), "{out:?}");
+
+    std::fs::write(dir.path().join("host.yaml"), format!("oci:\n  registries:\n    \"{url}\": {{ insecure: true }}\n"))
+        .unwrap();
+    std::fs::write(
+        dir.path().join("app.yaml"),
+        format!(
+            "name: greet\ncomponents: [{{ name: greeter, source: {} }}]\nservice: {{ name: client, source: \"oci://{reference}\", args: [registry] }}\n",
+            weft_guests::GREETER
+        ),
+    )
+    .unwrap();
+    let out = weft(&["run", "--host-config", "host.yaml", "app.yaml"], dir.path());
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(text(&out.stdout), "[greet/client] Hello, registry!\n");
+}

@@ -65,6 +65,9 @@ pub struct HostFile {
     pub cache_dir: Option<PathBuf>,
     #[serde(default)]
     pub plugins: weft_plugins::Settings,
+    /// Registries: credentials, and which speak plain HTTP.
+    #[serde(default)]
+    pub oci: weft_runtime::source::oci::OciSettings,
 }
 
 impl HostFile {
@@ -106,6 +109,8 @@ impl HostArgs {
             },
             stdio,
             plugins,
+            oci: file.oci,
+            pull_progress: super::oci::pull_progress(),
             ..HostConfig::default()
         })
         .await

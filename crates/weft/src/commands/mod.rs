@@ -1,4 +1,5 @@
 pub mod host;
 pub mod inspect;
 pub mod lattice;
+pub mod oci;
 pub mod run;
