@@ -7,6 +7,7 @@
 
 pub mod agent;
 pub mod client;
+pub mod components;
 pub mod mapping;
 pub mod registry;
 pub mod time;

@@ -85,9 +85,13 @@ fn namespace(workload: &wire::Workload) -> String {
     if workload.namespace.is_empty() { "default".into() } else { workload.namespace.clone() }
 }
 
-/// An `image` names a file when it is a path (`/…`, `./…`, `file://…`), an OCI
-/// artifact otherwise (wasmCloud's bare references, `oci://…` too).
+/// An `image` names a file when it is a path (`/…`, `./…`, `file://…`), an
+/// uploaded component when it is `digest://sha256:…`, an OCI artifact otherwise
+/// (wasmCloud's bare references, `oci://…` too).
 fn source(image: &str) -> Source {
+    if let Some(digest) = image.strip_prefix(weft_runtime::manifest::DIGEST_SCHEME) {
+        return Source::Digest(digest.to_string());
+    }
     if let Some(path) = image.strip_prefix("file://") {
         return Source::Path(PathBuf::from(path));
     }
@@ -197,6 +201,7 @@ pub fn wire_workload(spec: &WorkloadSpec) -> wire::Workload {
     let image = |c: &ComponentSpec| match &c.source {
         Source::Path(p) => format!("file://{}", p.display()),
         Source::Oci(r) => r.clone(),
+        digest @ Source::Digest(_) => digest.to_string(),
     };
     let resources = |c: &ComponentSpec| wire::LocalResources {
         memory_limit_mb: c.limits.memory.map_or(0, |m| i32::try_from(m.0.div_ceil(1 << 20)).unwrap_or(i32::MAX)),

@@ -16,8 +16,8 @@ use crate::error::{Problem, Rejection};
 use crate::manifest::WorkloadSpec;
 use crate::output::PrefixedStdio;
 use crate::plugin::{HostPlugin, PluginRegistry};
-use crate::source::Sources;
 use crate::source::oci::{OciClient, OciSettings, OciStats, Progress};
+use crate::source::{DigestStore, Sources};
 use crate::wasi::{self, GuestStdio};
 use crate::workload::{self, HostContext, RunningWorkload, ValidatedWorkload, WorkloadId, WorkloadStatus};
 
@@ -85,6 +85,8 @@ pub struct HostConfig {
     pub oci: OciSettings,
     /// Told of each pull from a registry as it goes (a terminal shows a bar).
     pub pull_progress: Option<Progress>,
+    /// Where `digest://` sources come from (a lattice's uploaded components).
+    pub digest_store: Option<Arc<dyn DigestStore>>,
 }
 
 impl Default for HostConfig {
@@ -98,6 +100,7 @@ impl Default for HostConfig {
             plugins: Vec::new(),
             oci: OciSettings::default(),
             pull_progress: None,
+            digest_store: None,
         }
     }
 }
@@ -146,6 +149,7 @@ impl Host {
         let sources = Arc::new(Sources {
             oci: OciClient::new(config.oci, Some(oci_cache), config.engine.max_component_size.0),
             progress: config.pull_progress,
+            digests: config.digest_store,
         });
         let id = uuid::Uuid::new_v4().simple().to_string();
         let friendly_name = config.friendly_name.unwrap_or_else(default_name);

@@ -107,7 +107,12 @@ pub enum Source {
     /// `oci://registry/repository[:tag][@sha256:…]`, pulled by the host
     /// (see [`crate::source::oci`]).
     Oci(String),
+    /// `digest://sha256:…`: bytes a lattice client uploaded for this host to
+    /// fetch by digest (see [`crate::source::DigestStore`]).
+    Digest(String),
 }
+
+pub const DIGEST_SCHEME: &str = "digest://";
 
 impl Default for Source {
     fn default() -> Self {
@@ -117,8 +122,11 @@ impl Default for Source {
 
 impl From<String> for Source {
     fn from(s: String) -> Self {
-        match s.strip_prefix("oci://") {
-            Some(reference) => Source::Oci(reference.to_string()),
+        if let Some(reference) = s.strip_prefix("oci://") {
+            return Source::Oci(reference.to_string());
+        }
+        match s.strip_prefix(DIGEST_SCHEME) {
+            Some(digest) => Source::Digest(digest.to_string()),
             None => Source::Path(PathBuf::from(s)),
         }
     }
@@ -135,6 +143,7 @@ impl fmt::Display for Source {
         match self {
             Source::Path(p) => write!(f, "{}", p.display()),
             Source::Oci(r) => write!(f, "oci://{r}"),
+            Source::Digest(d) => write!(f, "{DIGEST_SCHEME}{d}"),
         }
     }
 }

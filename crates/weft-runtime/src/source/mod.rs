@@ -1,9 +1,13 @@
-//! Where components' bytes come from: files beside the manifest, and OCI
-//! registries ([`oci`]). Validation fetches every source of a workload at once.
+//! Where components' bytes come from: files beside the manifest, OCI
+//! registries ([`oci`]), and a lattice's store of uploaded components
+//! ([`DigestStore`]). Validation fetches every source of a workload at once.
 
 pub mod oci;
 
+use std::future::Future;
 use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::Arc;
 
 use crate::limits::ByteSize;
 
@@ -14,6 +18,19 @@ use self::oci::{OciClient, Progress, PullPolicy, Reference};
 pub enum Origin {
     File(PathBuf),
     Oci(Reference),
+    /// `sha256:…`, from the host's [`DigestStore`].
+    Digest(String),
+}
+
+/// Components by digest, where a lattice client put them (weft-lattice: a
+/// JetStream object store). The bytes are checked against the digest here.
+pub trait DigestStore: Send + Sync {
+    /// The bytes stored under `digest`, at most `limit` of them.
+    fn fetch<'a>(
+        &'a self,
+        digest: &'a str,
+        limit: u64,
+    ) -> Pin<Box<dyn Future<Output = Result<Vec<u8>, String>> + Send + 'a>>;
 }
 
 /// The host's ways of fetching components.
@@ -21,6 +38,8 @@ pub struct Sources {
     pub oci: OciClient,
     /// Told of each pull's progress (a terminal shows a bar).
     pub progress: Option<Progress>,
+    /// Uploaded components (a host on a lattice).
+    pub digests: Option<Arc<dyn DigestStore>>,
 }
 
 impl Sources {
@@ -44,6 +63,25 @@ impl Sources {
                 }
                 Ok(pulled.bytes)
             }
+            Origin::Digest(digest) => self.fetch_digest(digest, limit).await,
         }
+    }
+
+    /// From the blob cache the OCI pulls share, else from the digest store,
+    /// checked, then cached.
+    async fn fetch_digest(&self, digest: &str, limit: ByteSize) -> Result<Vec<u8>, String> {
+        let source = format!("digest://{digest}");
+        if let Some(bytes) = self.oci.cached_blob(digest).await {
+            return Ok(bytes);
+        }
+        let store = self.digests.as_ref().ok_or_else(|| {
+            format!("{source}: this host is on no lattice, so it has no uploaded components to fetch")
+        })?;
+        let bytes = store.fetch(digest, limit.0).await.map_err(|e| format!("{source}: {e}"))?;
+        let actual = oci::sha256_digest(&bytes);
+        if actual != digest {
+            return Err(format!("{source}: the stored bytes have the digest {actual}; refused"));
+        }
+        Ok(self.oci.cache_blob(digest, bytes).await)
     }
 }

@@ -254,6 +254,10 @@ fn source_origin(spec: &WorkloadSpec, c: &ComponentSpec) -> Result<Origin, Strin
         Source::Path(p) if p.as_os_str().is_empty() => Err("`source` is missing".into()),
         Source::Path(p) => Ok(Origin::File(spec.resolve_path(p))),
         Source::Oci(reference) => Ok(Origin::Oci(Reference::parse(reference)?)),
+        Source::Digest(digest) => {
+            crate::source::oci::reference::check_digest(digest)?;
+            Ok(Origin::Digest(digest.clone()))
+        }
     }
 }
 
@@ -273,6 +277,7 @@ async fn fetch_all(cx: &HostContext, origins: Vec<Result<Origin, String>>) -> Ve
                     let label = match &origin {
                         Origin::File(path) => path.display().to_string(),
                         Origin::Oci(reference) => format!("oci://{reference}"),
+                        Origin::Digest(digest) => format!("digest://{digest}"),
                     };
                     (index, sources.fetch(&origin, limit).await.map(|bytes| (label, bytes)))
                 });

@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Args;
@@ -11,6 +12,7 @@ use weft_runtime::component::{MAX_COMPONENT_SIZE, read_regular_file};
 use weft_runtime::engine::{AllocatorChoice, EngineConfig};
 use weft_runtime::limits::ByteSize;
 use weft_runtime::manifest::MAX_MANIFEST_SIZE;
+use weft_runtime::source::DigestStore;
 use weft_runtime::wasi::GuestStdio;
 use weft_runtime::{Host, HostConfig};
 
@@ -80,6 +82,12 @@ impl HostFile {
 impl HostArgs {
     /// Starts a host with the built-in plugins.
     pub async fn start(&self, stdio: GuestStdio) -> anyhow::Result<Host> {
+        self.start_with(stdio, None).await
+    }
+
+    /// [`start`](Self::start), fetching `digest://` sources from `digests` (a
+    /// host on a lattice).
+    pub async fn start_with(&self, stdio: GuestStdio, digests: Option<Arc<dyn DigestStore>>) -> anyhow::Result<Host> {
         let mut file = match &self.host_config {
             Some(path) => HostFile::read(path, self.max_manifest_size)?,
             None => HostFile::default(),
@@ -111,6 +119,7 @@ impl HostArgs {
             plugins,
             oci: file.oci,
             pull_progress: super::oci::pull_progress(),
+            digest_store: digests,
             ..HostConfig::default()
         })
         .await

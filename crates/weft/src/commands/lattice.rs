@@ -10,6 +10,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use weft_lattice::{AgentConfig, HostAgent, RemoteHost};
+use weft_runtime::component::MAX_COMPONENT_SIZE;
 use weft_runtime::limits::duration;
 use weft_runtime::output::PrefixedStdio;
 use weft_runtime::wasi::GuestStdio;
@@ -128,8 +129,9 @@ pub async fn host(args: HostCommand) -> anyhow::Result<ExitCode> {
         return list_hosts(&args.nats, wait, output).await;
     }
     let mut signals = Signals::new()?;
-    let host = args.host.start(GuestStdio::Sink(Arc::new(PrefixedStdio))).await?;
     let client = args.nats.connect_and_keep_trying().await?;
+    let components = Arc::new(weft_lattice::components::ComponentStore::new(client.clone()));
+    let host = args.host.start_with(GuestStdio::Sink(Arc::new(PrefixedStdio)), Some(components)).await?;
     let config = AgentConfig { heartbeat_interval: args.heartbeat_interval };
     let agent = HostAgent::start(host.clone(), client, config).await?;
     let beat = host.heartbeat().await?;
@@ -238,10 +240,18 @@ pub async fn workload(args: WorkloadCommand) -> anyhow::Result<ExitCode> {
         }
         (None, _) => anyhow::bail!("which host? give `--host <HOST_ID>` (`weft host list` shows them)"),
     };
-    let remote = RemoteHost::new(client, host_id, args.timeout);
+    let remote = RemoteHost::new(client.clone(), host_id, args.timeout);
     let result = match &args.action {
         WorkloadAction::Start { manifest, id, .. } => {
             let spec = WorkloadSpec::from_file(manifest).with_context(|| format!("read {}", manifest.display()))?;
+            // The host cannot read this machine's files: they travel by digest.
+            let store = weft_lattice::components::ComponentStore::new(client.clone());
+            let (spec, uploaded) =
+                store.upload_local_sources(&spec, MAX_COMPONENT_SIZE).await.map_err(anyhow::Error::msg)?;
+            for u in &uploaded {
+                let how = if u.sent { "uploaded" } else { "already in the lattice" };
+                note!("weft: component `{}`: {how} as digest://{} ({} bytes)", u.component, u.digest, u.size);
+            }
             let id = id.clone().map(WorkloadId).unwrap_or_else(WorkloadId::generate);
             remote.workload_start_as(id, spec).await
         }

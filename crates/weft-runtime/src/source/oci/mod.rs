@@ -24,7 +24,8 @@ use hyper::body::{Bytes, Incoming};
 use serde::Deserialize;
 
 use self::auth::{Challenge, Credential};
-use self::cache::{OciCache, sha256_digest};
+use self::cache::OciCache;
+pub use self::cache::sha256_digest;
 pub use self::reference::Reference;
 pub use self::settings::{OciSettings, RegistrySettings};
 
@@ -187,6 +188,23 @@ impl OciClient {
             (bytes, Ok(())) => bytes,
         };
         Ok(Pulled { bytes, manifest_digest, layer_digest: layer.digest, from_cache: false })
+    }
+
+    /// A blob from the cache, when it is there with its digest's bytes.
+    pub async fn cached_blob(&self, digest: &str) -> Option<Vec<u8>> {
+        reference::check_digest(digest).ok()?;
+        let digest = digest.to_string();
+        self.cached(move |c| c.blob(&digest)).await
+    }
+
+    /// Keeps a blob (already checked against `digest`) in the cache; gives it back.
+    pub async fn cache_blob(&self, digest: &str, bytes: Vec<u8>) -> Vec<u8> {
+        let digest = digest.to_string();
+        let (bytes, stored) = self.cached_io(move |c, bytes: &[u8]| c.put_blob(&digest, bytes), bytes).await;
+        if let Err(e) = stored {
+            tracing::warn!("cannot cache a fetched component: {e}");
+        }
+        bytes
     }
 
     /// The artifact from the cache alone, when manifest and layer are there.
