@@ -250,3 +250,63 @@ async fn a_host_gone_silent_is_lost_and_a_stopped_one_is_forgotten() {
     assert_eq!(seen.get(&silent_id).map(String::as_str), Some("lost"), "{seen:?}");
     assert!(!seen.contains_key(&clean_id), "{seen:?}");
 }
+
+/// wasmCloud's bare `image` references are pulled from the registry they name.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_wasmcloud_workload_with_registry_images_runs() {
+    use serde_json::{Value, json};
+    use weft_runtime::source::oci::{OciClient, OciSettings, Reference, RegistrySettings};
+    let nats = Server::nats();
+    let registry = Server::registry(None);
+    let mut oci = OciSettings { docker_config: Some("/nonexistent/config.json".into()), ..OciSettings::default() };
+    oci.registries.insert(registry.url(), RegistrySettings { insecure: true, ..RegistrySettings::default() });
+    let pusher = OciClient::new(oci.clone(), None, 1 << 30);
+    for (guest, name) in [(weft_guests::TICKER, "ticker"), (weft_guests::HELLO, "hello")] {
+        let reference = Reference::parse(&format!("{}/acme/{name}:1", registry.url())).unwrap();
+        pusher.push(&reference, std::fs::read(guest).unwrap(), Default::default()).await.unwrap();
+    }
+    let cache = tempfile::tempdir().unwrap();
+    let output = std::sync::Arc::new(weft_runtime::output::CapturedOutput::default());
+    let host = Host::new(HostConfig {
+        stdio: weft_runtime::wasi::GuestStdio::Sink(output),
+        engine: weft_runtime::engine::EngineConfig {
+            cache_dir: Some(cache.path().to_path_buf()),
+            ..weft_runtime::engine::EngineConfig::default()
+        },
+        oci,
+        ..HostConfig::default()
+    })
+    .await
+    .unwrap();
+    let id = host.id().to_string();
+    let client = async_nats::connect(nats.url()).await.unwrap();
+    let _agent = HostAgent::start(host.clone(), client.clone(), AgentConfig::default()).await.unwrap();
+    let ask = |body: Value| {
+        let (client, subject) = (client.clone(), format!("runtime.host.{id}.workload.start"));
+        async move {
+            let reply = client.request(subject, body.to_string().into()).await.unwrap();
+            serde_json::from_slice::<Value>(&reply.payload).unwrap()
+        }
+    };
+    let url = registry.url();
+    let started = ask(json!({
+        "workloadId": "pulled-1",
+        "workload": {
+            "name": "pulled",
+            "witWorld": { "components": [{ "name": "hello", "image": format!("oci://{url}/acme/hello:1") }] },
+            "service": { "image": format!("{url}/acme/ticker:1"), "localResources": { "environment": { "TICKS": "1000000" } } },
+        }
+    }))
+    .await;
+    assert_eq!(started["workloadStatus"]["workloadState"], json!("WORKLOAD_STATE_RUNNING"), "{started}");
+    assert_eq!(host.oci_stats().blobs, 2);
+
+    let missing = ask(json!({
+        "workloadId": "pulled-2",
+        "workload": { "name": "other", "service": { "image": format!("{url}/acme/nothing:1") } }
+    }))
+    .await;
+    assert_eq!(missing["workloadStatus"]["workloadState"], json!("WORKLOAD_STATE_ERROR"), "{missing}");
+    let message = missing["workloadStatus"]["message"].as_str().unwrap();
+    assert!(message.contains("acme/nothing:1: not found in the registry"), "{message}");
+}
