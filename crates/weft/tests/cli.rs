@@ -689,6 +689,12 @@ fn a_host_on_nats_takes_workloads_from_weft_workload() {
     );
     assert!(started.status.success(), "{}", text(&started.stderr));
     assert!(text(&started.stderr).contains(&format!("placed on host {id} (laptop)")), "{}", text(&started.stderr));
+    // The host cannot read this directory: the component went by digest.
+    assert!(
+        text(&started.stderr).contains("component `api`: uploaded as digest://sha256:"),
+        "{}",
+        text(&started.stderr)
+    );
     assert_eq!(text(&started.stdout).trim(), format!("workload wl-7 is running on host {id}"));
     let addr: std::net::SocketAddr = loop {
         let line = next_line("the workload's HTTP server listens");
@@ -843,4 +849,142 @@ fn push_pull_and_run_components_from_a_registry() {
     let out = weft(&["run", "--host-config", "host.yaml", "app.yaml"], dir.path());
     assert!(out.status.success(), "{out:?}");
     assert_eq!(text(&out.stdout), "[greet/client] Hello, registry!\n");
+}
+
+/// Three hosts on one nats-server, two in-process agents and one `weft host`
+/// process: all listed; workloads placed by label land where the labels say
+/// (and serve HTTP there); the lattice survives a nats-server restart; a host
+/// killed with SIGKILL is shown lost.
+#[test]
+fn three_hosts_one_lattice() {
+    use std::sync::Arc;
+    use std::time::Duration;
+    use weft_runtime::{Host, HostConfig, WorkloadId};
+    let mut nats = weft_testkit::Server::nats();
+    let url = nats.url();
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let (hosts, _agents): (Vec<Host>, Vec<weft_lattice::HostAgent>) = runtime.block_on(async {
+        let (mut hosts, mut agents) = (Vec::new(), Vec::new());
+        for zone in ["a", "b"] {
+            let client = async_nats::ConnectOptions::new().retry_on_initial_connect().connect(&url).await.unwrap();
+            let store = Arc::new(weft_lattice::components::ComponentStore::new(client.clone()));
+            let output = Arc::new(weft_runtime::output::CapturedOutput::default());
+            let host = Host::new(HostConfig {
+                friendly_name: Some(format!("in-process-{zone}")),
+                labels: [("zone".to_string(), zone.to_string())].into_iter().collect(),
+                stdio: weft_runtime::wasi::GuestStdio::Sink(output),
+                digest_store: Some(store),
+                ..HostConfig::default()
+            })
+            .await
+            .unwrap();
+            let config = weft_lattice::AgentConfig { heartbeat_interval: Duration::from_millis(300) };
+            agents.push(weft_lattice::HostAgent::start(host.clone(), client, config).await.unwrap());
+            hosts.push(host);
+        }
+        (hosts, agents)
+    });
+    probe_manifest(dir.path(), "");
+    std::fs::write(
+        dir.path().join("ticker.yaml"),
+        format!(
+            "name: ticker\nservice: {{ name: svc, source: {}, env: {{ TICKS: \"1000000\" }} }}\n",
+            weft_guests::TICKER
+        ),
+    )
+    .unwrap();
+    let mut command = Command::new(env!("CARGO_BIN_EXE_weft"));
+    command.stdout(std::process::Stdio::null());
+    let (mut process, stderr) = launch(
+        &mut command,
+        &["host", "--nats", &url, "--label", "zone=c", "--name", "process", "--heartbeat-interval", "300ms"],
+        dir.path(),
+    );
+    let next_line = |what: &str| stderr.recv_timeout(Duration::from_secs(60)).unwrap_or_else(|_| panic!("{what}"));
+    let process_id = loop {
+        let line = next_line("the host names itself");
+        if let Some(rest) = line.strip_prefix("weft: host ") {
+            break rest.split_whitespace().next().unwrap().to_string();
+        }
+    };
+    let ids = [hosts[0].id().to_string(), hosts[1].id().to_string(), process_id.clone()];
+    let states = || {
+        let listed = weft_within(&["host", "list", "--nats", &url, "-o", "json"], dir.path(), Duration::from_secs(30));
+        let listed: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap();
+        ids.iter()
+            .map(|id| {
+                let host = listed.as_array().unwrap().iter().find(|h| h["heartbeat"]["id"] == id.as_str());
+                host.map_or("absent".to_string(), |h| h["state"].as_str().unwrap().to_string())
+            })
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(states(), ["live", "live", "live"]);
+
+    // Placed by label: the HTTP workload on the process host, the ticker on b.
+    let started = weft_within(
+        &["workload", "start", "probe.yaml", "--label", "zone=c", "--nats", &url],
+        dir.path(),
+        Duration::from_secs(60),
+    );
+    assert!(text(&started.stderr).contains(&format!("placed on host {process_id} (process)")), "{started:?}");
+    let addr: std::net::SocketAddr = loop {
+        let line = next_line("the workload's HTTP server listens");
+        if let Some(at) = line.find("HTTP server listening address=") {
+            let rest = &line[at + "HTTP server listening address=".len()..];
+            break rest.split_whitespace().next().unwrap().parse().unwrap();
+        }
+    };
+    assert_eq!(get_within(addr, "/where", Duration::from_secs(10)), (200, "api GET /where\n".into()));
+    let started = weft_within(
+        &["workload", "start", "ticker.yaml", "--id", "t-1", "--label", "zone=b", "--nats", &url],
+        dir.path(),
+        Duration::from_secs(60),
+    );
+    assert!(started.status.success(), "{started:?}");
+    let ticker = WorkloadId("t-1".into());
+    assert!(hosts[1].workload(&ticker).is_some() && hosts[0].workload(&ticker).is_none());
+
+    // nats-server restarted: every host reconnects, and the client reaches them.
+    nats.restart();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        let status = weft_within(
+            &["workload", "status", "t-1", "--host", &ids[1], "--nats", &url, "-o", "json"],
+            dir.path(),
+            Duration::from_secs(30),
+        );
+        if status.status.success() {
+            break status;
+        }
+        assert!(std::time::Instant::now() < deadline, "{status:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert_eq!(status["state"], "running");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while states() != ["live", "live", "live"] {
+        assert!(std::time::Instant::now() < deadline, "{:?}", states());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let stopped = weft_within(
+        &["workload", "stop", "t-1", "--host", &ids[1], "--nats", &url],
+        dir.path(),
+        Duration::from_secs(30),
+    );
+    assert!(text(&stopped.stdout).starts_with("workload t-1 is stopped"), "{stopped:?}");
+
+    // SIGKILL: lost after its missed heartbeats; the others stay live.
+    process.kill().unwrap();
+    process.wait().unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while states() != ["live", "live", "lost"] {
+        assert!(std::time::Instant::now() < deadline, "{:?}", states());
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    runtime.block_on(async {
+        for host in &hosts {
+            host.shutdown().await;
+        }
+    });
 }
