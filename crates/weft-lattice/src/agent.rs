@@ -196,6 +196,15 @@ async fn serve(host: Host, client: async_nats::Client, requests: async_nats::Sub
         .await;
 }
 
+/// weft's extension of the host API: `runtime.host.<id>.workload.list` answers
+/// [`WorkloadList`], weft's own status JSON (a wasmCloud client never sends it).
+pub const LIST_COMMAND: &str = "workload.list";
+
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub struct WorkloadList {
+    pub workloads: Vec<weft_runtime::WorkloadStatus>,
+}
+
 /// The reply to one request, as JSON.
 async fn answer(host: &Host, command: &str, payload: &[u8], started_at: &str) -> Vec<u8> {
     if payload.len() > MAX_REQUEST {
@@ -223,6 +232,10 @@ async fn answer(host: &Host, command: &str, payload: &[u8], started_at: &str) ->
             };
             json(&response(request.workload_id, result))
         }
+        LIST_COMMAND => match host.workload_list().await {
+            Ok(workloads) => json(&WorkloadList { workloads }),
+            Err(e) => json(&error(String::new(), e.to_string())),
+        },
         other => json(&error(String::new(), format!("unknown command `{other}`"))),
     }
 }

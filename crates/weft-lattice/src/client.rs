@@ -97,6 +97,14 @@ impl HostApi for RemoteHost {
         status(self.workload_request("workload.status", body).await?, "", "")
     }
 
+    /// A weft extension (`workload.list`): wasmCloud's host API has no listing.
+    async fn workload_list(&self) -> Result<Vec<WorkloadStatus>, HostError> {
+        let reply = self.request(crate::agent::LIST_COMMAND, b"{}".to_vec()).await?;
+        let list: crate::agent::WorkloadList = serde_json::from_slice(&reply)
+            .map_err(|e| HostError::Unreachable(format!("host `{}`: unreadable workload list: {e}", self.host_id)))?;
+        Ok(list.workloads)
+    }
+
     async fn workload_stop(&self, id: &WorkloadId) -> Result<WorkloadStatus, HostError> {
         let body = serde_json::to_vec(&wire::WorkloadIdRequest { workload_id: id.0.clone() }).expect("serialises");
         status(self.workload_request("workload.stop", body).await?, "", "")

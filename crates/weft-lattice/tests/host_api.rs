@@ -35,6 +35,8 @@ async fn behaves_as_a_host(api: &impl HostApi, host_id: &str) {
     assert_eq!((started.id.clone(), started.state), (id.clone(), WorkloadState::Running));
     assert_eq!(api.workload_status(&id).await.unwrap().state, WorkloadState::Running);
     assert_eq!(api.heartbeat().await.unwrap().workloads, 1);
+    let listed = api.workload_list().await.unwrap();
+    assert_eq!(listed.iter().map(|s| (s.id.clone(), s.name.as_str())).collect::<Vec<_>>(), [(id.clone(), "ticking")]);
 
     // One id starts once.
     let again = api.workload_start_as(id.clone(), spec(&service.replace("ticking", "other"))).await;
@@ -47,6 +49,7 @@ async fn behaves_as_a_host(api: &impl HostApi, host_id: &str) {
 
     let stopped = api.workload_stop(&id).await.unwrap();
     assert_eq!(stopped.state, WorkloadState::Stopped);
+    assert!(api.workload_list().await.unwrap().is_empty());
     let unknown = WorkloadId("no-such-workload".into());
     assert!(matches!(api.workload_status(&unknown).await, Err(HostError::NotFound(_))));
     assert!(matches!(api.workload_stop(&unknown).await, Err(HostError::NotFound(_))));

@@ -68,6 +68,8 @@ pub trait HostApi: Send + Sync {
         spec: WorkloadSpec,
     ) -> impl Future<Output = Result<WorkloadStatus, HostError>> + Send;
     fn workload_status(&self, id: &WorkloadId) -> impl Future<Output = Result<WorkloadStatus, HostError>> + Send;
+    /// Every workload not yet stopped, in the order they started.
+    fn workload_list(&self) -> impl Future<Output = Result<Vec<WorkloadStatus>, HostError>> + Send;
     fn workload_stop(&self, id: &WorkloadId) -> impl Future<Output = Result<WorkloadStatus, HostError>> + Send;
 }
 
@@ -270,6 +272,11 @@ impl HostApi for Host {
         self.inner.workloads.lock().unwrap().insert(id, running.clone());
         reservation.keep();
         Ok(running.status())
+    }
+
+    async fn workload_list(&self) -> Result<Vec<WorkloadStatus>, HostError> {
+        let workloads: Vec<Arc<RunningWorkload>> = self.inner.workloads.lock().unwrap().values().cloned().collect();
+        Ok(workloads.iter().map(|w| w.status()).collect())
     }
 
     async fn workload_status(&self, id: &WorkloadId) -> Result<WorkloadStatus, HostError> {

@@ -944,6 +944,19 @@ fn three_hosts_one_lattice() {
     assert!(started.status.success(), "{started:?}");
     let ticker = WorkloadId("t-1".into());
     assert!(hosts[1].workload(&ticker).is_some() && hosts[0].workload(&ticker).is_none());
+    // Every live host's workloads, in one listing.
+    let listed = weft_within(&["workload", "list", "--nats", &url, "-o", "json"], dir.path(), Duration::from_secs(30));
+    let listed: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap();
+    let mut seen: Vec<(String, String)> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| (w["host"].as_str().unwrap().to_string(), w["status"]["name"].as_str().unwrap().to_string()))
+        .collect();
+    seen.sort();
+    let mut expected = vec![(ids[1].clone(), "ticker".to_string()), (process_id.clone(), "probe".to_string())];
+    expected.sort();
+    assert_eq!(seen, expected, "{listed:#}");
 
     // nats-server restarted: every host reconnects, and the client reaches them.
     nats.restart();

@@ -208,7 +208,8 @@ enum Output {
 
 #[derive(Subcommand)]
 enum WorkloadAction {
-    /// Start a workload manifest on a host; its file sources must exist on that host.
+    /// Start a workload manifest on a host; its file sources are uploaded to the
+    /// lattice (JetStream) for the host to fetch by digest.
     Start {
         manifest: PathBuf,
         /// The workload's id (default: a new one).
@@ -223,10 +224,15 @@ enum WorkloadAction {
     Status { id: String },
     /// Stop a workload.
     Stop { id: String },
+    /// The workloads of every live host (or of `--host`).
+    List,
 }
 
 pub async fn workload(args: WorkloadCommand) -> anyhow::Result<ExitCode> {
     let client = args.nats.connect().await?;
+    if let WorkloadAction::List = args.action {
+        return list_workloads(client, &args).await;
+    }
     let host_id = match (&args.host_id, &args.action) {
         (Some(id), _) => id.clone(),
         (None, WorkloadAction::Start { labels, .. }) => {
@@ -257,6 +263,7 @@ pub async fn workload(args: WorkloadCommand) -> anyhow::Result<ExitCode> {
         }
         WorkloadAction::Status { id } => remote.workload_status(&WorkloadId(id.clone())).await,
         WorkloadAction::Stop { id } => remote.workload_stop(&WorkloadId(id.clone())).await,
+        WorkloadAction::List => unreachable!("answered above"),
     };
     match result {
         Ok(status) => {
@@ -266,6 +273,44 @@ pub async fn workload(args: WorkloadCommand) -> anyhow::Result<ExitCode> {
         Err(HostError::Rejected(rejection)) => Err(anyhow::anyhow!("{rejection}")),
         Err(e) => Err(e.into()),
     }
+}
+
+/// Asks every live host (or the one `--host` names) for its workloads, at once.
+async fn list_workloads(client: async_nats::Client, args: &WorkloadCommand) -> anyhow::Result<ExitCode> {
+    use std::io::Write;
+    let hosts: Vec<(String, String)> = match &args.host_id {
+        Some(id) => vec![(id.clone(), String::new())],
+        None => weft_lattice::client::discover(&client, Duration::from_secs(1))
+            .await?
+            .into_iter()
+            .map(|beat| (beat.id, beat.friendly_name))
+            .collect(),
+    };
+    let asks = hosts.iter().map(|(id, _)| {
+        let remote = RemoteHost::new(client.clone(), id.clone(), args.timeout);
+        async move { remote.workload_list().await }
+    });
+    let answers = futures_util::future::join_all(asks).await;
+    let mut rows = Vec::new();
+    for ((host, name), answer) in hosts.iter().zip(answers) {
+        match answer {
+            Ok(workloads) => rows.extend(workloads.into_iter().map(|w| (host.clone(), name.clone(), w))),
+            Err(e) => note!("weft: {e}"),
+        }
+    }
+    let mut out = std::io::stdout().lock();
+    if let Output::Json = args.output {
+        let listed: Vec<serde_json::Value> =
+            rows.iter().map(|(host, _, status)| serde_json::json!({ "host": host, "status": status })).collect();
+        writeln!(out, "{}", serde_json::to_string_pretty(&listed)?)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    writeln!(out, "{:<34} {:<20} {:<24} {:<10} HOST", "ID", "NAMESPACE", "NAME", "STATE")?;
+    for (host, name, s) in &rows {
+        let host = if name.is_empty() { host.clone() } else { format!("{host} ({name})") };
+        writeln!(out, "{:<34} {:<20} {:<24} {:<10} {host}", s.id, s.namespace, s.name, s.state.to_string())?;
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn print_status(status: &WorkloadStatus, host: &str, output: Output) -> anyhow::Result<()> {
