@@ -1,7 +1,8 @@
 //! The host agent: serves a host's [`HostApi`] on NATS in wasmCloud v2's wire
 //! format, and publishes its heartbeat.
 //!
-//! Subjects (no lattice prefix, as wasmCloud's): requests on
+//! Subjects (in the default lattice, wasmCloud's as they are; a named one
+//! prefixes them, see [`Lattice`]): requests on
 //! `runtime.host.<host id>.{heartbeat, workload.start, workload.status,
 //! workload.stop}`, heartbeats published on `runtime.operator.heartbeat.<host id>`
 //! (the first at once, then every `heartbeat_interval`). Every request gets a reply:
@@ -15,6 +16,7 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use weft_runtime::{Host, HostApi, HostError, WorkloadId};
 
+use crate::lattice::Lattice;
 use crate::registry::{self, HostRecord, Registry};
 use crate::wire::{self, WorkloadResponse, WorkloadState, WorkloadStatus};
 use crate::{mapping, time};
@@ -31,11 +33,12 @@ const CONCURRENT_REQUESTS: usize = 16;
 
 pub struct AgentConfig {
     pub heartbeat_interval: Duration,
+    pub lattice: Lattice,
 }
 
 impl Default for AgentConfig {
     fn default() -> Self {
-        AgentConfig { heartbeat_interval: Duration::from_secs(15) }
+        AgentConfig { heartbeat_interval: Duration::from_secs(15), lattice: Lattice::default() }
     }
 }
 
@@ -46,32 +49,35 @@ pub struct HostAgent {
     tasks: Vec<tokio::task::JoinHandle<()>>,
     started_at: Arc<str>,
     registry: Arc<std::sync::Mutex<Option<Registry>>>,
+    lattice: Lattice,
 }
 
-pub fn request_subject(host_id: &str, command: &str) -> String {
-    format!("runtime.host.{host_id}.{command}")
+pub fn request_subject(lattice: &Lattice, host_id: &str, command: &str) -> String {
+    lattice.subject(&format!("runtime.host.{host_id}.{command}"))
 }
 
 /// Where weft hosts answer "who is there?" with their heartbeat (a weft
 /// extension: wasmCloud's operator learns of hosts from published heartbeats).
 pub const DISCOVERY_SUBJECT: &str = "weft.hosts.ping";
 
-pub fn heartbeat_subject(host_id: &str) -> String {
-    format!("runtime.operator.heartbeat.{host_id}")
+pub fn heartbeat_subject(lattice: &Lattice, host_id: &str) -> String {
+    lattice.subject(&format!("runtime.operator.heartbeat.{host_id}"))
 }
 
 impl HostAgent {
     /// Subscribes (and confirms the subscription with the server) before it returns.
     pub async fn start(host: Host, client: async_nats::Client, config: AgentConfig) -> anyhow::Result<HostAgent> {
         let started_at: Arc<str> = Arc::from(time::now_rfc3339());
-        let requests = client.subscribe(format!("runtime.host.{}.>", host.id())).await?;
-        let pings = client.subscribe(DISCOVERY_SUBJECT).await?;
+        let lattice = config.lattice;
+        let requests = client.subscribe(request_subject(&lattice, host.id(), ">")).await?;
+        let pings = client.subscribe(lattice.subject(DISCOVERY_SUBJECT)).await?;
         // Confirmed by the server when it is there; when it is not, the client
         // subscribes once it connects, and the host serves its workloads meanwhile.
         if tokio::time::timeout(Duration::from_secs(2), client.flush()).await.is_err() {
             tracing::warn!("NATS is not reachable: serving the host API once it is (retrying meanwhile)");
         }
-        let serve = tokio::spawn(serve(host.clone(), client.clone(), requests, started_at.clone()));
+        let prefix = request_subject(&lattice, host.id(), "");
+        let serve = tokio::spawn(serve(host.clone(), client.clone(), requests, prefix, started_at.clone()));
         let discovery = tokio::spawn(answer_pings(host.clone(), client.clone(), pings, started_at.clone()));
         // Opened by the heartbeat task once JetStream answers (the server may be away).
         let registry: Arc<std::sync::Mutex<Option<Registry>>> = Arc::default();
@@ -81,9 +87,10 @@ impl HostAgent {
             config.heartbeat_interval,
             started_at.clone(),
             registry.clone(),
+            lattice.clone(),
         ));
-        tracing::info!(host = %host.id(), "serving the host API on NATS");
-        Ok(HostAgent { host, client, tasks: vec![serve, beat, discovery], started_at, registry })
+        tracing::info!(host = %host.id(), %lattice, "serving the host API on NATS");
+        Ok(HostAgent { host, client, tasks: vec![serve, beat, discovery], started_at, registry, lattice })
     }
 
     pub fn host(&self) -> &Host {
@@ -99,7 +106,8 @@ impl HostAgent {
         self.host.shutdown().await;
         if let Ok(beat) = self.host.heartbeat().await {
             let beat = mapping::wire_heartbeat(&beat, &self.started_at);
-            let _ = self.client.publish(heartbeat_subject(self.host.id()), json(&beat).into()).await;
+            let subject = heartbeat_subject(&self.lattice, self.host.id());
+            let _ = self.client.publish(subject, json(&beat).into()).await;
             // Not waited for long: the server may be away.
             let _ = tokio::time::timeout(Duration::from_secs(2), self.client.flush()).await;
         }
@@ -127,6 +135,7 @@ async fn heartbeats(
     interval: Duration,
     started_at: Arc<str>,
     registry: Arc<std::sync::Mutex<Option<Registry>>>,
+    lattice: Lattice,
 ) {
     use std::sync::atomic::Ordering;
     let mut ticks = tokio::time::interval(interval);
@@ -146,13 +155,13 @@ async fn heartbeats(
         }
         let Ok(beat) = host.heartbeat().await else { continue };
         let beat = mapping::wire_heartbeat(&beat, &started_at);
-        if let Err(e) = client.publish(heartbeat_subject(host.id()), json(&beat).into()).await {
+        if let Err(e) = client.publish(heartbeat_subject(&lattice, host.id()), json(&beat).into()).await {
             tracing::debug!("heartbeat not sent: {e}");
         }
         let opened = registry.lock().unwrap().clone();
         let opened = match opened {
             Some(opened) => Some(opened),
-            None => match Registry::open(&client).await {
+            None => match Registry::open(&client, &lattice).await {
                 Ok(opened) => {
                     *registry.lock().unwrap() = Some(opened.clone());
                     Some(opened)
@@ -179,8 +188,13 @@ async fn answer_pings(host: Host, client: async_nats::Client, mut pings: async_n
     }
 }
 
-async fn serve(host: Host, client: async_nats::Client, requests: async_nats::Subscriber, started_at: Arc<str>) {
-    let prefix = format!("runtime.host.{}.", host.id());
+async fn serve(
+    host: Host,
+    client: async_nats::Client,
+    requests: async_nats::Subscriber,
+    prefix: String,
+    started_at: Arc<str>,
+) {
     requests
         .for_each_concurrent(CONCURRENT_REQUESTS, |message| {
             let (host, client, prefix, started_at) = (host.clone(), client.clone(), prefix.clone(), started_at.clone());

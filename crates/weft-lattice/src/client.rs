@@ -7,6 +7,7 @@ use std::time::Duration;
 use weft_runtime::{Heartbeat, HostApi, HostError, Rejection, WorkloadId, WorkloadSpec, WorkloadStatus};
 
 use crate::agent::{DISCOVERY_SUBJECT, request_subject};
+use crate::lattice::Lattice;
 use crate::mapping;
 use crate::registry::{KnownHost, Registry};
 use crate::wire::{self, WorkloadResponse, WorkloadState};
@@ -15,13 +16,19 @@ pub struct RemoteHost {
     client: async_nats::Client,
     host_id: String,
     timeout: Duration,
+    lattice: Lattice,
 }
 
 impl RemoteHost {
     /// Requests wait at most `timeout` for the answer (a start validates and
     /// compiles before it answers: give it time).
     pub fn new(client: async_nats::Client, host_id: impl Into<String>, timeout: Duration) -> RemoteHost {
-        RemoteHost { client, host_id: host_id.into(), timeout }
+        RemoteHost { client, host_id: host_id.into(), timeout, lattice: Lattice::default() }
+    }
+
+    /// The same host in a named lattice.
+    pub fn in_lattice(self, lattice: Lattice) -> RemoteHost {
+        RemoteHost { lattice, ..self }
     }
 
     pub fn host_id(&self) -> &str {
@@ -29,7 +36,7 @@ impl RemoteHost {
     }
 
     async fn request(&self, command: &str, body: Vec<u8>) -> Result<Vec<u8>, HostError> {
-        let subject = request_subject(&self.host_id, command);
+        let subject = request_subject(&self.lattice, &self.host_id, command);
         let unreachable = |why: String| HostError::Unreachable(format!("host `{}`: {why}", self.host_id));
         let asked = self.client.request(subject, body.into());
         match tokio::time::timeout(self.timeout, asked).await {
@@ -113,11 +120,15 @@ impl HostApi for RemoteHost {
 
 /// The hosts of the lattice that answer within `wait`, by heartbeat, in the order
 /// they answered.
-pub async fn discover(client: &async_nats::Client, wait: Duration) -> anyhow::Result<Vec<wire::HostHeartbeat>> {
+pub async fn discover(
+    client: &async_nats::Client,
+    lattice: &Lattice,
+    wait: Duration,
+) -> anyhow::Result<Vec<wire::HostHeartbeat>> {
     use futures_util::StreamExt;
     let inbox = client.new_inbox();
     let mut answers = client.subscribe(inbox.clone()).await?;
-    client.publish_with_reply(DISCOVERY_SUBJECT, inbox, "{}".into()).await?;
+    client.publish_with_reply(lattice.subject(DISCOVERY_SUBJECT), inbox, "{}".into()).await?;
     client.flush().await?;
     let mut hosts: Vec<wire::HostHeartbeat> = Vec::new();
     let deadline = tokio::time::Instant::now() + wait;
@@ -134,9 +145,13 @@ pub async fn discover(client: &async_nats::Client, wait: Duration) -> anyhow::Re
 /// Every host the lattice knows: those recorded in the registry (live, or lost
 /// after missing heartbeats) and those that answer within `wait`; a host that
 /// answers is live.
-pub async fn known_hosts(client: &async_nats::Client, wait: Duration) -> anyhow::Result<Vec<KnownHost>> {
-    let answering = discover(client, wait).await?;
-    let mut hosts = match Registry::open(client).await {
+pub async fn known_hosts(
+    client: &async_nats::Client,
+    lattice: &Lattice,
+    wait: Duration,
+) -> anyhow::Result<Vec<KnownHost>> {
+    let answering = discover(client, lattice, wait).await?;
+    let mut hosts = match Registry::open(client, lattice).await {
         Ok(registry) => registry.hosts().await.unwrap_or_else(|e| {
             tracing::warn!("the host registry cannot be read: {e}");
             Vec::new()

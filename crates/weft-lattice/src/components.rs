@@ -24,6 +24,8 @@ pub const BUCKET: &str = "weft_components";
 /// The lattice's uploaded components, on one NATS connection.
 pub struct ComponentStore {
     client: async_nats::Client,
+    /// `weft_components`, or its lattice's.
+    name: String,
     bucket: OnceCell<ObjectStore>,
     uploads: AtomicU64,
     downloads: AtomicU64,
@@ -40,8 +42,14 @@ pub struct Uploaded {
 }
 
 impl ComponentStore {
-    pub fn new(client: async_nats::Client) -> ComponentStore {
-        ComponentStore { client, bucket: OnceCell::new(), uploads: AtomicU64::new(0), downloads: AtomicU64::new(0) }
+    pub fn new(client: async_nats::Client, lattice: &crate::Lattice) -> ComponentStore {
+        ComponentStore {
+            client,
+            name: lattice.bucket(BUCKET),
+            bucket: OnceCell::new(),
+            uploads: AtomicU64::new(0),
+            downloads: AtomicU64::new(0),
+        }
     }
 
     /// Objects sent and fetched so far by this store.
@@ -54,12 +62,12 @@ impl ComponentStore {
         self.bucket
             .get_or_try_init(|| async {
                 let jetstream = async_nats::jetstream::new(self.client.clone());
-                match jetstream.get_object_store(BUCKET).await {
+                match jetstream.get_object_store(&self.name).await {
                     Ok(store) => Ok(store),
                     Err(_) => jetstream
-                        .create_object_store(Config { bucket: BUCKET.into(), ..Config::default() })
+                        .create_object_store(Config { bucket: self.name.clone(), ..Config::default() })
                         .await
-                        .map_err(|e| format!("the JetStream object store `{BUCKET}` (is JetStream on?): {e}")),
+                        .map_err(|e| format!("the JetStream object store `{}` (is JetStream on?): {e}", self.name)),
                 }
             })
             .await
@@ -119,9 +127,9 @@ impl ComponentStore {
         let bucket = self.bucket().await?;
         let mut object = bucket.get(digest).await.map_err(|e| match e.kind() {
             async_nats::jetstream::object_store::GetErrorKind::NotFound => {
-                format!("not in the lattice's `{BUCKET}` store (was it uploaded by `weft workload start`?)")
+                format!("not in the lattice's `{}` store (was it uploaded by `weft workload start`?)", self.name)
             }
-            _ => format!("fetching from `{BUCKET}`: {e}"),
+            _ => format!("fetching from `{}`: {e}", self.name),
         })?;
         if object.info.size as u64 > limit {
             return Err(format!("it is {} bytes, over the limit of {}", object.info.size, ByteSize(limit)));
@@ -133,7 +141,7 @@ impl ComponentStore {
             .take(limit + 1)
             .read_to_end(&mut bytes)
             .await
-            .map_err(|e| format!("fetching from `{BUCKET}`: {e}"))?;
+            .map_err(|e| format!("fetching from `{}`: {e}", self.name))?;
         if bytes.len() as u64 > limit {
             return Err(format!("it is over the limit of {}", ByteSize(limit)));
         }

@@ -8,6 +8,7 @@
 pub mod agent;
 pub mod client;
 pub mod components;
+pub mod lattice;
 pub mod mapping;
 pub mod registry;
 pub mod time;
@@ -15,3 +16,4 @@ pub mod wire;
 
 pub use agent::{AgentConfig, HostAgent};
 pub use client::RemoteHost;
+pub use lattice::Lattice;

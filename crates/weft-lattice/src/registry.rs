@@ -45,13 +45,14 @@ pub struct Registry {
 
 impl Registry {
     /// The bucket, created if missing; an error when the server has no JetStream.
-    pub async fn open(client: &async_nats::Client) -> Result<Registry, String> {
+    pub async fn open(client: &async_nats::Client, lattice: &crate::Lattice) -> Result<Registry, String> {
         let jetstream = async_nats::jetstream::new(client.clone());
-        let store = match jetstream.get_key_value(BUCKET).await {
+        let bucket = lattice.bucket(BUCKET);
+        let store = match jetstream.get_key_value(&bucket).await {
             Ok(store) => store,
             Err(_) => {
-                weft_plugins::nats_client::create_key_value(client, BUCKET, FORGET_AFTER).await?;
-                jetstream.get_key_value(BUCKET).await.map_err(|e| format!("NATS: {e}"))?
+                weft_plugins::nats_client::create_key_value(client, &bucket, FORGET_AFTER).await?;
+                jetstream.get_key_value(&bucket).await.map_err(|e| format!("NATS: {e}"))?
             }
         };
         Ok(Registry { store })

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use weft_lattice::components::{BUCKET, ComponentStore};
-use weft_lattice::{AgentConfig, HostAgent, RemoteHost};
+use weft_lattice::{AgentConfig, HostAgent, Lattice, RemoteHost};
 use weft_runtime::engine::EngineConfig;
 use weft_runtime::limits::ByteSize;
 use weft_runtime::manifest::Source;
@@ -42,7 +42,7 @@ async fn local_files_travel_by_digest_once_and_are_checked() {
     let cache = tempfile::tempdir().unwrap();
     let output = Arc::new(CapturedOutput::default());
     let host_client = async_nats::connect(nats.url()).await.unwrap();
-    let host_store = Arc::new(ComponentStore::new(host_client.clone()));
+    let host_store = Arc::new(ComponentStore::new(host_client.clone(), &Lattice::default()));
     let host = Host::new(HostConfig {
         engine: EngineConfig {
             cache_dir: Some(cache.path().to_path_buf()),
@@ -59,7 +59,7 @@ async fn local_files_travel_by_digest_once_and_are_checked() {
     let agent = HostAgent::start(host, host_client, AgentConfig::default()).await.unwrap();
 
     let client = async_nats::connect(nats.url()).await.unwrap();
-    let store = ComponentStore::new(client.clone());
+    let store = ComponentStore::new(client.clone(), &Lattice::default());
     let remote = RemoteHost::new(client.clone(), &host_id, Duration::from_secs(30));
 
     let (spec, uploaded) = store.upload_local_sources(&greeting("greet"), LIMIT).await.unwrap();

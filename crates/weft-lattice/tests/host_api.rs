@@ -85,7 +85,7 @@ async fn a_wasmcloud_client_speaks_to_the_agent() {
     client.flush().await.unwrap();
     let host = host().await;
     let id = host.id().to_string();
-    let config = AgentConfig { heartbeat_interval: Duration::from_millis(300) };
+    let config = AgentConfig { heartbeat_interval: Duration::from_millis(300), ..AgentConfig::default() };
     let _agent = HostAgent::start(host, client.clone(), config).await.unwrap();
     let ask = |command: &str, body: Value| {
         let (client, subject) = (client.clone(), format!("runtime.host.{id}.{command}"));
@@ -183,7 +183,7 @@ async fn hosts_are_discovered_and_placement_follows_labels() {
         .unwrap();
         agents.push(HostAgent::start(host, client.clone(), AgentConfig::default()).await.unwrap());
     }
-    let hosts = weft_lattice::client::discover(&client, Duration::from_millis(500)).await.unwrap();
+    let hosts = weft_lattice::client::discover(&client, &Default::default(), Duration::from_millis(500)).await.unwrap();
     assert_eq!(hosts.len(), 2, "{hosts:?}");
     let wanted = [("zone".to_string(), "b".to_string())];
     let chosen = weft_lattice::client::place(&hosts, &wanted).unwrap();
@@ -191,7 +191,12 @@ async fn hosts_are_discovered_and_placement_follows_labels() {
     for agent in agents {
         agent.shutdown().await;
     }
-    assert!(weft_lattice::client::discover(&client, Duration::from_millis(300)).await.unwrap().is_empty());
+    assert!(
+        weft_lattice::client::discover(&client, &Default::default(), Duration::from_millis(300))
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 /// nats-server restarted under a running host: the host reconnects, resubscribes
@@ -205,7 +210,7 @@ async fn a_restarted_nats_server_finds_the_host_again() {
     observer.flush().await.unwrap();
     let host = host().await;
     let id = host.id().to_string();
-    let config = AgentConfig { heartbeat_interval: Duration::from_secs(3600) };
+    let config = AgentConfig { heartbeat_interval: Duration::from_secs(3600), ..AgentConfig::default() };
     let _agent = HostAgent::start(host, client.clone(), config).await.unwrap();
     next_beat(&mut beats).await;
     nats.restart();
@@ -233,12 +238,13 @@ async fn next_beat(beats: &mut async_nats::Subscriber) -> async_nats::Message {
 async fn a_host_gone_silent_is_lost_and_a_stopped_one_is_forgotten() {
     let nats = Server::nats();
     let client = async_nats::connect(nats.url()).await.unwrap();
-    let config = || AgentConfig { heartbeat_interval: Duration::from_millis(200) };
+    let config = || AgentConfig { heartbeat_interval: Duration::from_millis(200), ..AgentConfig::default() };
     let silent = HostAgent::start(host().await, client.clone(), config()).await.unwrap();
     let clean = HostAgent::start(host().await, client.clone(), config()).await.unwrap();
     let (silent_id, clean_id) = (silent.host().id().to_string(), clean.host().id().to_string());
     let states = || async {
-        let hosts = weft_lattice::client::known_hosts(&client, Duration::from_millis(300)).await.unwrap();
+        let hosts =
+            weft_lattice::client::known_hosts(&client, &Default::default(), Duration::from_millis(300)).await.unwrap();
         hosts.into_iter().map(|h| (h.heartbeat.id, h.state)).collect::<std::collections::HashMap<_, _>>()
     };
     tokio::time::sleep(Duration::from_millis(600)).await;
@@ -312,4 +318,39 @@ async fn a_wasmcloud_workload_with_registry_images_runs() {
     assert_eq!(missing["workloadStatus"]["workloadState"], json!("WORKLOAD_STATE_ERROR"), "{missing}");
     let message = missing["workloadStatus"]["message"].as_str().unwrap();
     assert!(message.contains("acme/nothing:1: not found in the registry"), "{message}");
+}
+
+/// Two named lattices on one nats-server see nothing of each other: hosts,
+/// requests, uploaded components.
+#[tokio::test(flavor = "multi_thread")]
+async fn named_lattices_on_one_server_are_apart() {
+    use weft_lattice::Lattice;
+    use weft_lattice::components::ComponentStore;
+    use weft_runtime::source::DigestStore;
+    let nats = Server::nats();
+    let client = async_nats::connect(nats.url()).await.unwrap();
+    let (blue, green) = (Lattice::named("blue").unwrap(), Lattice::named("green").unwrap());
+    let blue_host = host().await;
+    let blue_id = blue_host.id().to_string();
+    let config = AgentConfig { lattice: blue.clone(), ..AgentConfig::default() };
+    let _agent = HostAgent::start(blue_host, client.clone(), config).await.unwrap();
+
+    let wait = Duration::from_millis(300);
+    let found = weft_lattice::client::discover(&client, &blue, wait).await.unwrap();
+    assert_eq!(found.iter().map(|h| h.id.as_str()).collect::<Vec<_>>(), [blue_id.as_str()]);
+    assert!(weft_lattice::client::discover(&client, &green, wait).await.unwrap().is_empty());
+    assert!(weft_lattice::client::discover(&client, &Lattice::default(), wait).await.unwrap().is_empty());
+    let in_blue = RemoteHost::new(client.clone(), &blue_id, Duration::from_secs(5)).in_lattice(blue.clone());
+    assert_eq!(in_blue.heartbeat().await.unwrap().host_id, blue_id);
+    for other in [green.clone(), Lattice::default()] {
+        let elsewhere = RemoteHost::new(client.clone(), &blue_id, Duration::from_secs(5)).in_lattice(other);
+        let e = elsewhere.heartbeat().await.unwrap_err().to_string();
+        assert!(e.contains("no such host"), "{e}");
+    }
+
+    let (digest, _) = ComponentStore::new(client.clone(), &blue).upload(b"blue bytes").await.unwrap();
+    let green_store = ComponentStore::new(client.clone(), &green);
+    let e = green_store.fetch(&digest, 1 << 20).await.unwrap_err();
+    assert!(e.contains("weft_components_green"), "{e}");
+    assert_eq!(ComponentStore::new(client, &blue).fetch(&digest, 1 << 20).await.unwrap(), b"blue bytes");
 }

@@ -868,7 +868,7 @@ fn three_hosts_one_lattice() {
         let (mut hosts, mut agents) = (Vec::new(), Vec::new());
         for zone in ["a", "b"] {
             let client = async_nats::ConnectOptions::new().retry_on_initial_connect().connect(&url).await.unwrap();
-            let store = Arc::new(weft_lattice::components::ComponentStore::new(client.clone()));
+            let store = Arc::new(weft_lattice::components::ComponentStore::new(client.clone(), &Default::default()));
             let output = Arc::new(weft_runtime::output::CapturedOutput::default());
             let host = Host::new(HostConfig {
                 friendly_name: Some(format!("in-process-{zone}")),
@@ -879,7 +879,8 @@ fn three_hosts_one_lattice() {
             })
             .await
             .unwrap();
-            let config = weft_lattice::AgentConfig { heartbeat_interval: Duration::from_millis(300) };
+            let config =
+                weft_lattice::AgentConfig { heartbeat_interval: Duration::from_millis(300), ..Default::default() };
             agents.push(weft_lattice::HostAgent::start(host.clone(), client, config).await.unwrap());
             hosts.push(host);
         }

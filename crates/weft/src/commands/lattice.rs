@@ -31,6 +31,11 @@ pub struct NatsArgs {
         default_value = "nats://127.0.0.1:4222"
     )]
     url: String,
+    /// The lattice, when several share one NATS server: its name prefixes every
+    /// subject and suffixes every bucket (`default`: wasmCloud's subjects as they are).
+    #[arg(long, global = true, env = "WEFT_LATTICE", value_name = "NAME", default_value = "default",
+          value_parser = |s: &str| weft_lattice::Lattice::named(s))]
+    lattice: weft_lattice::Lattice,
     /// A NATS credentials file (`.creds`: JWT and nkey seed).
     #[arg(long, global = true, env = "WEFT_NATS_CREDS", value_name = "FILE")]
     nats_creds: Option<PathBuf>,
@@ -130,9 +135,9 @@ pub async fn host(args: HostCommand) -> anyhow::Result<ExitCode> {
     }
     let mut signals = Signals::new()?;
     let client = args.nats.connect_and_keep_trying().await?;
-    let components = Arc::new(weft_lattice::components::ComponentStore::new(client.clone()));
+    let components = Arc::new(weft_lattice::components::ComponentStore::new(client.clone(), &args.nats.lattice));
     let host = args.host.start_with(GuestStdio::Sink(Arc::new(PrefixedStdio)), Some(components)).await?;
-    let config = AgentConfig { heartbeat_interval: args.heartbeat_interval };
+    let config = AgentConfig { heartbeat_interval: args.heartbeat_interval, lattice: args.nats.lattice.clone() };
     let agent = HostAgent::start(host.clone(), client, config).await?;
     let beat = host.heartbeat().await?;
     note!("weft: host {} ({}) serving on NATS {}", host.id(), beat.friendly_name, args.nats.url);
@@ -149,7 +154,7 @@ pub async fn host(args: HostCommand) -> anyhow::Result<ExitCode> {
 async fn list_hosts(nats: &NatsArgs, wait: Duration, output: Output) -> anyhow::Result<ExitCode> {
     use std::io::Write;
     let client = nats.connect().await?;
-    let hosts = weft_lattice::client::known_hosts(&client, wait).await?;
+    let hosts = weft_lattice::client::known_hosts(&client, &nats.lattice, wait).await?;
     let mut out = std::io::stdout().lock();
     if let Output::Json = output {
         writeln!(out, "{}", serde_json::to_string_pretty(&hosts)?)?;
@@ -236,7 +241,7 @@ pub async fn workload(args: WorkloadCommand) -> anyhow::Result<ExitCode> {
     let host_id = match (&args.host_id, &args.action) {
         (Some(id), _) => id.clone(),
         (None, WorkloadAction::Start { labels, .. }) => {
-            let hosts = weft_lattice::client::discover(&client, Duration::from_secs(1)).await?;
+            let hosts = weft_lattice::client::discover(&client, &args.nats.lattice, Duration::from_secs(1)).await?;
             let chosen = weft_lattice::client::place(&hosts, labels).with_context(|| {
                 let wanted: Vec<String> = labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
                 format!("no live host has the labels [{}] ({} hosts answered)", wanted.join(", "), hosts.len())
@@ -246,12 +251,12 @@ pub async fn workload(args: WorkloadCommand) -> anyhow::Result<ExitCode> {
         }
         (None, _) => anyhow::bail!("which host? give `--host <HOST_ID>` (`weft host list` shows them)"),
     };
-    let remote = RemoteHost::new(client.clone(), host_id, args.timeout);
+    let remote = RemoteHost::new(client.clone(), host_id, args.timeout).in_lattice(args.nats.lattice.clone());
     let result = match &args.action {
         WorkloadAction::Start { manifest, id, .. } => {
             let spec = WorkloadSpec::from_file(manifest).with_context(|| format!("read {}", manifest.display()))?;
             // The host cannot read this machine's files: they travel by digest.
-            let store = weft_lattice::components::ComponentStore::new(client.clone());
+            let store = weft_lattice::components::ComponentStore::new(client.clone(), &args.nats.lattice);
             let (spec, uploaded) =
                 store.upload_local_sources(&spec, MAX_COMPONENT_SIZE).await.map_err(anyhow::Error::msg)?;
             for u in &uploaded {
@@ -280,14 +285,14 @@ async fn list_workloads(client: async_nats::Client, args: &WorkloadCommand) -> a
     use std::io::Write;
     let hosts: Vec<(String, String)> = match &args.host_id {
         Some(id) => vec![(id.clone(), String::new())],
-        None => weft_lattice::client::discover(&client, Duration::from_secs(1))
+        None => weft_lattice::client::discover(&client, &args.nats.lattice, Duration::from_secs(1))
             .await?
             .into_iter()
             .map(|beat| (beat.id, beat.friendly_name))
             .collect(),
     };
     let asks = hosts.iter().map(|(id, _)| {
-        let remote = RemoteHost::new(client.clone(), id.clone(), args.timeout);
+        let remote = RemoteHost::new(client.clone(), id.clone(), args.timeout).in_lattice(args.nats.lattice.clone());
         async move { remote.workload_list().await }
     });
     let answers = futures_util::future::join_all(asks).await;
