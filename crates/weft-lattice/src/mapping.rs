@@ -315,6 +315,7 @@ pub fn wire_heartbeat(beat: &Heartbeat, started_at: &str) -> wire::HostHeartbeat
         os_kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
             .map(|k| k.trim().to_string())
             .unwrap_or_default(),
+        system_cpu_usage: cpu_usage(),
         system_memory_total: meminfo("MemTotal:"),
         system_memory_free: meminfo("MemAvailable:"),
         component_count: beat.components as u64,
@@ -358,6 +359,25 @@ fn meminfo(field: &str) -> u64 {
     let text = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
     let kib = text.lines().find_map(|l| l.strip_prefix(field)?.trim().strip_suffix("kB")?.trim().parse::<u64>().ok());
     kib.unwrap_or(0).saturating_mul(1024)
+}
+
+/// The machine's CPU use, in percent of all its CPUs, since the previous call
+/// (the previous heartbeat; the first time, since boot), from `/proc/stat`.
+fn cpu_usage() -> f32 {
+    static PREVIOUS: std::sync::Mutex<(u64, u64)> = std::sync::Mutex::new((0, 0));
+    let text = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let Some(line) = text.lines().find(|l| l.starts_with("cpu ")) else { return 0.0 };
+    let fields: Vec<u64> = line.split_whitespace().skip(1).filter_map(|f| f.parse().ok()).collect();
+    // user nice system idle iowait irq softirq steal (guest time is inside user).
+    let total: u64 = fields.iter().take(8).sum();
+    let idle = fields.get(3).copied().unwrap_or(0) + fields.get(4).copied().unwrap_or(0);
+    let mut previous = PREVIOUS.lock().unwrap();
+    let (total_delta, idle_delta) = (total.saturating_sub(previous.0), idle.saturating_sub(previous.1));
+    *previous = (total, idle);
+    if total_delta == 0 {
+        return 0.0;
+    }
+    (total_delta.saturating_sub(idle_delta) as f64 * 100.0 / total_delta as f64) as f32
 }
 
 fn hostname() -> String {

@@ -108,6 +108,9 @@ async fn a_wasmcloud_client_speaks_to_the_agent() {
         let memory: u64 = beat["systemMemoryTotal"].as_str().expect("a 64-bit string").parse().unwrap();
         assert!(memory > 1 << 20, "{beat}");
         assert!(!beat["osKernel"].as_str().unwrap().is_empty(), "{beat}");
+        // A float, in percent; zero (left out) only on an idle machine.
+        let cpu = beat.get("systemCpuUsage").map_or(0.0, |c| c.as_f64().expect("a number"));
+        assert!((0.0..=100.0).contains(&cpu), "{beat}");
         assert!(beat.get("workloadCount").is_none(), "a zero count is left out: {beat}");
     }
     let beat = ask("heartbeat", json!({})).await;
