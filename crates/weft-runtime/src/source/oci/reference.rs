@@ -42,8 +42,8 @@ impl Reference {
             Some((first, path)) if first.contains(['.', ':']) || first == "localhost" => (first, path),
             _ => (DOCKER_HUB, rest),
         };
-        if registry.is_empty() || !registry.chars().all(|c| c.is_ascii_alphanumeric() || ".-:[]".contains(c)) {
-            return Err(invalid("the registry must be a host name with an optional port"));
+        if !is_registry(registry) {
+            return Err(invalid("the registry must be a host name or [IPv6 address], with an optional port"));
         }
         // A `:` after the last `/` starts the tag.
         let (repository, tag) = match path.rfind(':') {
@@ -115,6 +115,33 @@ pub fn check_digest(digest: &str) -> Result<(), String> {
     }
 }
 
+/// `host[:port]`: DNS labels (letters, digits, `-`, not at either end) joined
+/// by `.`, or a bracketed IPv6 address. Nothing else: the registry names a
+/// directory of the cache, so `..` and empty labels must not pass.
+fn is_registry(registry: &str) -> bool {
+    let (host, port) = match registry.strip_prefix('[') {
+        Some(rest) => match rest.split_once(']') {
+            Some((ip, "")) if ip.parse::<std::net::Ipv6Addr>().is_ok() => ("ip", None),
+            Some((ip, after)) if ip.parse::<std::net::Ipv6Addr>().is_ok() && after.starts_with(':') => {
+                ("ip", Some(&after[1..]))
+            }
+            _ => return false,
+        },
+        None => match registry.split_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (registry, None),
+        },
+    };
+    let port_ok = port.is_none_or(|p| !p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit()));
+    let label_ok = |l: &str| {
+        (1..=63).contains(&l.len())
+            && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+    };
+    port_ok && host.len() <= 253 && host.split('.').all(label_ok)
+}
+
 /// `[a-z0-9]+` runs joined by one separator: `.`, `_`, `__`, or any number of `-`.
 fn is_path_component(part: &str) -> bool {
     let bytes = part.as_bytes();
@@ -168,6 +195,7 @@ mod tests {
         let r = Reference::parse("acme/hello:latest").unwrap();
         assert_eq!((r.registry.as_str(), r.repository.as_str()), ("docker.io", "acme/hello"));
         assert_eq!(Reference::parse("r.io/a__b.c-d--e").unwrap().repository, "a__b.c-d--e");
+        assert_eq!(Reference::parse("[::1]:5000/a").unwrap().registry, "[::1]:5000");
     }
 
     #[test]
@@ -184,6 +212,13 @@ mod tests {
             ("ghcr.io/a@sha256:00", "64 lowercase hex"),
             ("ghcr.io/a@md5:00", "sha256"),
             ("bad host!.io/a", "registry"),
+            ("../blobs/sha256", "registry"),
+            ("./a", "registry"),
+            ("a..b.io/x", "registry"),
+            ("r.io:/x", "registry"),
+            ("r.io:99999999/x", "registry"),
+            ("[nope]:5000/x", "registry"),
+            ("[::1]x/y", "registry"),
         ] {
             let e = Reference::parse(text).unwrap_err();
             assert!(e.contains(why), "{text}: {e}");
