@@ -1,10 +1,13 @@
 //! Lattice names: two lattices on one NATS server, apart. The default lattice
 //! uses wasmCloud's subjects as they are (`runtime.host.<id>.…`), so wasmCloud's
-//! control plane can reach it; a named lattice prefixes every subject with its
-//! name (`<name>.runtime.host.<id>.…`) and suffixes its JetStream buckets
-//! (`weft_hosts_<name>`), so neither sees the other's hosts, workloads or
-//! uploaded components. (wasmCloud v2's subjects have no lattice part: a named
-//! weft lattice is for weft clients.)
+//! control plane can reach it; a named lattice prefixes every subject with
+//! `weft.lattice.<name>.` (`weft.lattice.<name>.runtime.host.<id>.…`) and
+//! suffixes its JetStream buckets (`weft_hosts_<name>`), so neither sees the
+//! other's hosts, workloads or uploaded components. The prefix starts with
+//! `weft`, a token the messaging plugin never lets a guest use, so guests stay
+//! off a named lattice's control subjects as they do off the default one's.
+//! (wasmCloud v2's subjects have no lattice part: a named weft lattice is for
+//! weft clients.)
 
 use std::fmt;
 
@@ -34,7 +37,7 @@ impl Lattice {
     /// `subject` in this lattice.
     pub fn subject(&self, subject: &str) -> String {
         match &self.name {
-            Some(name) => format!("{name}.{subject}"),
+            Some(name) => format!("weft.lattice.{name}.{subject}"),
             None => subject.to_string(),
         }
     }
@@ -65,7 +68,7 @@ mod tests {
         assert_eq!(default.bucket("weft_hosts"), "weft_hosts");
         assert_eq!(Lattice::named("default").unwrap(), default);
         let blue = Lattice::named("blue-1").unwrap();
-        assert_eq!(blue.subject("runtime.host.x.heartbeat"), "blue-1.runtime.host.x.heartbeat");
+        assert_eq!(blue.subject("runtime.host.x.heartbeat"), "weft.lattice.blue-1.runtime.host.x.heartbeat");
         assert_eq!(blue.bucket("weft_components"), "weft_components_blue-1");
         for bad in ["", "a.b", "a*", "a>", "a b", &"x".repeat(33)] {
             assert!(Lattice::named(bad).is_err(), "{bad}");

@@ -147,7 +147,16 @@ mod tests {
         for bad in [">", "*", "*.x", "*.>", "$JS.>", "$JS.API.STREAM.LIST", "$SYS.>", "$KV.x.>", "_INBOX.>"] {
             assert!(check_grant(bad).is_err(), "{bad}");
         }
-        for bad in ["_INBOX.*", "_INBOX.abc", "weft.>", "runtime.host.*", "runtime.operator.x", "wasmbus.>"] {
+        for bad in [
+            "_INBOX.*",
+            "_INBOX.abc",
+            "weft.>",
+            "runtime.host.*",
+            "runtime.operator.x",
+            "wasmbus.>",
+            "weft.lattice.blue.>",
+            "weft.lattice.blue.runtime.host.*",
+        ] {
             assert!(check_grant(bad).is_err(), "{bad}");
         }
     }
