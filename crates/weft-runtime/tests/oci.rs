@@ -263,3 +263,158 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
     }
     files
 }
+
+/// A registry with token authentication (docker-registry's `auth.token`): the
+/// client follows the Bearer challenge to the realm, with its basic
+/// credentials, and uses the token it gets. The realm is a small issuer run
+/// here, signing RS256 JWTs with a key whose self-signed certificate the
+/// registry trusts.
+#[tokio::test(flavor = "multi_thread")]
+async fn bearer_tokens_from_the_registry_s_token_service() {
+    let dir = tempfile::tempdir().unwrap();
+    let openssl = |args: &[&str]| {
+        let out = std::process::Command::new("openssl").args(args).current_dir(dir.path()).output().unwrap();
+        assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    openssl(&["genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048", "-out", "key.pem"]);
+    openssl(&["pkcs8", "-topk8", "-nocrypt", "-in", "key.pem", "-outform", "DER", "-out", "key.der"]);
+    openssl(&[
+        "req",
+        "-x509",
+        "-new",
+        "-key",
+        "key.pem",
+        "-subj",
+        "/CN=weft-test-issuer",
+        "-days",
+        "2",
+        "-out",
+        "cert.pem",
+    ]);
+    openssl(&["x509", "-in", "cert.pem", "-outform", "DER", "-out", "cert.der"]);
+    let key = ring::signature::RsaKeyPair::from_pkcs8(&std::fs::read(dir.path().join("key.der")).unwrap()).unwrap();
+    let cert = std::fs::read(dir.path().join("cert.der")).unwrap();
+
+    let issuer = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let realm = format!("http://{}/token", issuer.local_addr().unwrap());
+    let asked = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    tokio::spawn(serve_tokens(issuer, Arc::new(key), cert, asked.clone()));
+    let registry =
+        Server::registry_with_token(&realm, "weft-test-registry", "weft-test-issuer", &dir.path().join("cert.pem"));
+
+    let reference = Reference::parse(&format!("{}/team/hello:1", registry.url())).unwrap();
+    let client = OciClient::new(settings(&registry, Some(("ann", "s3cret"))), None, 1 << 30);
+    client.push(&reference, bytes(HELLO), BTreeMap::new()).await.unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    let host = oci_host(settings(&registry, Some(("ann", "s3cret"))), cache.path()).await;
+    host.run_hello(&format!("oci://{reference}")).await;
+    let asked = asked.lock().unwrap().clone();
+    assert!(asked.iter().any(|q| q.contains("scope=repository%3Ateam%2Fhello%3Apull%2Cpush")), "{asked:?}");
+    assert!(
+        asked
+            .iter()
+            .any(|q| q.contains("scope=repository%3Ateam%2Fhello%3Apull") && q.contains("service=weft-test-registry")),
+        "{asked:?}"
+    );
+
+    // Credentials the issuer refuses: unauthorized, saying the token service refused them.
+    let wrong = oci_host(settings(&registry, Some(("ann", "guess"))), tempfile::tempdir().unwrap().path()).await;
+    let refused = wrong.rejected(&format!("oci://{reference}")).await;
+    assert!(refused.contains("unauthorized") && refused.contains("token service refused"), "{refused}");
+}
+
+/// The token issuer: `GET /token?service=…&scope=…` with `ann:s3cret` answers
+/// `{"token": <JWT granting the scope>}`; anything else 401.
+async fn serve_tokens(
+    listener: tokio::net::TcpListener,
+    key: Arc<ring::signature::RsaKeyPair>,
+    cert: Vec<u8>,
+    asked: Arc<std::sync::Mutex<Vec<String>>>,
+) {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::{STANDARD as std_b64, URL_SAFE_NO_PAD as b64};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    loop {
+        let Ok((mut tcp, _)) = listener.accept().await else { return };
+        let (key, cert, asked) = (key.clone(), cert.clone(), asked.clone());
+        tokio::spawn(async move {
+            let mut head = Vec::new();
+            let mut buf = [0u8; 4096];
+            while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                let Ok(n) = tcp.read(&mut buf).await else { return };
+                if n == 0 {
+                    return;
+                }
+                head.extend_from_slice(&buf[..n]);
+            }
+            let head = String::from_utf8_lossy(&head).into_owned();
+            let target = head.split_whitespace().nth(1).unwrap_or_default().to_string();
+            asked.lock().unwrap().push(target.clone());
+            let expected = format!("Basic {}", std_b64.encode("ann:s3cret"));
+            let authorized = head.lines().any(|l| {
+                l.split_once(':')
+                    .is_some_and(|(name, value)| name.eq_ignore_ascii_case("authorization") && value.trim() == expected)
+            });
+            let query = target.split_once('?').map(|(_, q)| q).unwrap_or_default();
+            let param = |name: &str| {
+                query
+                    .split('&')
+                    .find_map(|p| p.strip_prefix(&format!("{name}=")))
+                    .map(percent_decode)
+                    .unwrap_or_default()
+            };
+            let scope = param("scope");
+            let response = if authorized && !scope.is_empty() {
+                // `repository:<name>:<actions>`
+                let mut parts = scope.splitn(3, ':');
+                let (kind, name, actions) =
+                    (parts.next().unwrap(), parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+                let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+                let header = serde_json::json!({ "typ": "JWT", "alg": "RS256", "x5c": [std_b64.encode(&cert)] });
+                let claims = serde_json::json!({
+                    "iss": "weft-test-issuer", "sub": "ann", "aud": param("service"),
+                    "exp": now + 300, "nbf": now - 10, "iat": now, "jti": format!("{now}-{}", rand_suffix()),
+                    "access": [{ "type": kind, "name": name, "actions": actions.split(',').collect::<Vec<_>>() }],
+                });
+                let signing_input = format!("{}.{}", b64.encode(header.to_string()), b64.encode(claims.to_string()));
+                let mut signature = vec![0; key.public().modulus_len()];
+                let rng = ring::rand::SystemRandom::new();
+                key.sign(&ring::signature::RSA_PKCS1_SHA256, &rng, signing_input.as_bytes(), &mut signature).unwrap();
+                let body =
+                    serde_json::json!({ "token": format!("{signing_input}.{}", b64.encode(signature)) }).to_string();
+                format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                )
+            } else {
+                "HTTP/1.1 401 Unauthorized\r\ncontent-length: 0\r\nconnection: close\r\n\r\n".to_string()
+            };
+            let _ = tcp.write_all(response.as_bytes()).await;
+        });
+    }
+}
+
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%'
+            && i + 2 < bytes.len()
+            && let Ok(b) = u8::from_str_radix(&text[i + 1..i + 3], 16)
+        {
+            out.push(b);
+            i += 3;
+            continue;
+        }
+        out.push(if bytes[i] == b'+' { b' ' } else { bytes[i] });
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn rand_suffix() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}

@@ -8,6 +8,13 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+enum RegistryAuth {
+    /// One `user:bcrypt-hash` line.
+    Htpasswd(String),
+    /// The `auth:` section.
+    Token(String),
+}
+
 /// A server process, killed when dropped.
 pub struct Server {
     child: Child,
@@ -90,31 +97,54 @@ impl Server {
     /// with `basic`, it asks for that user and password (an htpasswd file,
     /// bcrypt-hashed by Python's `bcrypt`, which scripts/setup.sh installs).
     pub fn registry(basic: Option<(&str, &str)>) -> Server {
-        let basic = basic.map(|(user, password)| (user.to_string(), password.to_string()));
+        let auth = basic.map(|(user, password)| {
+            let hashed = Command::new("python3")
+                .args([
+                    "-c",
+                    "import bcrypt,sys; print(bcrypt.hashpw(sys.argv[1].encode(), bcrypt.gensalt(5)).decode())",
+                    password,
+                ])
+                .output()
+                .unwrap_or_else(|e| panic!("cannot run python3 to hash a password: {e}"));
+            assert!(
+                hashed.status.success(),
+                "python3 bcrypt failed (pip install bcrypt; scripts/setup.sh does): {}",
+                String::from_utf8_lossy(&hashed.stderr)
+            );
+            let line = format!("{user}:{}", String::from_utf8_lossy(&hashed.stdout).trim());
+            RegistryAuth::Htpasswd(line)
+        });
+        Server::registry_with(auth)
+    }
+
+    /// `docker-registry` with token authentication: clients are sent to `realm`
+    /// for a JWT that `issuer` signed for `service`, with the key of the
+    /// certificate `cert` (PEM), which the registry trusts.
+    pub fn registry_with_token(realm: &str, service: &str, issuer: &str, cert: &Path) -> Server {
+        let config = format!(
+            "auth:\n  token:\n    realm: {realm}\n    service: {service}\n    issuer: {issuer}\n    rootcertbundle: {}\n",
+            cert.display()
+        );
+        Server::registry_with(Some(RegistryAuth::Token(config)))
+    }
+
+    fn registry_with(auth: Option<RegistryAuth>) -> Server {
         Server::start("docker-registry", move |port, dir| {
             let mut config = format!(
                 "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n",
                 dir.join("storage").display()
             );
-            if let Some((user, password)) = &basic {
-                let htpasswd = dir.join("htpasswd");
-                let hashed = Command::new("python3")
-                    .args([
-                        "-c",
-                        "import bcrypt,sys; print(bcrypt.hashpw(sys.argv[1].encode(), bcrypt.gensalt(5)).decode())",
-                        password,
-                    ])
-                    .output()
-                    .unwrap_or_else(|e| panic!("cannot run python3 to hash a password: {e}"));
-                assert!(
-                    hashed.status.success(),
-                    "python3 bcrypt failed (pip install bcrypt; scripts/setup.sh does): {}",
-                    String::from_utf8_lossy(&hashed.stderr)
-                );
-                std::fs::write(&htpasswd, format!("{user}:{}", String::from_utf8_lossy(&hashed.stdout).trim()))
-                    .unwrap();
-                config
-                    .push_str(&format!("auth:\n  htpasswd:\n    realm: weft-test\n    path: {}\n", htpasswd.display()));
+            match &auth {
+                Some(RegistryAuth::Htpasswd(line)) => {
+                    let htpasswd = dir.join("htpasswd");
+                    std::fs::write(&htpasswd, line).unwrap();
+                    config.push_str(&format!(
+                        "auth:\n  htpasswd:\n    realm: weft-test\n    path: {}\n",
+                        htpasswd.display()
+                    ));
+                }
+                Some(RegistryAuth::Token(section)) => config.push_str(section),
+                None => {}
             }
             let path = dir.join("config.yml");
             std::fs::write(&path, config).unwrap();
