@@ -169,6 +169,17 @@ impl Serving {
             }
             seen.push(line);
         };
+        // The server listens before the workload has started; until it has,
+        // requests get 503 "not running yet". Wait for weft to say it runs.
+        loop {
+            let line = stderr
+                .recv_timeout(std::time::Duration::from_secs(120))
+                .unwrap_or_else(|_| panic!("weft never said the workload runs: {seen:#?}"));
+            if line.starts_with("weft: workload `") && line.ends_with(") is running") {
+                break;
+            }
+            seen.push(line);
+        }
         Serving { child, addr, stderr }
     }
 
