@@ -932,6 +932,17 @@ fn three_hosts_one_lattice() {
             .collect::<Vec<_>>()
     };
     assert_eq!(states(), ["live", "live", "live"]);
+    let until_states = |expected: [&str; 3]| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let now = states();
+            if now == expected {
+                return;
+            }
+            assert!(std::time::Instant::now() < deadline, "{now:?}");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
 
     // Placed by label: the HTTP workload on the process host, the ticker on b.
     let started = weft_within(
@@ -987,11 +998,7 @@ fn three_hosts_one_lattice() {
     };
     let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
     assert_eq!(status["state"], "running");
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while states() != ["live", "live", "live"] {
-        assert!(std::time::Instant::now() < deadline, "{:?}", states());
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    until_states(["live", "live", "live"]);
     let stopped = weft_within(
         &["workload", "stop", "t-1", "--host", &ids[1], "--nats", &url],
         dir.path(),
@@ -1002,11 +1009,7 @@ fn three_hosts_one_lattice() {
     // SIGKILL: lost after its missed heartbeats; the others stay live.
     process.kill().unwrap();
     process.wait().unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while states() != ["live", "live", "lost"] {
-        assert!(std::time::Instant::now() < deadline, "{:?}", states());
-        std::thread::sleep(Duration::from_millis(300));
-    }
+    until_states(["live", "live", "lost"]);
     runtime.block_on(async {
         for host in &hosts {
             host.shutdown().await;

@@ -22,6 +22,17 @@ pub enum Origin {
     Digest(String),
 }
 
+impl std::fmt::Display for Origin {
+    /// As a manifest writes it (a path shown absolute).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Origin::File(path) => write!(f, "{}", path.display()),
+            Origin::Oci(reference) => write!(f, "oci://{reference}"),
+            Origin::Digest(digest) => write!(f, "{}{digest}", crate::manifest::DIGEST_SCHEME),
+        }
+    }
+}
+
 /// Components by digest, where a lattice client put them (weft-lattice: a
 /// JetStream object store). The bytes are checked against the digest here.
 pub trait DigestStore: Send + Sync {
@@ -59,28 +70,26 @@ impl Sources {
                     .await
                     .map_err(|e| e.to_string())?;
                 if pulled.bytes.len() as u64 > limit.0 {
-                    return Err(format!("oci://{reference}: the component is larger than the limit of {limit}"));
+                    return Err(format!("{origin}: the component is larger than the limit of {limit}"));
                 }
                 Ok(pulled.bytes)
             }
-            Origin::Digest(digest) => self.fetch_digest(digest, limit).await,
+            Origin::Digest(digest) => self.fetch_digest(digest, limit).await.map_err(|e| format!("{origin}: {e}")),
         }
     }
 
     /// From the blob cache the OCI pulls share, else from the digest store,
     /// checked, then cached.
     async fn fetch_digest(&self, digest: &str, limit: ByteSize) -> Result<Vec<u8>, String> {
-        let source = format!("digest://{digest}");
         if let Some(bytes) = self.oci.cached_blob(digest).await {
             return Ok(bytes);
         }
-        let store = self.digests.as_ref().ok_or_else(|| {
-            format!("{source}: this host is on no lattice, so it has no uploaded components to fetch")
-        })?;
-        let bytes = store.fetch(digest, limit.0).await.map_err(|e| format!("{source}: {e}"))?;
+        let store =
+            self.digests.as_ref().ok_or("this host is on no lattice, so it has no uploaded components to fetch")?;
+        let bytes = store.fetch(digest, limit.0).await?;
         let actual = oci::sha256_digest(&bytes);
         if actual != digest {
-            return Err(format!("{source}: the stored bytes have the digest {actual}; refused"));
+            return Err(format!("the stored bytes have the digest {actual}; refused"));
         }
         Ok(self.oci.cache_blob(digest, bytes).await)
     }

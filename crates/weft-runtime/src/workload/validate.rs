@@ -274,12 +274,7 @@ async fn fetch_all(cx: &HostContext, origins: Vec<Result<Origin, String>>) -> Ve
                 results.push(Err("the fetch did not finish".into()));
                 let sources = cx.sources.clone();
                 fetches.spawn(async move {
-                    let label = match &origin {
-                        Origin::File(path) => path.display().to_string(),
-                        Origin::Oci(reference) => format!("oci://{reference}"),
-                        Origin::Digest(digest) => format!("digest://{digest}"),
-                    };
-                    (index, sources.fetch(&origin, limit).await.map(|bytes| (label, bytes)))
+                    (index, sources.fetch(&origin, limit).await.map(|bytes| (origin.to_string(), bytes)))
                 });
             }
         }

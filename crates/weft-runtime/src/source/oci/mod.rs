@@ -164,30 +164,26 @@ impl OciClient {
             ));
         }
         let digest = layer.digest.clone();
-        let cached = self.cached(move |c| c.blob(&digest)).await;
-        let bytes = match cached {
-            Some(bytes) => bytes,
-            None => self.fetch_blob(reference, &layer, progress).await?,
+        let (bytes, fetched) = match self.cached(move |c| c.blob(&digest)).await {
+            Some(bytes) => (Bytes::from(bytes), false),
+            None => (Bytes::from(self.fetch_blob(reference, &layer, progress).await?), true),
         };
-        let (md, ld, reference_owned) = (manifest_digest.clone(), layer.digest.clone(), reference.clone());
+        let (md, ld, reference_owned, blob) =
+            (manifest_digest.clone(), layer.digest.clone(), reference.clone(), bytes.clone());
         let stored = self
-            .cached_io(
-                move |c, bytes: &[u8]| {
-                    c.put_blob(&ld, bytes)?;
-                    c.put_manifest(&md, &manifest)?;
-                    c.put_tag(&reference_owned, &md)
-                },
-                bytes,
-            )
+            .cached_io(move |c| {
+                if fetched {
+                    c.put_blob(&ld, &blob)?;
+                }
+                c.put_manifest(&md, &manifest)?;
+                c.put_tag(&reference_owned, &md)
+            })
             .await;
-        let bytes = match stored {
-            (bytes, Err(e)) => {
-                tracing::warn!(reference = %reference, "cannot cache the pulled component: {e}");
-                bytes
-            }
-            (bytes, Ok(())) => bytes,
-        };
-        Ok(Pulled { bytes, manifest_digest, layer_digest: layer.digest, from_cache: false })
+        if let Err(e) = stored {
+            tracing::warn!(reference = %reference, "cannot cache the pulled component: {e}");
+        }
+        // The cache's copy is dropped: no second copy is made here.
+        Ok(Pulled { bytes: Vec::from(bytes), manifest_digest, layer_digest: layer.digest, from_cache: false })
     }
 
     /// A blob from the cache, when it is there with its digest's bytes.
@@ -199,12 +195,12 @@ impl OciClient {
 
     /// Keeps a blob (already checked against `digest`) in the cache; gives it back.
     pub async fn cache_blob(&self, digest: &str, bytes: Vec<u8>) -> Vec<u8> {
-        let digest = digest.to_string();
-        let (bytes, stored) = self.cached_io(move |c, bytes: &[u8]| c.put_blob(&digest, bytes), bytes).await;
-        if let Err(e) = stored {
+        let (digest, bytes) = (digest.to_string(), Bytes::from(bytes));
+        let blob = bytes.clone();
+        if let Err(e) = self.cached_io(move |c| c.put_blob(&digest, &blob)).await {
             tracing::warn!("cannot cache a fetched component: {e}");
         }
-        bytes
+        Vec::from(bytes)
     }
 
     /// The artifact from the cache alone, when manifest and layer are there.
@@ -228,19 +224,13 @@ impl OciClient {
         tokio::task::spawn_blocking(move || f(&cache)).await.ok().flatten()
     }
 
-    /// Writes to the cache off the async threads; gives the bytes back.
+    /// Writes to the cache off the async threads.
     async fn cached_io(
         &self,
-        f: impl FnOnce(&OciCache, &[u8]) -> std::io::Result<()> + Send + 'static,
-        bytes: Vec<u8>,
-    ) -> (Vec<u8>, std::io::Result<()>) {
-        let Some(cache) = self.cache.clone() else { return (bytes, Ok(())) };
-        let written = tokio::task::spawn_blocking(move || {
-            let result = f(&cache, &bytes);
-            (bytes, result)
-        })
-        .await;
-        written.unwrap_or_else(|e| (Vec::new(), Err(std::io::Error::other(e.to_string()))))
+        f: impl FnOnce(&OciCache) -> std::io::Result<()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let Some(cache) = self.cache.clone() else { return Ok(()) };
+        tokio::task::spawn_blocking(move || f(&cache)).await.map_err(|e| std::io::Error::other(e.to_string()))?
     }
 
     async fn fetch_manifest(&self, reference: &Reference) -> Result<(Vec<u8>, String), OciError> {
@@ -444,8 +434,8 @@ impl OciClient {
         reference: &Reference,
         request: impl Fn() -> http::Result<http::Request<Full<Bytes>>>,
     ) -> Result<http::Response<Incoming>, OciError> {
-        let mut pause = FIRST_BACKOFF;
-        for attempt in 1..=ATTEMPTS {
+        let (mut attempt, mut pause) = (1, FIRST_BACKOFF);
+        loop {
             let request = request().map_err(|e| failed(reference, format!("a request could not be made: {e}")))?;
             let cause = match transport::send(request).await {
                 Ok(response)
@@ -465,9 +455,8 @@ impl OciClient {
             }
             tracing::debug!(reference = %reference, attempt, "registry request failed: {cause}; retrying in {pause:?}");
             tokio::time::sleep(pause).await;
-            pause *= 2;
+            (attempt, pause) = (attempt + 1, pause * 2);
         }
-        unreachable!("the last attempt returns")
     }
 
     /// The `Authorization` that answers a registry's challenge.
@@ -480,26 +469,25 @@ impl OciClient {
         let unauthorized = |detail: String| OciError::Unauthorized { reference: reference.to_string(), detail };
         let credential = auth::lookup(&self.settings, &reference.registry).map_err(unauthorized)?;
         let registry = &reference.registry;
-        let bearer = challenge.as_ref().is_some_and(|c| c.scheme == "bearer");
-        match (bearer, &credential) {
-            (_, Some(Credential::Token(token))) => return Ok(format!("Bearer {token}")),
-            (false, Some(Credential::Basic { username, password })) => {
-                return Ok(Credential::basic_header(username, password));
-            }
-            (false, Some(Credential::Identity(_))) => {
-                return Err(unauthorized(format!(
-                    "the registry asks for basic credentials; the Docker configuration has only an identity token for `{registry}`"
-                )));
-            }
-            (false, None) => {
-                return Err(unauthorized(format!(
-                    "the registry wants credentials, and none are configured for `{registry}` \
-                     (host configuration `oci.registries`, or ~/.docker/config.json)"
-                )));
-            }
-            (true, _) => {}
+        if let Some(Credential::Token(token)) = &credential {
+            return Ok(format!("Bearer {token}"));
         }
-        let challenge = challenge.expect("a bearer challenge");
+        // Anything but a bearer challenge is answered with the credentials themselves.
+        let challenge = match challenge {
+            Some(challenge) if challenge.scheme == "bearer" => challenge,
+            _ => {
+                return match &credential {
+                    Some(Credential::Basic { username, password }) => Ok(Credential::basic_header(username, password)),
+                    Some(_) => Err(unauthorized(format!(
+                        "the registry asks for basic credentials; the Docker configuration has only an identity token for `{registry}`"
+                    ))),
+                    None => Err(unauthorized(format!(
+                        "the registry wants credentials, and none are configured for `{registry}` \
+                         (host configuration `oci.registries`, or ~/.docker/config.json)"
+                    ))),
+                };
+            }
+        };
         let realm = challenge
             .params
             .get("realm")

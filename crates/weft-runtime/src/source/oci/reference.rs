@@ -82,9 +82,10 @@ impl Reference {
         if self.registry == DOCKER_HUB { "registry-1.docker.io" } else { &self.registry }
     }
 
-    /// What the manifest is fetched by: the digest when pinned, else the tag.
+    /// What the manifest is fetched by: the digest when pinned, else the tag
+    /// (`latest` for a reference built with neither).
     pub fn target(&self) -> &str {
-        self.digest.as_deref().or(self.tag.as_deref()).expect("a reference has a tag or a digest")
+        self.digest.as_deref().or(self.tag.as_deref()).unwrap_or("latest")
     }
 
     /// The same repository, pinned to a manifest digest.
