@@ -2,7 +2,8 @@
 # Installs what building and testing weft needs on a fresh machine with rustup and
 # apt: the wasm32-wasip2 target, the servers the tests start (nats-server,
 # redis-server, docker-registry), and from PyPI the OCI tests' other side (`oras`)
-# and `bcrypt` for the registry's htpasswd. Idempotent: a second run changes nothing.
+# and `bcrypt` for the registry's htpasswd, and `opentelemetry-proto` for the
+# telemetry tests' OTLP receiver. Idempotent: a second run changes nothing.
 set -euo pipefail
 
 rustup target add wasm32-wasip2 >/dev/null
@@ -19,7 +20,7 @@ if [ ${#missing[@]} -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
-python3 -c "import oras.client, bcrypt" 2>/dev/null || {
-    echo "installing oras bcrypt (PyPI)" >&2
-    python3 -m pip install -q oras bcrypt
+python3 -c "import oras.client, bcrypt, opentelemetry.proto" 2>/dev/null || {
+    echo "installing oras bcrypt opentelemetry-proto (PyPI)" >&2
+    python3 -m pip install -q oras bcrypt opentelemetry-proto
 }

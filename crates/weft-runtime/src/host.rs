@@ -18,6 +18,8 @@ use crate::output::PrefixedStdio;
 use crate::plugin::{HostPlugin, PluginRegistry};
 use crate::source::oci::{OciClient, OciSettings, OciStats, Progress};
 use crate::source::{DigestStore, Sources};
+use crate::telemetry::model::KeyValue;
+use crate::telemetry::{Telemetry, TelemetrySettings};
 use crate::wasi::{self, GuestStdio};
 use crate::workload::{self, HostContext, RunningWorkload, ValidatedWorkload, WorkloadId, WorkloadStatus};
 
@@ -89,6 +91,8 @@ pub struct HostConfig {
     pub pull_progress: Option<Progress>,
     /// Where `digest://` sources come from (a lattice's uploaded components).
     pub digest_store: Option<Arc<dyn DigestStore>>,
+    /// OpenTelemetry export; off when `None`.
+    pub telemetry: Option<TelemetrySettings>,
 }
 
 impl Default for HostConfig {
@@ -103,6 +107,7 @@ impl Default for HostConfig {
             oci: OciSettings::default(),
             pull_progress: None,
             digest_store: None,
+            telemetry: None,
         }
     }
 }
@@ -155,21 +160,52 @@ impl Host {
         });
         let id = uuid::Uuid::new_v4().simple().to_string();
         let friendly_name = config.friendly_name.unwrap_or_else(default_name);
+        let telemetry = match &config.telemetry {
+            Some(settings) => Telemetry::start(
+                settings,
+                vec![
+                    KeyValue::new("service.instance.id", id.as_str()),
+                    KeyValue::new("host.name", friendly_name.as_str()),
+                    KeyValue::new("weft.host.id", id.as_str()),
+                ],
+            )
+            .map_err(|e| anyhow::anyhow!("telemetry: {e}"))?,
+            None => Telemetry::disabled(),
+        };
         tracing::info!(host = %id, name = %friendly_name, allocator = ?engine.allocator(), "host started");
-        Ok(Host {
+        let host = Host {
             inner: Arc::new(HostInner {
                 id,
                 friendly_name,
                 labels: config.labels,
                 started: Instant::now(),
-                cx: HostContext { engine, plugins, stdio: config.stdio, scratch_dir, sources },
+                cx: HostContext { engine, plugins, stdio: config.stdio, scratch_dir, sources, telemetry },
                 workloads: Mutex::default(),
                 names: Mutex::default(),
                 starting: Mutex::default(),
                 stopped: Mutex::default(),
                 _scratch: scratch,
             }),
-        })
+        };
+        let inner = Arc::downgrade(&host.inner);
+        host.inner.cx.telemetry.set_gauges(Box::new(move |instruments, now| {
+            let Some(inner) = inner.upgrade() else { return };
+            let workloads: Vec<Arc<RunningWorkload>> = inner.workloads.lock().unwrap().values().cloned().collect();
+            instruments.workloads(now, workloads.len() as u64);
+            for w in &workloads {
+                for c in &w.components {
+                    if let Some(metrics) = &c.metrics {
+                        instruments.instances(metrics.attributes(), now, c.gate.in_use().into(), c.idle_count() as u64);
+                    }
+                }
+            }
+        }));
+        Ok(host)
+    }
+
+    /// The host's telemetry: disabled unless the configuration asked for it.
+    pub fn telemetry(&self) -> &Telemetry {
+        &self.inner.cx.telemetry
     }
 
     pub fn id(&self) -> &str {
@@ -215,6 +251,7 @@ impl Host {
         for id in ids {
             let _ = self.workload_stop(&id).await;
         }
+        self.inner.cx.telemetry.shutdown().await;
     }
 }
 
@@ -265,7 +302,9 @@ impl HostApi for Host {
             let validated = workload::validate(&self.inner.cx, id.clone(), spec).await.inspect_err(|rejection| {
                 tracing::info!(workload = %name, "{rejection}");
             })?;
-            Ok::<_, HostError>(RunningWorkload::start(self.engine().clone(), validated).await?)
+            Ok::<_, HostError>(
+                RunningWorkload::start(self.engine().clone(), validated, self.telemetry().clone()).await?,
+            )
         };
         let running = started.await?;
         tracing::info!(workload = %name, id = %id, "running");

@@ -20,6 +20,7 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 use crate::limits::{ByteSize, Limits};
 use crate::link::resources::Proxies;
 use crate::plugin::{ComponentIdentity, HostPlugin, PluginRegistry};
+use crate::telemetry::{SpanContext, Telemetry};
 use crate::wasi::http::OutgoingPolicy;
 
 /// Why the runtime stopped a store's execution.
@@ -86,10 +87,20 @@ pub struct StoreState {
     plugins: PluginRegistry,
     stop: Arc<AtomicBool>,
     pub(crate) interruption: Option<Interruption>,
+    telemetry: Telemetry,
+    /// The span the running code is inside (its invocation's, or a dynamic
+    /// link's), while tracing is on.
+    trace: Option<SpanContext>,
 }
 
 impl StoreState {
-    pub(crate) fn new(entry: usize, frame: Frame, plugins: PluginRegistry, stop: Arc<AtomicBool>) -> StoreState {
+    pub(crate) fn new(
+        entry: usize,
+        frame: Frame,
+        plugins: PluginRegistry,
+        stop: Arc<AtomicBool>,
+        telemetry: Telemetry,
+    ) -> StoreState {
         let mut state = StoreState {
             table: ResourceTable::new(),
             frames: Vec::new(),
@@ -99,6 +110,8 @@ impl StoreState {
             plugins,
             stop,
             interruption: None,
+            telemetry,
+            trace: None,
         };
         state.enter(entry, Some(frame));
         state
@@ -171,6 +184,22 @@ impl StoreState {
     }
 
     /// Whether the workload this store belongs to is stopping.
+    /// The host's telemetry (disabled unless configured).
+    pub fn telemetry(&self) -> &Telemetry {
+        &self.telemetry
+    }
+
+    /// The span the running code is inside, to parent what it does (an outgoing
+    /// request, a guest's own spans) under; `None` with tracing off.
+    pub fn trace_context(&self) -> Option<&SpanContext> {
+        self.trace.as_ref()
+    }
+
+    /// Makes `trace` the current span; returns the one it replaces.
+    pub(crate) fn swap_trace_context(&mut self, trace: Option<SpanContext>) -> Option<SpanContext> {
+        std::mem::replace(&mut self.trace, trace)
+    }
+
     pub(crate) fn is_stopping(&self) -> bool {
         self.stop.load(Ordering::Relaxed)
     }

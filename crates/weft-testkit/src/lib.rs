@@ -174,6 +174,56 @@ impl Server {
     }
 }
 
+/// `scripts/otlp-receiver.py`: an OTLP/HTTP receiver that decodes with the
+/// OpenTelemetry project's own protobuf classes; every export it took, as JSON.
+pub struct OtlpReceiver {
+    child: Child,
+    pub port: u16,
+    exports: std::sync::Arc<std::sync::Mutex<Vec<serde_json::Value>>>,
+}
+
+impl OtlpReceiver {
+    pub fn start() -> OtlpReceiver {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/otlp-receiver.py");
+        let port = free_port();
+        let mut child =
+            Command::new("python3").arg(&script).arg(port.to_string()).stdout(Stdio::piped()).spawn().unwrap_or_else(
+                |e| panic!("cannot start {} ({e}); scripts/setup.sh installs what it needs", script.display()),
+            );
+        let exports = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (sink, stdout) = (exports.clone(), child.stdout.take().unwrap());
+        std::thread::spawn(move || {
+            for line in std::io::BufRead::lines(std::io::BufReader::new(stdout)).map_while(Result::ok) {
+                let value: serde_json::Value = serde_json::from_str(&line).expect("the receiver prints JSON lines");
+                sink.lock().unwrap().push(value);
+            }
+        });
+        wait_for_port("otlp-receiver.py (needs the opentelemetry-proto package)", port);
+        OtlpReceiver { child, port, exports }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// The bodies of the exports of `signal` (`traces`, `metrics`, `logs`) so far;
+    /// fails on any export the receiver could not decode.
+    pub fn exports(&self, signal: &str) -> Vec<serde_json::Value> {
+        let all = self.exports.lock().unwrap();
+        for e in all.iter() {
+            assert!(e.get("error").is_none(), "the receiver could not decode an export: {e}");
+        }
+        all.iter().filter(|e| e["signal"] == signal).map(|e| e["body"].clone()).collect()
+    }
+}
+
+impl Drop for OtlpReceiver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 impl Drop for Server {
     fn drop(&mut self) {
         self.stop();

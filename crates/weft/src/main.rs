@@ -34,16 +34,20 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
+    use tracing_subscriber::Layer as _;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    let terminal = tracing_subscriber::fmt::layer()
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(print::QueuedStderr)
+        .with_filter(
             // Guests' own log records and where the HTTP server listens are for the
             // user; the rest of the host speaks up only when something is wrong.
             tracing_subscriber::EnvFilter::try_from_env("WEFT_LOG")
                 .unwrap_or_else(|_| "warn,guest=info,weft_plugins::http=info".into()),
-        )
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(print::QueuedStderr)
-        .init();
+        );
+    // The OTLP log export has its own level (`telemetry.logLevel`), apart from the terminal's.
+    tracing_subscriber::registry().with(terminal).with(weft_runtime::telemetry::logs::Layer).init();
     let cli = Cli::parse();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("start the Tokio runtime");
     let result = runtime.block_on(async {

@@ -157,7 +157,12 @@ impl Serving {
 
     /// `weft <args>` with a host configuration that listens on a free port.
     fn start_args(command: &mut Command, args: &[&str], dir: &Path) -> Serving {
-        let (child, stderr) = launch(command, args, dir);
+        Serving::start_configured(command, args, dir, "")
+    }
+
+    /// With `extra` appended to the host configuration.
+    fn start_configured(command: &mut Command, args: &[&str], dir: &Path, extra: &str) -> Serving {
+        let (child, stderr) = launch_configured(command, args, dir, extra);
         let mut seen = Vec::new();
         let addr = loop {
             let line = stderr
@@ -231,8 +236,18 @@ fn launch(
     args: &[&str],
     dir: &Path,
 ) -> (std::process::Child, std::sync::mpsc::Receiver<String>) {
-    std::fs::write(dir.join("host.yaml"), "plugins:\n  http:\n    listen: [\"127.0.0.1:0\"]\n    drainTimeout: 10s\n")
-        .unwrap();
+    launch_configured(command, args, dir, "")
+}
+
+/// [`launch`], with `extra` appended to the host configuration.
+fn launch_configured(
+    command: &mut Command,
+    args: &[&str],
+    dir: &Path,
+    extra: &str,
+) -> (std::process::Child, std::sync::mpsc::Receiver<String>) {
+    let config = format!("plugins:\n  http:\n    listen: [\"127.0.0.1:0\"]\n    drainTimeout: 10s\n{extra}");
+    std::fs::write(dir.join("host.yaml"), config).unwrap();
     let mut child = command
         .args(args)
         .args(["--host-config", "host.yaml"])
@@ -342,6 +357,100 @@ fn the_http_keyvalue_counter_example_counts() {
     }
     assert_eq!(serving.text("GET", "/count", b""), (200, "3\n".into()));
     serving.stop();
+}
+
+/// With `telemetry` configured, a request's trace reaches a real OTLP receiver:
+/// the server span a child of the client's `traceparent`, the component's
+/// invocation a child of it; the invocation counted; weft's log exported.
+#[test]
+fn telemetry_exports_a_requests_trace_metrics_and_logs_over_otlp() {
+    let receiver = weft_testkit::OtlpReceiver::start();
+    let dir = tempfile::tempdir().unwrap();
+    example("http-hello", dir.path());
+    let config =
+        format!("telemetry:\n  endpoint: {}\n  exportInterval: 100ms\n  metricsInterval: 200ms\n", receiver.url());
+    let mut command = Command::new(env!("CARGO_BIN_EXE_weft"));
+    command.stdout(std::process::Stdio::null());
+    let serving = Serving::start_configured(&mut command, &["run", "workload.yaml"], dir.path(), &config);
+    let (client_trace, client_span) = ("4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7");
+    {
+        use std::io::{Read, Write};
+        let mut tcp = std::net::TcpStream::connect(serving.addr).unwrap();
+        write!(
+            tcp,
+            "GET /traced HTTP/1.0\r\nhost: localhost\r\ntraceparent: 00-{client_trace}-{client_span}-01\r\n\r\n"
+        )
+        .unwrap();
+        let mut response = String::new();
+        tcp.read_to_string(&mut response).unwrap();
+        assert!(response.starts_with("HTTP/1.0 200"), "{response}");
+    }
+    let spans = || -> Vec<serde_json::Value> {
+        receiver
+            .exports("traces")
+            .iter()
+            .flat_map(|b| b["resourceSpans"].as_array().cloned().unwrap_or_default())
+            .flat_map(|rs| rs["scopeSpans"].as_array().cloned().unwrap_or_default())
+            .flat_map(|ss| ss["spans"].as_array().cloned().unwrap_or_default())
+            .collect()
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while spans().len() < 2 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    serving.stop();
+    let attribute = |span: &serde_json::Value, key: &str| -> serde_json::Value {
+        span["attributes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["key"] == key)
+            .map(|a| a["value"].clone())
+            .unwrap_or_default()
+    };
+    let spans = spans();
+    let server = spans.iter().find(|s| s["kind"] == "SPAN_KIND_SERVER").unwrap_or_else(|| panic!("{spans:#?}"));
+    assert_eq!(server["traceId"], client_trace);
+    assert_eq!(server["parentSpanId"], client_span);
+    assert_eq!(server["name"], "GET /*");
+    assert_eq!(attribute(server, "http.response.status_code")["intValue"], "200");
+    assert_eq!(attribute(server, "url.path")["stringValue"], "/traced");
+    let invocation = spans
+        .iter()
+        .find(|s| s["parentSpanId"] == server["spanId"])
+        .unwrap_or_else(|| panic!("no span under the request's: {spans:#?}"));
+    assert_eq!(invocation["traceId"], client_trace);
+    assert_eq!(attribute(invocation, "weft.component")["stringValue"], "hello");
+    assert!(invocation["name"].as_str().unwrap().contains("incoming-handler"), "{invocation}");
+
+    let metrics: Vec<serde_json::Value> = receiver
+        .exports("metrics")
+        .iter()
+        .flat_map(|b| b["resourceMetrics"].as_array().cloned().unwrap_or_default())
+        .flat_map(|rm| rm["scopeMetrics"].as_array().cloned().unwrap_or_default())
+        .flat_map(|sm| sm["metrics"].as_array().cloned().unwrap_or_default())
+        .collect();
+    let ok_invocations = metrics
+        .iter()
+        .filter(|m| m["name"] == "weft.invocations")
+        .flat_map(|m| m["sum"]["dataPoints"].as_array().cloned().unwrap_or_default())
+        .filter(|p| {
+            attribute(p, "outcome")["stringValue"] == "ok" && attribute(p, "weft.component")["stringValue"] == "hello"
+        })
+        .map(|p| p["asInt"].as_str().unwrap_or("0").parse::<u64>().unwrap())
+        .max();
+    assert_eq!(ok_invocations, Some(1), "{metrics:#?}");
+    let durations = metrics.iter().find(|m| m["name"] == "weft.invocation.duration").expect("a duration histogram");
+    assert_eq!(durations["histogram"]["dataPoints"][0]["count"], "1");
+
+    let logs: Vec<serde_json::Value> = receiver
+        .exports("logs")
+        .iter()
+        .flat_map(|b| b["resourceLogs"].as_array().cloned().unwrap_or_default())
+        .flat_map(|rl| rl["scopeLogs"].as_array().cloned().unwrap_or_default())
+        .flat_map(|sl| sl["logRecords"].as_array().cloned().unwrap_or_default())
+        .collect();
+    assert!(logs.iter().any(|l| l["body"]["stringValue"] == "running" && l["severityText"] == "INFO"), "{logs:#?}");
 }
 
 /// The blobby-http REST round trip: store, list, read back, delete.

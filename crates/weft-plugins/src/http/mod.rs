@@ -129,6 +129,8 @@ pub(crate) struct Shared {
     workloads: RwLock<HashMap<ComponentIdentity, Arc<RunningWorkload>>>,
     /// Components served on `/*` for want of routes.
     defaults: RwLock<HashSet<ComponentIdentity>>,
+    /// The host's, learnt from the first workload bound: requests' spans.
+    telemetry: std::sync::OnceLock<weft_runtime::telemetry::Telemetry>,
 }
 
 impl HttpPlugin {
@@ -139,6 +141,7 @@ impl HttpPlugin {
                 routes: RwLock::default(),
                 workloads: RwLock::default(),
                 defaults: RwLock::default(),
+                telemetry: std::sync::OnceLock::new(),
             }),
             server: tokio::sync::Mutex::new(None),
         }
@@ -257,6 +260,7 @@ impl HostPlugin for HttpPlugin {
                     "served on `/*`: the workload's only HTTP component, with no routes");
                 self.shared.defaults.write().unwrap().insert(binding.identity.clone());
             }
+            self.shared.telemetry.get_or_init(|| binding.workload.telemetry().clone());
             self.shared.workloads.write().unwrap().insert(binding.identity.clone(), binding.workload.clone());
             let mut server = self.server.lock().await;
             if server.is_none() {

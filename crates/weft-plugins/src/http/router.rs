@@ -186,7 +186,13 @@ impl fmt::Display for Route {
             Host::Exact(h) => f.write_str(h)?,
             Host::Subdomains(s) => write!(f, "*.{s}")?,
         }
-        f.write_str("/")?;
+        f.write_str(&self.path_pattern())
+    }
+}
+
+impl Route {
+    /// The path as the route names it: `/users/{id}`, `/static/*`.
+    pub fn path_pattern(&self) -> String {
         let parts: Vec<String> = self
             .path
             .iter()
@@ -196,7 +202,7 @@ impl fmt::Display for Route {
                 Segment::Rest => "*".into(),
             })
             .collect();
-        f.write_str(&parts.join("/"))
+        format!("/{}", parts.join("/"))
     }
 }
 

@@ -26,6 +26,8 @@ use wasmtime_wasi_http::WasiHttpView;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use wasmtime_wasi_http::p2::types::{HostIncomingRequest, HostResponseOutparam};
 use weft_runtime::InvokeError;
+use weft_runtime::telemetry::model::SpanKind;
+use weft_runtime::telemetry::{ActiveSpan, SpanContext};
 
 use super::router::Lookup;
 use super::{Settings, Shared, tls};
@@ -239,6 +241,8 @@ impl Drop for Busy {
 struct Tracked {
     body: Body,
     _busy: Busy,
+    /// The request's span ends with its body.
+    _span: ActiveSpan,
 }
 
 impl hyper::body::Body for Tracked {
@@ -284,8 +288,15 @@ where
     let service = service_fn(move |req| {
         let (shared, scheme, busy) = (shared.clone(), scheme.clone(), Busy::new(&tracker));
         async move {
-            let response = handle(&shared, scheme, req).await;
-            Ok::<_, Infallible>(response.map(|body| Tracked { body, _busy: busy }))
+            let mut span = request_span(&shared, &req, &scheme);
+            let response = handle(&shared, scheme, req, &mut span).await;
+            if span.is_recording() {
+                span.set("http.response.status_code", response.status().as_u16());
+                if response.status().is_server_error() {
+                    span.fail(response.status().to_string());
+                }
+            }
+            Ok::<_, Infallible>(response.map(|body| Tracked { body, _busy: busy, _span: span }))
         }
     });
     let mut builder = auto::Builder::new(TokioExecutor::new());
@@ -348,8 +359,30 @@ fn failure(status: http::StatusCode, id: &str, what: &str) -> http::Response<Bod
     response
 }
 
+/// A server span for a request, a child of the client's `traceparent`, when
+/// the host traces.
+fn request_span(shared: &Shared, req: &http::Request<Incoming>, scheme: &Scheme) -> ActiveSpan {
+    let Some(telemetry) = shared.telemetry.get().filter(|t| t.traces()) else { return ActiveSpan::none() };
+    let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
+    let parent = header("traceparent").and_then(|tp| SpanContext::from_headers(tp, header("tracestate")));
+    let mut span = telemetry.span(req.method().as_str(), SpanKind::Server, parent.as_ref());
+    span.set("http.request.method", req.method().as_str());
+    span.set("url.path", req.uri().path());
+    span.set("url.scheme", if matches!(scheme, Scheme::Https) { "https" } else { "http" });
+    span.set("network.protocol.version", format!("{:?}", req.version()).trim_start_matches("HTTP/").to_string());
+    if let Some(agent) = header("user-agent") {
+        span.set("user_agent.original", agent);
+    }
+    span
+}
+
 /// One request: route it, call the component in a fresh instance, answer.
-async fn handle(shared: &Shared, scheme: Scheme, mut req: http::Request<Incoming>) -> http::Response<Body> {
+async fn handle(
+    shared: &Shared,
+    scheme: Scheme,
+    mut req: http::Request<Incoming>,
+    span: &mut ActiveSpan,
+) -> http::Response<Body> {
     let host = req
         .uri()
         .host()
@@ -359,7 +392,16 @@ async fn handle(shared: &Shared, scheme: Scheme, mut req: http::Request<Incoming
     let (target, export, params) = {
         let routes = shared.routes.read().unwrap();
         match routes.lookup(&host, req.uri().path(), req.method()) {
-            Lookup::Found(m) => (m.route.target.clone(), m.route.export.clone(), m.params),
+            Lookup::Found(m) => {
+                if span.is_recording() {
+                    let route = m.route.path_pattern();
+                    span.rename(format!("{} {route}", req.method()));
+                    span.set("http.route", route);
+                    span.set("weft.workload", &*m.route.target.workload);
+                    span.set("weft.component", &*m.route.target.component);
+                }
+                (m.route.target.clone(), m.route.export.clone(), m.params)
+            }
             Lookup::NotFound => return text(http::StatusCode::NOT_FOUND, "no route\n"),
             Lookup::MethodNotAllowed(allowed) => {
                 let allowed: Vec<&str> = allowed.iter().map(|m| m.as_str()).collect();
@@ -399,6 +441,7 @@ async fn handle(shared: &Shared, scheme: Scheme, mut req: http::Request<Incoming
     }
 
     let id = request_id();
+    span.set("weft.request_id", id.as_str());
     let (workload_name, component) = (target.workload.clone(), target.component.clone());
     let log_failure = |status: http::StatusCode, what: &str, detail: &dyn std::fmt::Display| {
         tracing::warn!(request_id = %id, workload = %workload_name, component = %component, "{what}: {detail}");
@@ -417,6 +460,7 @@ async fn handle(shared: &Shared, scheme: Scheme, mut req: http::Request<Incoming
         }
         Err(e) => return log_failure(http::StatusCode::INTERNAL_SERVER_ERROR, "the component could not start", &e),
     };
+    invocation.set_trace_parent(span.context().cloned());
     let (sender, receiver) = tokio::sync::oneshot::channel();
     let resources = {
         let mut http = invocation.store().data_mut().http();

@@ -119,6 +119,23 @@ impl Forward {
         let func = instance.get_func(&mut *store, self.func).ok_or_else(|| {
             wasmtime::format_err!("`{}` of component `{}` is not a function", self.label, provider.name)
         })?;
+        // Traced, a dynamic link is a span of the caller's trace, and the
+        // provider's code runs inside it.
+        let span = match store.data().trace_context() {
+            Some(parent) => {
+                let mut span = store.data().telemetry().span(
+                    format!("{} {}", provider.name, self.label),
+                    crate::telemetry::model::SpanKind::Internal,
+                    Some(parent),
+                );
+                span.set("weft.link.mode", "dynamic");
+                span.set("weft.component", &*provider.name);
+                span.set("weft.function", &*self.label);
+                Some(span)
+            }
+            None => None,
+        };
+        let outer = span.as_ref().map(|s| store.data_mut().swap_trace_context(s.context().cloned()));
         let caller = store.data_mut().enter(provider.index, None);
         let outcome = if self.resources {
             let mut provider_params = params.to_vec();
@@ -131,6 +148,12 @@ impl Forward {
             func.call_async(&mut *store, params, results).await
         };
         store.data_mut().leave(caller);
+        if let (Some(mut span), Some(outer)) = (span, outer) {
+            store.data_mut().swap_trace_context(outer);
+            if let Err(e) = &outcome {
+                span.fail(e.to_string());
+            }
+        }
         outcome.map_err(|e| e.context(format!("in component `{}`, calling `{}`", provider.name, self.label)))?;
         if self.resources {
             wrap_provided(store, results, provider)?;

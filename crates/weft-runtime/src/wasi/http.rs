@@ -318,6 +318,9 @@ pub struct OutgoingPolicy {
     /// The addresses `handle` vetted for the request it is passing to
     /// `send_request`: the only ones that request connects to.
     vetted: Option<Vec<SocketAddr>>,
+    /// With tracing on, the span the request is made in: `send_request` makes a
+    /// client span under it and passes it on in `traceparent`.
+    trace: Option<(crate::telemetry::Telemetry, crate::telemetry::SpanContext)>,
 }
 
 impl OutgoingPolicy {
@@ -488,6 +491,8 @@ async fn handle(
 ) -> wasmtime::Result<HandleResult> {
     use wasmtime_wasi_http::p2::bindings::http::{outgoing_handler, types};
 
+    let data = store.data();
+    let trace = data.trace_context().map(|cx| (data.telemetry().clone(), cx.clone()));
     let mut v = view(store.data_mut());
     let timeout = match &options {
         Some(options) => v.table.get(options)?.connect_timeout,
@@ -527,6 +532,7 @@ async fn handle(
 
     // Wasmtime builds the request and calls `send_request`, which connects to these.
     v.policy.vetted = Some(vetted);
+    v.policy.trace = trace;
     let mut http = v.http();
     let result = outgoing_handler::Host::handle(&mut http, request, options);
     let result = match result {
@@ -534,6 +540,7 @@ async fn handle(
         Err(e) => Err(types::Host::convert_error_code(&mut http, e)?),
     };
     v.policy.vetted = None;
+    v.policy.trace = None;
     Ok((result,))
 }
 
@@ -548,7 +555,10 @@ impl WasiHttpHooks for OutgoingPolicy {
         // Only `handle` sends, with the addresses it vetted; anything else is a bug
         // that must not reach the network.
         match self.vetted.take() {
-            Some(addrs) if self.allows(request.uri()) => Box::new(send(request, addrs, options)),
+            Some(addrs) if self.allows(request.uri()) => match self.trace.take() {
+                Some((telemetry, parent)) => Box::new(send_traced(telemetry, parent, request, addrs, options)),
+                None => Box::new(send(request, addrs, options)),
+            },
             _ => {
                 tracing::warn!(uri = %request.uri(), "outgoing request denied: not checked by the policy");
                 Box::new(async { Err(Error::HttpRequestDenied) })
@@ -559,6 +569,43 @@ impl WasiHttpHooks for OutgoingPolicy {
 
 trait Io: AsyncRead + AsyncWrite + Send + Sync + Unpin + 'static {}
 impl<T: AsyncRead + AsyncWrite + Send + Sync + Unpin + 'static> Io for T {}
+
+/// [`send`] inside a client span, named in the request's `traceparent` unless
+/// the guest set one itself (it traces on its own).
+async fn send_traced(
+    telemetry: crate::telemetry::Telemetry,
+    parent: crate::telemetry::SpanContext,
+    mut request: http::Request<WasiBody>,
+    addrs: Vec<SocketAddr>,
+    options: Option<RequestOptions>,
+) -> Result<(http::Response<WasiBody>, ResponseIo), Error> {
+    let mut span = telemetry.span(request.method().as_str(), crate::telemetry::model::SpanKind::Client, Some(&parent));
+    span.set("http.request.method", request.method().as_str());
+    span.set("url.full", request.uri().to_string());
+    span.set("server.address", request.uri().host().unwrap_or_default());
+    if let Some(cx) = span.context()
+        && !request.headers().contains_key("traceparent")
+        && let Ok(value) = http::HeaderValue::try_from(cx.traceparent())
+    {
+        request.headers_mut().insert("traceparent", value);
+        if let Ok(state) = http::HeaderValue::try_from(cx.trace_state.as_str())
+            && !cx.trace_state.is_empty()
+        {
+            request.headers_mut().insert("tracestate", state);
+        }
+    }
+    let outcome = send(request, addrs, options).await;
+    match &outcome {
+        Ok((response, _)) => {
+            span.set("http.response.status_code", response.status().as_u16());
+            if response.status().is_server_error() {
+                span.fail(response.status().to_string());
+            }
+        }
+        Err(e) => span.fail(format!("{e:?}")),
+    }
+    outcome
+}
 
 /// Wasmtime's `default_send_request`, over a connection to one of `addrs`: the
 /// same HTTP/1.1 client, TLS (rustls, webpki roots) and timeouts.

@@ -21,6 +21,7 @@ use crate::manifest::{ComponentSpec, LinkModeSpec, WorkloadSpec};
 use crate::output::Origin;
 use crate::plugin::ComponentIdentity;
 use crate::store::StoreState;
+use crate::telemetry::model::KeyValue;
 use crate::wasi::http::OutgoingPolicy;
 use crate::wasi::{self, Preopen, WasiTemplate};
 
@@ -367,6 +368,13 @@ impl<'a> Builder<'a> {
             gate: ConcurrencyGate::new(&limits),
             idle: c.reuse_instances.then(Default::default),
             limits,
+            telemetry: self.cx.telemetry.clone(),
+            metrics: self.cx.telemetry.component_metrics(vec![
+                KeyValue::new("weft.workload", self.spec.name.as_str()),
+                KeyValue::new("weft.namespace", self.spec.namespace.as_str()),
+                KeyValue::new("weft.workload.id", self.id.to_string()),
+                KeyValue::new("weft.component", c.name.as_str()),
+            ]),
         }
     }
 

@@ -15,6 +15,7 @@ use crate::limits::{ConcurrencyGate, Limits};
 use crate::link::resources::ProvidedResources;
 use crate::plugin::{ComponentIdentity, PluginRegistry};
 use crate::store::{Frame, Interruption, StoreState};
+use crate::telemetry::{ComponentMetrics, Outcome, Telemetry};
 use crate::wasi::WasiTemplate;
 
 /// A component of a workload, compiled, linked and ready to instantiate.
@@ -42,6 +43,9 @@ pub(crate) struct WorkloadComponent {
     /// With `reuseInstances`: stores whose last invocation ended cleanly, ready
     /// for the next one. At most `maxConcurrent` exist, as each was in use once.
     pub idle: Option<Mutex<Vec<LiveInstance>>>,
+    pub telemetry: Telemetry,
+    /// Its invocation counters, when the host exports metrics.
+    pub metrics: Option<Arc<ComponentMetrics>>,
 }
 
 /// An instance and the store it lives in.
@@ -80,7 +84,7 @@ impl WorkloadComponent {
         stop: Arc<AtomicBool>,
     ) -> Result<(Store<StoreState>, Instance), InvokeError> {
         let frame = self.new_frame().map_err(|e| self.instantiate_error(e))?;
-        let mut state = StoreState::new(self.index, frame, self.plugins.clone(), stop);
+        let mut state = StoreState::new(self.index, frame, self.plugins.clone(), stop, self.telemetry.clone());
         self.prepare_members(&mut state).map_err(|e| self.instantiate_error(e))?;
         let mut store = Store::new(engine.wasmtime(), state);
         store.limiter(|state| state);
@@ -221,4 +225,22 @@ pub(crate) fn describe(error: &wasmtime::Error) -> String {
         }
     }
     parts.join(": ")
+}
+
+impl InvokeError {
+    /// How an invocation that failed with this error ended, for metrics.
+    pub(crate) fn outcome(&self) -> Outcome {
+        match self {
+            InvokeError::Timeout { .. } | InvokeError::DeadlineExceeded { .. } => Outcome::Timeout,
+            InvokeError::OutOfMemory { .. } => Outcome::OutOfMemory,
+            InvokeError::Exit { .. } | InvokeError::RunFailed { .. } => Outcome::Exit,
+            InvokeError::Instantiate { .. } => Outcome::Instantiate,
+            InvokeError::Stopped => Outcome::Cancelled,
+            InvokeError::Trap { .. }
+            | InvokeError::NoSuchComponent(_)
+            | InvokeError::NoSuchFunction { .. }
+            | InvokeError::Busy { .. }
+            | InvokeError::NotStarted => Outcome::Trap,
+        }
+    }
 }

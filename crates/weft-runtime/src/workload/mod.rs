@@ -37,6 +37,7 @@ pub(crate) struct HostContext {
     pub scratch_dir: PathBuf,
     /// Where components' bytes come from (files, registries).
     pub sources: Arc<crate::source::Sources>,
+    pub telemetry: crate::telemetry::Telemetry,
 }
 
 /// Names a workload on its host: chosen by the host, or by a lattice client.

@@ -20,6 +20,8 @@ use crate::error::{InvokeError, Problem, Rejection};
 use crate::manifest::RestartPolicy;
 use crate::plugin::{Binding, ComponentIdentity, HostPlugin};
 use crate::store::StoreState;
+use crate::telemetry::model::SpanKind;
+use crate::telemetry::{ActiveSpan, Outcome, SpanContext};
 
 /// The part of a workload's status that changes over its life.
 #[derive(Debug, Clone)]
@@ -51,6 +53,7 @@ pub struct RunningWorkload {
     service_task: Mutex<Option<JoinHandle<()>>>,
     /// Plugins bound to the workload's components, to unbind when it stops.
     bound: tokio::sync::Mutex<Vec<(Arc<dyn HostPlugin>, ComponentIdentity)>>,
+    telemetry: crate::telemetry::Telemetry,
 }
 
 /// A service run as its entry point: `wasi:cli/run.run`.
@@ -67,6 +70,10 @@ pub struct Invocation {
     /// When the component's `timeout` runs out for this invocation.
     deadline: Option<Instant>,
     cancelled: watch::Receiver<bool>,
+    /// The span the caller works in (an HTTP request's), to parent each call's span.
+    parent: Option<SpanContext>,
+    /// The function last looked up, which names the span of a typed call.
+    function: Option<Arc<str>>,
     _slot: OwnedSemaphorePermit,
 }
 
@@ -101,12 +108,42 @@ impl Invocation {
     pub async fn call(&mut self, function: &str, params: &[Val]) -> Result<Vec<Val>, InvokeError> {
         let func = self.func(function)?;
         let (component, deadline, cancelled) = (self.component.clone(), self.deadline, self.cancelled.clone());
+        let watch = self.watch();
         let store = self.store();
         let mut results = vec![Val::Bool(false); func.ty(&*store).results().len()];
         store.data_mut().enter(component.index, None);
         let call = func.call_async(&mut *store, params, &mut results);
         let outcome = before_deadline(&component, deadline, cancelled, call).await;
-        self.settle(outcome).map(|()| results)
+        let outcome = self.settle(outcome);
+        watch.finish(&self.component, &outcome);
+        outcome.map(|()| results)
+    }
+
+    /// Sets the span this invocation's calls are children of (the caller's
+    /// request), when tracing is on.
+    pub fn set_trace_parent(&mut self, parent: Option<SpanContext>) {
+        self.parent = parent;
+    }
+
+    /// Starts timing a call, and its span (the store's current span meanwhile).
+    fn watch(&mut self) -> CallWatch {
+        let c = &self.component;
+        if c.metrics.is_none() && !c.telemetry.traces() {
+            return CallWatch { started: None, span: ActiveSpan::none() };
+        }
+        let function = self.function.as_deref().unwrap_or("call");
+        let mut span = c.telemetry.span(format!("{} {function}", c.name), SpanKind::Internal, self.parent.as_ref());
+        if span.is_recording() {
+            let id = &c.identity;
+            span.set("weft.workload", &*id.workload);
+            span.set("weft.namespace", &*id.namespace);
+            span.set("weft.workload.id", id.workload_id.to_string());
+            span.set("weft.component", &*c.name);
+            span.set("weft.function", function);
+        }
+        let context = span.context().cloned();
+        self.store().data_mut().swap_trace_context(context);
+        CallWatch { started: Some(Instant::now()), span }
     }
 
     /// Calls a typed function of this instance (from [`Invocation::typed_func`]),
@@ -117,10 +154,13 @@ impl Invocation {
         R: ComponentNamedList + Lift + Send + Sync + 'static,
     {
         let (component, deadline, cancelled) = (self.component.clone(), self.deadline, self.cancelled.clone());
+        let watch = self.watch();
         let store = self.store();
         store.data_mut().enter(component.index, None);
         let outcome = before_deadline(&component, deadline, cancelled, func.call_async(&mut *store, params)).await;
-        self.settle(outcome)
+        let outcome = self.settle(outcome);
+        watch.finish(&self.component, &outcome);
+        outcome
     }
 
     /// A failed (or abandoned) call leaves the instance in a state nobody should
@@ -149,6 +189,9 @@ impl Invocation {
 
     fn func(&mut self, function: &str) -> Result<Func, InvokeError> {
         let index = self.component.export_func(function)?;
+        if self.function.as_deref() != Some(function) {
+            self.function = Some(function.into());
+        }
         let instance = self.instance();
         instance.get_func(self.store(), index).ok_or_else(|| InvokeError::NoSuchFunction {
             component: self.component.name.to_string(),
@@ -162,6 +205,27 @@ impl Invocation {
 
     pub fn instance(&self) -> Instance {
         self.live.as_ref().expect("live until dropped").1
+    }
+}
+
+/// A call being timed and traced.
+struct CallWatch {
+    /// `None` when neither metrics nor traces are exported.
+    started: Option<Instant>,
+    span: ActiveSpan,
+}
+
+impl CallWatch {
+    fn finish<T>(mut self, component: &WorkloadComponent, outcome: &Result<T, InvokeError>) {
+        let Some(started) = self.started else { return };
+        let kind = outcome.as_ref().err().map_or(Outcome::Ok, InvokeError::outcome);
+        if let Some(metrics) = &component.metrics {
+            metrics.invoked(started.elapsed(), kind);
+        }
+        if let Err(e) = outcome {
+            self.span.set("error.type", kind.as_str());
+            self.span.fail(e.to_string());
+        }
     }
 }
 
@@ -181,6 +245,7 @@ impl RunningWorkload {
     pub(crate) async fn start(
         engine: Arc<Engine>,
         validated: ValidatedWorkload,
+        telemetry: crate::telemetry::Telemetry,
     ) -> Result<Arc<RunningWorkload>, Rejection> {
         let ValidatedWorkload { id, spec, components, service, volumes, plan, bindings } = validated;
         let reject = |problem| Rejection { workload: spec.name.clone(), problems: vec![problem] };
@@ -208,6 +273,7 @@ impl RunningWorkload {
             }),
             service_task: Mutex::new(None),
             bound: tokio::sync::Mutex::new(Vec::new()),
+            telemetry,
         });
         // Every plugin is asked, so that a rejection lists every refusal at once.
         let mut refusals = Vec::new();
@@ -252,6 +318,11 @@ impl RunningWorkload {
 
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// The host's telemetry (its spans parent this workload's invocations).
+    pub fn telemetry(&self) -> &crate::telemetry::Telemetry {
+        &self.telemetry
     }
 
     pub fn plan(&self) -> &LinkPlan {
@@ -314,7 +385,16 @@ impl RunningWorkload {
             None => c.instantiate(&self.engine, self.interrupt.clone()).await?,
         };
         let cancelled = self.cancel.subscribe();
-        Ok(Invocation { component: c.clone(), live: Some(live), clean: true, deadline, cancelled, _slot: slot })
+        Ok(Invocation {
+            component: c.clone(),
+            live: Some(live),
+            clean: true,
+            deadline,
+            cancelled,
+            parent: None,
+            function: None,
+            _slot: slot,
+        })
     }
 
     /// How many instances of `component` wait to be reused: an invocation gives
@@ -335,18 +415,28 @@ impl RunningWorkload {
     pub(crate) async fn run_component(&self, c: &WorkloadComponent) -> Result<(), InvokeError> {
         let func = c.export_func(RUN)?;
         let deadline = c.deadline();
-        let (mut store, instance) = c.instantiate(&self.engine, self.interrupt.clone()).await?;
-        let run = instance.get_typed_func::<(), (Result<(), ()>,)>(&mut store, func).map_err(|e| {
-            InvokeError::NoSuchFunction { component: c.name.to_string(), function: format!("{RUN}: {e}") }
-        })?;
-        match before_deadline(c, deadline, self.cancel.subscribe(), run.call_async(&mut store, ())).await? {
-            Ok((Ok(()),)) => Ok(()),
-            Ok((Err(()),)) => Err(InvokeError::RunFailed { component: c.name.to_string() }),
-            Err(e) => match classify(c, e, store.data()) {
-                InvokeError::Exit { code: 0, .. } => Ok(()),
-                other => Err(other),
-            },
+        let started = Instant::now();
+        let mut span = c.telemetry.span(format!("{} run", c.name), SpanKind::Internal, None);
+        span.set("weft.workload", &*c.identity.workload);
+        span.set("weft.component", &*c.name);
+        let outcome = async {
+            let (mut store, instance) = c.instantiate(&self.engine, self.interrupt.clone()).await?;
+            store.data_mut().swap_trace_context(span.context().cloned());
+            let run = instance.get_typed_func::<(), (Result<(), ()>,)>(&mut store, func).map_err(|e| {
+                InvokeError::NoSuchFunction { component: c.name.to_string(), function: format!("{RUN}: {e}") }
+            })?;
+            match before_deadline(c, deadline, self.cancel.subscribe(), run.call_async(&mut store, ())).await? {
+                Ok((Ok(()),)) => Ok(()),
+                Ok((Err(()),)) => Err(InvokeError::RunFailed { component: c.name.to_string() }),
+                Err(e) => match classify(c, e, store.data()) {
+                    InvokeError::Exit { code: 0, .. } => Ok(()),
+                    other => Err(other),
+                },
+            }
         }
+        .await;
+        CallWatch { started: Some(started), span }.finish(c, &outcome);
+        outcome
     }
 
     fn component(&self, name: &str) -> Result<&Arc<WorkloadComponent>, InvokeError> {
@@ -360,7 +450,12 @@ impl RunningWorkload {
         if self.state() == WorkloadState::Starting {
             return Err(InvokeError::NotStarted);
         }
-        c.gate.enter().await.map_err(|busy| InvokeError::Busy { component: c.name.to_string(), busy })
+        c.gate.enter().await.map_err(|busy| {
+            if let Some(metrics) = &c.metrics {
+                metrics.rejected_busy();
+            }
+            InvokeError::Busy { component: c.name.to_string(), busy }
+        })
     }
 
     pub(crate) fn is_stopping(&self) -> bool {

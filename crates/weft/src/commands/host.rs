@@ -70,6 +70,9 @@ pub struct HostFile {
     /// Registries: credentials, and which speak plain HTTP.
     #[serde(default)]
     pub oci: weft_runtime::source::oci::OciSettings,
+    /// OpenTelemetry export (OTLP); off when absent.
+    #[serde(default)]
+    pub telemetry: Option<weft_runtime::telemetry::TelemetrySettings>,
 }
 
 impl HostFile {
@@ -120,9 +123,11 @@ impl HostArgs {
             oci: file.oci,
             pull_progress: super::oci::pull_progress(),
             digest_store: digests,
+            telemetry: file.telemetry,
             ..HostConfig::default()
         })
         .await
+        .inspect(|host| weft_runtime::telemetry::logs::connect(host.telemetry()))
     }
 }
 

@@ -10,7 +10,6 @@ mod cache;
 mod metadata;
 pub mod reference;
 mod settings;
-mod transport;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -239,7 +238,7 @@ impl OciClient {
         let headers = [(header::ACCEPT, MANIFEST_ACCEPT.to_string())];
         let response = self.exchange(reference, false, Method::GET, url, &headers, Bytes::new()).await?;
         let response = expect(reference, response, StatusCode::OK).await?;
-        let body = transport::read_body(response.into_body(), MAX_MANIFEST, |_| {})
+        let body = crate::transport::read_body(response.into_body(), MAX_MANIFEST, |_| {})
             .await
             .map_err(|e| failed(reference, format!("the manifest: {e}")))?;
         let digest = sha256_digest(&body);
@@ -268,7 +267,7 @@ impl OciClient {
             }
         };
         report(0);
-        let bytes = transport::read_body(response.into_body(), layer.size, report)
+        let bytes = crate::transport::read_body(response.into_body(), layer.size, report)
             .await
             .map_err(|e| failed(reference, format!("the layer {}: {e}", layer.digest)))?;
         let digest = sha256_digest(&bytes);
@@ -437,7 +436,7 @@ impl OciClient {
         let (mut attempt, mut pause) = (1, FIRST_BACKOFF);
         loop {
             let request = request().map_err(|e| failed(reference, format!("a request could not be made: {e}")))?;
-            let cause = match transport::send(request).await {
+            let cause = match crate::transport::send(request).await {
                 Ok(response)
                     if response.status() == StatusCode::TOO_MANY_REQUESTS || response.status().is_server_error() =>
                 {
@@ -527,7 +526,7 @@ impl OciClient {
             }
         };
         let status = response.status();
-        let body = transport::read_body(response.into_body(), MAX_SMALL_BODY, |_| {})
+        let body = crate::transport::read_body(response.into_body(), MAX_SMALL_BODY, |_| {})
             .await
             .map_err(|e| unauthorized(format!("the token service's answer: {e}")))?;
         if !status.is_success() {
@@ -554,7 +553,7 @@ async fn expect(
     if status == expected {
         return Ok(response);
     }
-    let body = transport::read_body(response.into_body(), MAX_SMALL_BODY, |_| {}).await.unwrap_or_default();
+    let body = crate::transport::read_body(response.into_body(), MAX_SMALL_BODY, |_| {}).await.unwrap_or_default();
     let message = registry_message(&body).unwrap_or_else(|| status.to_string());
     let reference_text = reference.to_string();
     Err(match status {

@@ -1,5 +1,6 @@
-//! One HTTP/1.1 exchange with a registry (or its token service or blob
-//! storage), over TLS unless the registry is configured insecure.
+//! One HTTP exchange on a new connection, over TLS for `https` URLs: weft's own
+//! requests (OCI registries and their token services, OTLP collectors), never
+//! guests'.
 
 use std::time::Duration;
 
@@ -18,8 +19,21 @@ const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 #[derive(Debug)]
 pub struct TransportError(pub String);
 
-/// Sends `request` (its URI absolute) on a new connection.
-pub async fn send(mut request: http::Request<Full<Bytes>>) -> Result<http::Response<Incoming>, TransportError> {
+/// Sends `request` (its URI absolute) on a new HTTP/1.1 connection.
+pub async fn send(request: http::Request<Full<Bytes>>) -> Result<http::Response<Incoming>, TransportError> {
+    exchange(request, false).await
+}
+
+/// Sends `request` on a new HTTP/2 connection: prior knowledge for `http`, ALPN
+/// `h2` for `https` (gRPC).
+pub async fn send_h2(request: http::Request<Full<Bytes>>) -> Result<http::Response<Incoming>, TransportError> {
+    exchange(request, true).await
+}
+
+async fn exchange(
+    mut request: http::Request<Full<Bytes>>,
+    h2: bool,
+) -> Result<http::Response<Incoming>, TransportError> {
     let fail = |what: &str, e: &dyn std::fmt::Display| TransportError(format!("{what}: {e}"));
     let uri = request.uri().clone();
     let https = match uri.scheme_str() {
@@ -40,7 +54,8 @@ pub async fn send(mut request: http::Request<Full<Bytes>>) -> Result<http::Respo
             Ok(ip) => rustls::pki_types::ServerName::from(ip),
             Err(_) => rustls::pki_types::ServerName::try_from(host.clone()).map_err(|e| fail("bad host name", &e))?,
         };
-        let config = crate::tls::client_config().ok_or_else(|| TransportError("no TLS configuration".into()))?;
+        let config = if h2 { crate::tls::client_config_h2() } else { crate::tls::client_config() };
+        let config = config.ok_or_else(|| TransportError("no TLS configuration".into()))?;
         let tls = tokio_rustls::TlsConnector::from(config).connect(name, tcp);
         Box::new(
             timeout(CONNECT_TIMEOUT, tls)
@@ -49,7 +64,7 @@ pub async fn send(mut request: http::Request<Full<Bytes>>) -> Result<http::Respo
                 .map_err(|e| {
                     // A plain-HTTP server answers the ClientHello with HTTP.
                     let hint = if e.to_string().contains("corrupt message") {
-                        " (a plain-HTTP registry must be marked `insecure` in the host configuration)"
+                        " (the server speaks plain HTTP: use an http:// URL, or for a registry mark it `insecure` in the host configuration)"
                     } else {
                         ""
                     };
@@ -59,22 +74,56 @@ pub async fn send(mut request: http::Request<Full<Bytes>>) -> Result<http::Respo
     } else {
         Box::new(tcp)
     };
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(wasmtime_wasi_http::io::TokioIo::new(io))
-        .await
-        .map_err(|e| fail("HTTP handshake", &e))?;
-    // The connection ends with the response body (or when both are dropped).
-    tokio::spawn(async move {
-        let _ = conn.await;
-    });
-    let authority = uri.authority().map(|a| a.to_string()).unwrap_or_default();
-    request.headers_mut().insert(http::header::HOST, authority.parse().map_err(|e| fail("host header", &e))?);
+    let io = wasmtime_wasi_http::io::TokioIo::new(io);
+    let mut sender = if h2 {
+        let (sender, conn) =
+            hyper::client::conn::http2::handshake(Spawn, io).await.map_err(|e| fail("HTTP/2 handshake", &e))?;
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        Sender::H2(sender)
+    } else {
+        let (sender, conn) = hyper::client::conn::http1::handshake(io).await.map_err(|e| fail("HTTP handshake", &e))?;
+        // The connection ends with the response body (or when both are dropped).
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        Sender::H1(sender)
+    };
     request.headers_mut().entry(http::header::USER_AGENT).or_insert(http::HeaderValue::from_static(USER_AGENT));
-    let path = uri.path_and_query().map_or("/", |p| p.as_str());
-    *request.uri_mut() = path.parse().map_err(|e| fail("request path", &e))?;
-    timeout(HEAD_TIMEOUT, sender.send_request(request))
-        .await
+    if !h2 {
+        // HTTP/2 carries the authority in the URI; HTTP/1.1 in `Host`, with only the path on the request line.
+        let authority = uri.authority().map(|a| a.to_string()).unwrap_or_default();
+        request.headers_mut().insert(http::header::HOST, authority.parse().map_err(|e| fail("host header", &e))?);
+        let path = uri.path_and_query().map_or("/", |p| p.as_str());
+        *request.uri_mut() = path.parse().map_err(|e| fail("request path", &e))?;
+    }
+    let response = match &mut sender {
+        Sender::H1(s) => timeout(HEAD_TIMEOUT, s.send_request(request)).await,
+        Sender::H2(s) => timeout(HEAD_TIMEOUT, s.send_request(request)).await,
+    };
+    response
         .map_err(|_| TransportError(format!("{host} sent no response within {HEAD_TIMEOUT:?}")))?
         .map_err(|e| fail(&format!("request to {host}"), &e))
+}
+
+enum Sender {
+    H1(hyper::client::conn::http1::SendRequest<Full<Bytes>>),
+    H2(hyper::client::conn::http2::SendRequest<Full<Bytes>>),
+}
+
+/// Runs hyper's HTTP/2 background work on Tokio.
+#[derive(Clone, Copy)]
+struct Spawn;
+
+impl<F> hyper::rt::Executor<F> for Spawn
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    fn execute(&self, future: F) {
+        tokio::spawn(future);
+    }
 }
 
 const USER_AGENT: &str = concat!("weft/", env!("CARGO_PKG_VERSION"));

@@ -1,0 +1,79 @@
+#!/usr/bin/env python3
+"""An OTLP/HTTP receiver for weft's telemetry tests, decoding with the
+`opentelemetry-proto` package (the OpenTelemetry project's generated classes),
+not weft's encoder. Accepts protobuf and JSON on /v1/{traces,metrics,logs} and
+prints each export as one line of JSON (the protobuf JSON mapping) on stdout.
+
+    otlp-receiver.py PORT
+"""
+import base64
+import json
+import sys
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from google.protobuf import json_format
+from opentelemetry.proto.collector.logs.v1 import logs_service_pb2 as logs
+from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2 as metrics
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2 as trace
+
+REQUESTS = {
+    "/v1/traces": (trace.ExportTraceServiceRequest, trace.ExportTraceServiceResponse),
+    "/v1/metrics": (metrics.ExportMetricsServiceRequest, metrics.ExportMetricsServiceResponse),
+    "/v1/logs": (logs.ExportLogsServiceRequest, logs.ExportLogsServiceResponse),
+}
+
+
+IDS = {"traceId", "spanId", "parentSpanId"}
+
+
+def hex_ids(value):
+    """Trace and span ids in hex, as OTLP/JSON and W3C headers write them."""
+    if isinstance(value, dict):
+        return {k: base64.b64decode(v).hex() if k in IDS and isinstance(v, str) else hex_ids(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [hex_ids(v) for v in value]
+    return value
+
+
+class Handler(BaseHTTPRequestHandler):
+    def do_POST(self):
+        kinds = REQUESTS.get(self.path)
+        if kinds is None:
+            self.send_error(404)
+            return
+        body = self.rfile.read(int(self.headers.get("content-length", "0")))
+        request = kinds[0]()
+        json_body = self.headers.get("content-type", "").startswith("application/json")
+        try:
+            if json_body:
+                json_format.Parse(body, request)
+            else:
+                request.ParseFromString(body)
+        except Exception as e:  # a malformed export is what the tests must see
+            print(json.dumps({"signal": self.path[4:], "error": str(e)}), flush=True)
+            self.send_error(400, str(e))
+            return
+        print(json.dumps({
+            "signal": self.path[4:],
+            "encoding": "json" if json_body else "protobuf",
+            "body": hex_ids(json_format.MessageToDict(request)),
+        }), flush=True)
+        answer = kinds[1]()
+        if json_body:
+            out, ctype = json_format.MessageToJson(answer).encode(), "application/json"
+        else:
+            out, ctype = answer.SerializeToString(), "application/x-protobuf"
+        self.send_response(200)
+        self.send_header("content-type", ctype)
+        self.send_header("content-length", str(len(out)))
+        self.end_headers()
+        self.wfile.write(out)
+
+    def log_message(self, *args):
+        pass
+
+
+if __name__ == "__main__":
+    server = ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), Handler)
+    print(json.dumps({"listening": server.server_address[1]}), flush=True)
+    server.serve_forever()
