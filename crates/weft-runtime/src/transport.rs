@@ -64,7 +64,7 @@ async fn exchange(
                 .map_err(|e| {
                     // A plain-HTTP server answers the ClientHello with HTTP.
                     let hint = if e.to_string().contains("corrupt message") {
-                        " (the server speaks plain HTTP: use an http:// URL, or for a registry mark it `insecure` in the host configuration)"
+                        " (the server speaks plain HTTP: a registry must be marked `insecure` in the host configuration, an OTLP endpoint written http://)"
                     } else {
                         ""
                     };
