@@ -385,15 +385,18 @@ fn telemetry_exports_a_requests_trace_metrics_and_logs_over_otlp() {
         tcp.read_to_string(&mut response).unwrap();
         assert!(response.starts_with("HTTP/1.0 200"), "{response}");
     }
-    let spans = || -> Vec<serde_json::Value> {
+    // Every item of a signal's exports: resource groups › scope groups › items.
+    let items = |signal: &str, [resources, scopes, items]: [&str; 3]| -> Vec<serde_json::Value> {
+        let list = |v: &serde_json::Value, key: &str| v[key].as_array().cloned().unwrap_or_default();
         receiver
-            .exports("traces")
+            .exports(signal)
             .iter()
-            .flat_map(|b| b["resourceSpans"].as_array().cloned().unwrap_or_default())
-            .flat_map(|rs| rs["scopeSpans"].as_array().cloned().unwrap_or_default())
-            .flat_map(|ss| ss["spans"].as_array().cloned().unwrap_or_default())
+            .flat_map(|b| list(b, resources))
+            .flat_map(|r| list(&r, scopes))
+            .flat_map(|s| list(&s, items))
             .collect()
     };
+    let spans = || items("traces", ["resourceSpans", "scopeSpans", "spans"]);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     while spans().len() < 2 && std::time::Instant::now() < deadline {
         std::thread::sleep(std::time::Duration::from_millis(50));
@@ -423,13 +426,7 @@ fn telemetry_exports_a_requests_trace_metrics_and_logs_over_otlp() {
     assert_eq!(attribute(invocation, "weft.component")["stringValue"], "hello");
     assert!(invocation["name"].as_str().unwrap().contains("incoming-handler"), "{invocation}");
 
-    let metrics: Vec<serde_json::Value> = receiver
-        .exports("metrics")
-        .iter()
-        .flat_map(|b| b["resourceMetrics"].as_array().cloned().unwrap_or_default())
-        .flat_map(|rm| rm["scopeMetrics"].as_array().cloned().unwrap_or_default())
-        .flat_map(|sm| sm["metrics"].as_array().cloned().unwrap_or_default())
-        .collect();
+    let metrics = items("metrics", ["resourceMetrics", "scopeMetrics", "metrics"]);
     let ok_invocations = metrics
         .iter()
         .filter(|m| m["name"] == "weft.invocations")
@@ -443,13 +440,7 @@ fn telemetry_exports_a_requests_trace_metrics_and_logs_over_otlp() {
     let durations = metrics.iter().find(|m| m["name"] == "weft.invocation.duration").expect("a duration histogram");
     assert_eq!(durations["histogram"]["dataPoints"][0]["count"], "1");
 
-    let logs: Vec<serde_json::Value> = receiver
-        .exports("logs")
-        .iter()
-        .flat_map(|b| b["resourceLogs"].as_array().cloned().unwrap_or_default())
-        .flat_map(|rl| rl["scopeLogs"].as_array().cloned().unwrap_or_default())
-        .flat_map(|sl| sl["logRecords"].as_array().cloned().unwrap_or_default())
-        .collect();
+    let logs = items("logs", ["resourceLogs", "scopeLogs", "logRecords"]);
     assert!(logs.iter().any(|l| l["body"]["stringValue"] == "running" && l["severityText"] == "INFO"), "{logs:#?}");
 }
 

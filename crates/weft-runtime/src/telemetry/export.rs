@@ -72,7 +72,7 @@ impl Exporter {
     }
 
     /// Sends one export request; `encoded` is protobuf, or JSON for `http/json`.
-    pub async fn send(&self, signal: Signal, encoded: Vec<u8>) -> Result<(), ExportError> {
+    pub async fn send(&self, signal: Signal, encoded: Bytes) -> Result<(), ExportError> {
         let (content_type, body) = match self.protocol {
             Protocol::HttpProtobuf => ("application/x-protobuf", encoded),
             Protocol::HttpJson => ("application/json", encoded),
@@ -82,12 +82,12 @@ impl Exporter {
                 framed.push(0);
                 framed.extend_from_slice(&(encoded.len() as u32).to_be_bytes());
                 framed.extend_from_slice(&encoded);
-                ("application/grpc", framed)
+                ("application/grpc", Bytes::from(framed))
             }
         };
         let mut request = http::Request::post(self.url(signal))
             .header(http::header::CONTENT_TYPE, content_type)
-            .body(Full::new(Bytes::from(body)))
+            .body(Full::new(body))
             .map_err(|e| ExportError { message: e.to_string(), retry: false })?;
         for (name, value) in &self.headers {
             request.headers_mut().insert(name.clone(), value.clone());

@@ -447,7 +447,7 @@ async fn run(p: Arc<Pipeline>) {
             metrics_due = Instant::now() + p.metrics_interval;
             let groups = p.collect_metrics();
             if !groups.is_empty() {
-                let encoded = encode(&p, &groups, proto::metrics, json::metrics);
+                let encoded = encode(&p, &groups, proto::metrics, json::metrics).into();
                 send(&p, Signal::Metrics, encoded, &mut failures[2]).await;
             }
         }
@@ -491,12 +491,12 @@ async fn export_queue<T>(
         for (resource, scope, item) in batch {
             push_grouped(&mut groups, &resource, &scope, item);
         }
-        send(p, signal, encode(p, &groups, proto, json), failures).await;
+        send(p, signal, encode(p, &groups, proto, json).into(), failures).await;
     }
 }
 
 /// One export, tried again once after a second when the failure may pass.
-async fn send(p: &Pipeline, signal: Signal, encoded: Vec<u8>, failures: &mut Failures) {
+async fn send(p: &Pipeline, signal: Signal, encoded: hyper::body::Bytes, failures: &mut Failures) {
     let mut outcome = p.exporter.send(signal, encoded.clone()).await;
     if let Err(e) = &outcome
         && e.retry

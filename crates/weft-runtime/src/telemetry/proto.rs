@@ -167,16 +167,18 @@ fn scope(w: &mut Writer, s: &Scope) {
     });
 }
 
-/// `ExportTraceServiceRequest`.
-pub fn traces(groups: &[Group<Span>]) -> Vec<u8> {
+/// An `Export*ServiceRequest`: per group a `Resource*` message holding its
+/// resource and one `Scope*` message with the items (the same field numbers
+/// for traces, logs and metrics).
+fn resource_groups<T>(groups: &[Group<T>], item: fn(&mut Writer, &T)) -> Vec<u8> {
     let mut w = Writer::default();
     for group in groups {
         w.message(1, |w| {
             resource(w, &group.resource);
             w.message(2, |w| {
                 scope(w, &group.scope);
-                for span in &group.items {
-                    w.message(2, |w| self::span(w, span));
+                for i in &group.items {
+                    w.message(2, |w| item(w, i));
                 }
                 w.string(3, &group.scope.schema_url);
             });
@@ -184,6 +186,11 @@ pub fn traces(groups: &[Group<Span>]) -> Vec<u8> {
         });
     }
     w.0
+}
+
+/// `ExportTraceServiceRequest`.
+pub fn traces(groups: &[Group<Span>]) -> Vec<u8> {
+    resource_groups(groups, span)
 }
 
 fn span(w: &mut Writer, s: &Span) {
@@ -230,21 +237,7 @@ fn span(w: &mut Writer, s: &Span) {
 
 /// `ExportLogsServiceRequest`.
 pub fn logs(groups: &[Group<LogRecord>]) -> Vec<u8> {
-    let mut w = Writer::default();
-    for group in groups {
-        w.message(1, |w| {
-            resource(w, &group.resource);
-            w.message(2, |w| {
-                scope(w, &group.scope);
-                for record in &group.items {
-                    w.message(2, |w| log_record(w, record));
-                }
-                w.string(3, &group.scope.schema_url);
-            });
-            w.string(3, &group.resource.schema_url);
-        });
-    }
-    w.0
+    resource_groups(groups, log_record)
 }
 
 fn log_record(w: &mut Writer, r: &LogRecord) {
@@ -268,21 +261,7 @@ fn log_record(w: &mut Writer, r: &LogRecord) {
 
 /// `ExportMetricsServiceRequest`.
 pub fn metrics(groups: &[Group<Metric>]) -> Vec<u8> {
-    let mut w = Writer::default();
-    for group in groups {
-        w.message(1, |w| {
-            resource(w, &group.resource);
-            w.message(2, |w| {
-                scope(w, &group.scope);
-                for m in &group.items {
-                    w.message(2, |w| metric(w, m));
-                }
-                w.string(3, &group.scope.schema_url);
-            });
-            w.string(3, &group.resource.schema_url);
-        });
-    }
-    w.0
+    resource_groups(groups, metric)
 }
 
 fn metric(w: &mut Writer, m: &Metric) {
