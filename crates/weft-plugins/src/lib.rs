@@ -11,6 +11,7 @@ pub mod keyvalue;
 pub mod logging;
 pub mod messaging;
 pub mod nats_client;
+pub mod otel;
 pub mod scope;
 
 use std::sync::Arc;
@@ -49,5 +50,6 @@ pub async fn load(settings: &Settings) -> anyhow::Result<Vec<Arc<dyn HostPlugin>
         Arc::new(http::HttpPlugin::new(&settings.http)),
         Arc::new(blobstore::BlobstorePlugin::new(&settings.blobstore).await?),
         Arc::new(messaging::MessagingPlugin::new(&settings.messaging).await?),
+        Arc::new(otel::OtelPlugin::new()),
     ])
 }

@@ -51,20 +51,6 @@ fn logged(needle: &str) -> Vec<String> {
     logs().lock().unwrap().iter().filter(|l| l.contains(needle)).cloned().collect()
 }
 
-/// A request with extra headers: status, headers and body.
-async fn request_with(url: &str, headers: &[(&str, &str)]) -> (u16, http::HeaderMap, String) {
-    use http_body_util::BodyExt;
-    let mut builder = http::Request::get(url);
-    for (name, value) in headers {
-        builder = builder.header(*name, *value);
-    }
-    let req = builder.body(http_body_util::Full::new(bytes::Bytes::new())).unwrap();
-    let response = client().request(req).await.unwrap();
-    let (status, headers) = (response.status().as_u16(), response.headers().clone());
-    let body = response.into_body().collect().await.unwrap().to_bytes();
-    (status, headers, String::from_utf8_lossy(&body).into_owned())
-}
-
 /// Checks a 500 the server gave: a generic body naming the request id of the
 /// header, nothing of the failure itself, which the log has under that id.
 fn assert_generic_500(answer: &(u16, http::HeaderMap, String), detail: &str) {

@@ -217,6 +217,58 @@ impl OtlpReceiver {
     }
 }
 
+impl OtlpReceiver {
+    /// Every span, log record or metric of `signal`'s exports so far, out of
+    /// their resource and scope groups.
+    pub fn items(&self, signal: &str) -> Vec<serde_json::Value> {
+        self.items_with_resource(signal).into_iter().map(|(_, item)| item).collect()
+    }
+
+    /// [`OtlpReceiver::items`], each with the resource it came under.
+    pub fn items_with_resource(&self, signal: &str) -> Vec<(serde_json::Value, serde_json::Value)> {
+        let [resources, scopes, items] = match signal {
+            "traces" => ["resourceSpans", "scopeSpans", "spans"],
+            "logs" => ["resourceLogs", "scopeLogs", "logRecords"],
+            "metrics" => ["resourceMetrics", "scopeMetrics", "metrics"],
+            other => panic!("no OTLP signal `{other}`"),
+        };
+        let list = |v: &serde_json::Value, key: &str| v[key].as_array().cloned().unwrap_or_default();
+        let mut all = Vec::new();
+        for batch in self.exports(signal) {
+            for group in list(&batch, resources) {
+                for scoped in list(&group, scopes) {
+                    for item in list(&scoped, items) {
+                        all.push((group["resource"].clone(), item));
+                    }
+                }
+            }
+        }
+        all
+    }
+
+    /// Waits (at most 30 s) until `enough` holds of `signal`'s items.
+    pub fn wait_for(&self, signal: &str, enough: impl Fn(&[serde_json::Value]) -> bool) -> Vec<serde_json::Value> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let items = self.items(signal);
+            if enough(&items) || Instant::now() >= deadline {
+                return items;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+/// The value of the OTLP attribute `key` of `item` (a span, log record, data
+/// point or resource), as OTLP/JSON (`{"stringValue": ...}`), or null.
+pub fn otlp_attribute(item: &serde_json::Value, key: &str) -> serde_json::Value {
+    item["attributes"]
+        .as_array()
+        .and_then(|list| list.iter().find(|a| a["key"] == key))
+        .map(|a| a["value"].clone())
+        .unwrap_or_default()
+}
+
 impl Drop for OtlpReceiver {
     fn drop(&mut self) {
         let _ = self.child.kill();

@@ -385,33 +385,10 @@ fn telemetry_exports_a_requests_trace_metrics_and_logs_over_otlp() {
         tcp.read_to_string(&mut response).unwrap();
         assert!(response.starts_with("HTTP/1.0 200"), "{response}");
     }
-    // Every item of a signal's exports: resource groups › scope groups › items.
-    let items = |signal: &str, [resources, scopes, items]: [&str; 3]| -> Vec<serde_json::Value> {
-        let list = |v: &serde_json::Value, key: &str| v[key].as_array().cloned().unwrap_or_default();
-        receiver
-            .exports(signal)
-            .iter()
-            .flat_map(|b| list(b, resources))
-            .flat_map(|r| list(&r, scopes))
-            .flat_map(|s| list(&s, items))
-            .collect()
-    };
-    let spans = || items("traces", ["resourceSpans", "scopeSpans", "spans"]);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while spans().len() < 2 && std::time::Instant::now() < deadline {
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+    receiver.wait_for("traces", |spans| spans.len() >= 2);
     serving.stop();
-    let attribute = |span: &serde_json::Value, key: &str| -> serde_json::Value {
-        span["attributes"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|a| a["key"] == key)
-            .map(|a| a["value"].clone())
-            .unwrap_or_default()
-    };
-    let spans = spans();
+    let attribute = weft_testkit::otlp_attribute;
+    let spans = receiver.items("traces");
     let server = spans.iter().find(|s| s["kind"] == "SPAN_KIND_SERVER").unwrap_or_else(|| panic!("{spans:#?}"));
     assert_eq!(server["traceId"], client_trace);
     assert_eq!(server["parentSpanId"], client_span);
@@ -426,7 +403,7 @@ fn telemetry_exports_a_requests_trace_metrics_and_logs_over_otlp() {
     assert_eq!(attribute(invocation, "weft.component")["stringValue"], "hello");
     assert!(invocation["name"].as_str().unwrap().contains("incoming-handler"), "{invocation}");
 
-    let metrics = items("metrics", ["resourceMetrics", "scopeMetrics", "metrics"]);
+    let metrics = receiver.items("metrics");
     let ok_invocations = metrics
         .iter()
         .filter(|m| m["name"] == "weft.invocations")
@@ -440,7 +417,7 @@ fn telemetry_exports_a_requests_trace_metrics_and_logs_over_otlp() {
     let durations = metrics.iter().find(|m| m["name"] == "weft.invocation.duration").expect("a duration histogram");
     assert_eq!(durations["histogram"]["dataPoints"][0]["count"], "1");
 
-    let logs = items("logs", ["resourceLogs", "scopeLogs", "logRecords"]);
+    let logs = receiver.items("logs");
     assert!(logs.iter().any(|l| l["body"]["stringValue"] == "running" && l["severityText"] == "INFO"), "{logs:#?}");
 }
 

@@ -11,6 +11,7 @@ use hyper_util::rt::TokioExecutor;
 use weft_plugins::{Settings, http::HttpPlugin};
 use weft_runtime::output::{CapturedOutput, Stream};
 use weft_runtime::plugin::HostPlugin;
+use weft_runtime::telemetry::TelemetrySettings;
 use weft_runtime::wasi::GuestStdio;
 use weft_runtime::{Host, HostApi, HostConfig, HostError, RunningWorkload, WorkloadSpec};
 
@@ -22,7 +23,12 @@ pub struct TestHost {
 }
 
 /// A host whose HTTP server listens on a free port of 127.0.0.1.
-pub async fn host_with(mut settings: Settings) -> TestHost {
+pub async fn host_with(settings: Settings) -> TestHost {
+    host_configured(settings, None).await
+}
+
+/// [`host_with`], exporting telemetry as `telemetry` says.
+pub async fn host_configured(mut settings: Settings, telemetry: Option<TelemetrySettings>) -> TestHost {
     settings.http.listen = vec![SocketAddr::from(([127, 0, 0, 1], 0))];
     let dir = tempfile::tempdir().unwrap();
     let output = Arc::new(CapturedOutput::default());
@@ -35,6 +41,7 @@ pub async fn host_with(mut settings: Settings) -> TestHost {
         scratch_dir: Some(dir.path().join("scratch")),
         stdio: GuestStdio::Sink(output.clone()),
         plugins,
+        telemetry,
         ..HostConfig::default()
     })
     .await
@@ -84,6 +91,20 @@ pub async fn request(method: &str, url: &str, host: Option<&str>, body: &[u8]) -
     let status = response.status().as_u16();
     let bytes = response.into_body().collect().await.unwrap().to_bytes();
     (status, String::from_utf8_lossy(&bytes).into_owned())
+}
+
+/// A request with extra headers: status, headers and body.
+pub async fn request_with(url: &str, headers: &[(&str, &str)]) -> (u16, http::HeaderMap, String) {
+    use http_body_util::BodyExt;
+    let mut builder = http::Request::get(url);
+    for (name, value) in headers {
+        builder = builder.header(*name, *value);
+    }
+    let req = builder.body(http_body_util::Full::new(bytes::Bytes::new())).unwrap();
+    let response = client().request(req).await.unwrap();
+    let (status, headers) = (response.status().as_u16(), response.headers().clone());
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    (status, headers, String::from_utf8_lossy(&body).into_owned())
 }
 
 pub async fn get(url: &str) -> (u16, String) {

@@ -63,8 +63,8 @@ pub struct TelemetrySettings {
     /// How often metrics are read and sent.
     #[serde(default = "default_metrics_interval", with = "crate::limits::duration")]
     pub metrics_interval: Duration,
-    /// Spans (and, apart, log records; guests' metric exports) waiting to be sent;
-    /// past it, new ones are dropped and counted.
+    /// Spans (and, apart, log records) waiting to be sent; past it, new ones are
+    /// dropped and counted. Guests' metric exports have a queue of 256 of their own.
     #[serde(default = "default_max_queue")]
     pub max_queue: usize,
     /// The least severe of weft's own log records that are exported.
@@ -138,6 +138,9 @@ fn default_timeout() -> Duration {
 
 /// At most this many spans or log records go in one export request.
 const MAX_BATCH: usize = 512;
+/// Guests' metric exports held between two metrics collections (each at most
+/// 16 KiB of a guest's data: see the otel plugin).
+const MAX_GUEST_METRIC_GROUPS: usize = 256;
 /// How long a stopping host waits for its last exports.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 /// A failing receiver is reported at most this often per signal.
@@ -246,7 +249,12 @@ impl Telemetry {
 
     /// Whether weft records spans (so trace context is worth reading and passing on).
     pub fn traces(&self) -> bool {
-        self.exports(Signal::Traces).is_some()
+        self.is_exporting(Signal::Traces)
+    }
+
+    /// Whether `signal` is exported at all.
+    pub fn is_exporting(&self, signal: Signal) -> bool {
+        self.exports(signal).is_some()
     }
 
     /// Starts a span of weft's own: a child of `parent`, or the root of a new
@@ -318,23 +326,23 @@ impl Telemetry {
     pub fn log(&self, record: LogRecord) {
         if let Some(p) = self.exports(Signal::Logs) {
             let item = (p.resource.clone(), p.scope.clone(), record);
-            p.enqueue(&p.logs, item, 1);
+            p.enqueue(&p.logs, item, 1, p.max_queue);
         }
     }
 
     /// Queues a span a guest ended, under the guest's resource and scope.
     /// Returns whether it was taken (telemetry on, room in the queue).
     pub fn guest_span(&self, resource: Arc<Resource>, scope: Arc<Scope>, span: Span) -> bool {
-        self.exports(Signal::Traces).is_some_and(|p| p.enqueue(&p.spans, (resource, scope, span), 0))
+        self.exports(Signal::Traces).is_some_and(|p| p.enqueue(&p.spans, (resource, scope, span), 0, p.max_queue))
     }
 
     pub fn guest_log(&self, resource: Arc<Resource>, scope: Arc<Scope>, record: LogRecord) -> bool {
-        self.exports(Signal::Logs).is_some_and(|p| p.enqueue(&p.logs, (resource, scope, record), 1))
+        self.exports(Signal::Logs).is_some_and(|p| p.enqueue(&p.logs, (resource, scope, record), 1, p.max_queue))
     }
 
     /// Queues metrics a guest exported, sent with the host's next metrics.
     pub fn guest_metrics(&self, group: Group<Metric>) -> bool {
-        self.exports(Signal::Metrics).is_some_and(|p| p.enqueue(&p.guest_metrics, group, 2))
+        self.exports(Signal::Metrics).is_some_and(|p| p.enqueue(&p.guest_metrics, group, 2, MAX_GUEST_METRIC_GROUPS))
     }
 
     /// Counts telemetry a guest handed over that weft could not take.
@@ -365,9 +373,9 @@ impl Telemetry {
 }
 
 impl Pipeline {
-    fn enqueue<T>(&self, queue: &Mutex<Vec<T>>, item: T, dropped: usize) -> bool {
+    fn enqueue<T>(&self, queue: &Mutex<Vec<T>>, item: T, dropped: usize, capacity: usize) -> bool {
         let mut queue = queue.lock().unwrap();
-        if queue.len() >= self.max_queue || *self.stop.borrow() {
+        if queue.len() >= capacity || *self.stop.borrow() {
             self.dropped[dropped].fetch_add(1, Ordering::Relaxed);
             return false;
         }
@@ -560,7 +568,7 @@ impl Drop for ActiveSpan {
             let (pipeline, mut span) = *recording;
             span.end = now_nanos().max(span.start);
             let item = (pipeline.resource.clone(), pipeline.scope.clone(), span);
-            pipeline.enqueue(&pipeline.spans, item, 0);
+            pipeline.enqueue(&pipeline.spans, item, 0, pipeline.max_queue);
         }
     }
 }
