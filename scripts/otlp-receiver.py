@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
-"""An OTLP/HTTP receiver for weft's telemetry tests, decoding with the
+"""An OTLP receiver for weft's telemetry tests, decoding with the
 `opentelemetry-proto` package (the OpenTelemetry project's generated classes),
-not weft's encoder. Accepts protobuf and JSON on /v1/{traces,metrics,logs} and
-prints each export as one line of JSON (the protobuf JSON mapping) on stdout.
+not weft's encoder. OTLP/HTTP (protobuf and JSON on /v1/{traces,metrics,logs}),
+or with --grpc OTLP/gRPC (grpcio serving the collector's three services). Prints
+each export as one line of JSON (the protobuf JSON mapping, ids in hex) on stdout.
 
-    otlp-receiver.py PORT
+    otlp-receiver.py PORT [--grpc]
 """
 import base64
 import json
@@ -24,6 +25,23 @@ REQUESTS = {
 
 
 IDS = {"traceId", "spanId", "parentSpanId"}
+
+
+def base64_ids(value):
+    """OTLP/JSON writes ids in hex; the protobuf JSON mapping reads bytes as base64."""
+    if isinstance(value, dict):
+        return {k: base64.b64encode(bytes.fromhex(v)).decode() if k in IDS and isinstance(v, str) else base64_ids(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [base64_ids(v) for v in value]
+    return value
+
+
+def emit(signal, encoding, request):
+    print(json.dumps({
+        "signal": signal,
+        "encoding": encoding,
+        "body": hex_ids(json_format.MessageToDict(request)),
+    }), flush=True)
 
 
 def hex_ids(value):
@@ -46,18 +64,14 @@ class Handler(BaseHTTPRequestHandler):
         json_body = self.headers.get("content-type", "").startswith("application/json")
         try:
             if json_body:
-                json_format.Parse(body, request)
+                json_format.ParseDict(base64_ids(json.loads(body)), request)
             else:
                 request.ParseFromString(body)
         except Exception as e:  # a malformed export is what the tests must see
             print(json.dumps({"signal": self.path[4:], "error": str(e)}), flush=True)
             self.send_error(400, str(e))
             return
-        print(json.dumps({
-            "signal": self.path[4:],
-            "encoding": "json" if json_body else "protobuf",
-            "body": hex_ids(json_format.MessageToDict(request)),
-        }), flush=True)
+        emit(self.path[4:], "json" if json_body else "protobuf", request)
         answer = kinds[1]()
         if json_body:
             out, ctype = json_format.MessageToJson(answer).encode(), "application/json"
@@ -73,7 +87,39 @@ class Handler(BaseHTTPRequestHandler):
         pass
 
 
+def serve_grpc(port):
+    from concurrent import futures
+
+    import grpc
+    from opentelemetry.proto.collector.logs.v1 import logs_service_pb2_grpc as logs_grpc
+    from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2_grpc as metrics_grpc
+    from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc as trace_grpc
+
+    def servicer(base, signal, response):
+        class Servicer(base):
+            def Export(self, request, context):
+                emit(signal, "grpc", request)
+                return response()
+        return Servicer()
+
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+    trace_grpc.add_TraceServiceServicer_to_server(
+        servicer(trace_grpc.TraceServiceServicer, "traces", trace.ExportTraceServiceResponse), server)
+    metrics_grpc.add_MetricsServiceServicer_to_server(
+        servicer(metrics_grpc.MetricsServiceServicer, "metrics", metrics.ExportMetricsServiceResponse), server)
+    logs_grpc.add_LogsServiceServicer_to_server(
+        servicer(logs_grpc.LogsServiceServicer, "logs", logs.ExportLogsServiceResponse), server)
+    server.add_insecure_port(f"127.0.0.1:{port}")
+    server.start()
+    print(json.dumps({"listening": port}), flush=True)
+    server.wait_for_termination()
+
+
 if __name__ == "__main__":
-    server = ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), Handler)
-    print(json.dumps({"listening": server.server_address[1]}), flush=True)
-    server.serve_forever()
+    port = int(sys.argv[1])
+    if "--grpc" in sys.argv[2:]:
+        serve_grpc(port)
+    else:
+        server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        print(json.dumps({"listening": server.server_address[1]}), flush=True)
+        server.serve_forever()

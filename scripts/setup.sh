@@ -20,7 +20,7 @@ if [ ${#missing[@]} -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
-python3 -c "import oras.client, bcrypt, opentelemetry.proto" 2>/dev/null || {
-    echo "installing oras bcrypt opentelemetry-proto (PyPI)" >&2
-    python3 -m pip install -q oras bcrypt opentelemetry-proto
+python3 -c "import oras.client, bcrypt, opentelemetry.proto, grpc" 2>/dev/null || {
+    echo "installing oras bcrypt opentelemetry-proto grpcio (PyPI)" >&2
+    python3 -m pip install -q oras bcrypt opentelemetry-proto grpcio
 }

@@ -14,6 +14,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
+use weft_runtime::telemetry::model::SpanKind;
+use weft_runtime::telemetry::{ActiveSpan, SpanContext};
 use weft_runtime::{Host, HostApi, HostError, WorkloadId};
 
 use crate::lattice::Lattice;
@@ -201,7 +203,14 @@ async fn serve(
             async move {
                 let Some(reply) = message.reply.clone() else { return };
                 let command = message.subject.strip_prefix(prefix.as_str()).unwrap_or_default();
+                let mut span = request_span(&host, &message, command);
                 let answer = answer(&host, command, &message.payload, &started_at).await;
+                if span.is_recording()
+                    && let Ok(response) = serde_json::from_slice::<WorkloadResponse>(&answer)
+                    && response.workload_status.workload_state == WorkloadState::Error
+                {
+                    span.fail(response.workload_status.message);
+                }
                 if let Err(e) = client.publish(reply, answer.into()).await {
                     tracing::debug!("reply not sent: {e}");
                 }
@@ -209,6 +218,26 @@ async fn serve(
         })
         .await;
 }
+
+/// The server span of one control request, in the trace its `traceparent`
+/// header names (the client's span), ended once the reply is sent.
+fn request_span(host: &Host, message: &async_nats::Message, command: &str) -> ActiveSpan {
+    let telemetry = host.telemetry();
+    if !telemetry.traces() {
+        return ActiveSpan::none();
+    }
+    let header = |name: &str| message.headers.as_ref()?.get(name).map(|v| v.as_str().to_string());
+    let parent = header(TRACEPARENT).and_then(|tp| SpanContext::from_headers(&tp, header(TRACESTATE).as_deref()));
+    let mut span = telemetry.span(command.to_string(), SpanKind::Server, parent.as_ref());
+    span.set("messaging.system", "nats");
+    span.set("messaging.destination.name", message.subject.as_str());
+    span.set("weft.host.id", host.id());
+    span
+}
+
+/// W3C trace context, as NATS message headers (the names HTTP uses).
+pub const TRACEPARENT: &str = "traceparent";
+pub const TRACESTATE: &str = "tracestate";
 
 /// weft's extension of the host API: `runtime.host.<id>.workload.list` answers
 /// [`WorkloadList`], weft's own status JSON (a wasmCloud client never sends it).

@@ -4,9 +4,11 @@
 
 use std::time::Duration;
 
+use weft_runtime::telemetry::model::SpanKind;
+use weft_runtime::telemetry::{SpanContext, Telemetry};
 use weft_runtime::{Heartbeat, HostApi, HostError, Rejection, WorkloadId, WorkloadSpec, WorkloadStatus};
 
-use crate::agent::{DISCOVERY_SUBJECT, request_subject};
+use crate::agent::{DISCOVERY_SUBJECT, TRACEPARENT, TRACESTATE, request_subject};
 use crate::lattice::Lattice;
 use crate::mapping;
 use crate::registry::{KnownHost, Registry};
@@ -17,13 +19,36 @@ pub struct RemoteHost {
     host_id: String,
     timeout: Duration,
     lattice: Lattice,
+    /// Records a client span per request, when on.
+    telemetry: Telemetry,
+    /// The span requests belong to (the caller's), if any.
+    trace_parent: Option<SpanContext>,
 }
 
 impl RemoteHost {
     /// Requests wait at most `timeout` for the answer (a start validates and
     /// compiles before it answers: give it time).
     pub fn new(client: async_nats::Client, host_id: impl Into<String>, timeout: Duration) -> RemoteHost {
-        RemoteHost { client, host_id: host_id.into(), timeout, lattice: Lattice::default() }
+        RemoteHost {
+            client,
+            host_id: host_id.into(),
+            timeout,
+            lattice: Lattice::default(),
+            telemetry: Telemetry::disabled(),
+            trace_parent: None,
+        }
+    }
+
+    /// Records a client span for each request and sends its context along (the
+    /// agent's server span is its child).
+    pub fn with_telemetry(self, telemetry: Telemetry) -> RemoteHost {
+        RemoteHost { telemetry, ..self }
+    }
+
+    /// Puts every request in `parent`'s trace: its context travels as the
+    /// request's `traceparent` header (through the client span, if recorded).
+    pub fn with_trace_parent(self, parent: Option<SpanContext>) -> RemoteHost {
+        RemoteHost { trace_parent: parent, ..self }
     }
 
     /// The same host in a named lattice.
@@ -38,15 +63,32 @@ impl RemoteHost {
     async fn request(&self, command: &str, body: Vec<u8>) -> Result<Vec<u8>, HostError> {
         let subject = request_subject(&self.lattice, &self.host_id, command);
         let unreachable = |why: String| HostError::Unreachable(format!("host `{}`: {why}", self.host_id));
-        let asked = self.client.request(subject, body.into());
-        match tokio::time::timeout(self.timeout, asked).await {
+        let mut span = self.telemetry.span(command.to_string(), SpanKind::Client, self.trace_parent.as_ref());
+        if span.is_recording() {
+            span.set("messaging.system", "nats");
+            span.set("messaging.destination.name", subject.as_str());
+            span.set("weft.host.id", self.host_id.as_str());
+        }
+        let mut headers = async_nats::HeaderMap::new();
+        if let Some(context) = span.context().or(self.trace_parent.as_ref()) {
+            headers.insert(TRACEPARENT, context.traceparent().as_str());
+            if !context.trace_state.is_empty() {
+                headers.insert(TRACESTATE, context.trace_state.as_str());
+            }
+        }
+        let asked = self.client.request_with_headers(subject, headers, body.into());
+        let outcome = match tokio::time::timeout(self.timeout, asked).await {
             Ok(Ok(reply)) => Ok(reply.payload.to_vec()),
             Ok(Err(e)) if e.kind() == async_nats::RequestErrorKind::NoResponders => {
                 Err(unreachable("no such host on the lattice (nothing answers its subjects)".into()))
             }
             Ok(Err(e)) => Err(unreachable(e.to_string())),
             Err(_) => Err(unreachable(format!("no answer within {:?}", self.timeout))),
+        };
+        if let Err(e) = &outcome {
+            span.fail(e.to_string());
         }
+        outcome
     }
 
     async fn workload_request(&self, command: &str, body: Vec<u8>) -> Result<wire::WorkloadStatus, HostError> {

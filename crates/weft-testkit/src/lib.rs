@@ -183,13 +183,28 @@ pub struct OtlpReceiver {
 }
 
 impl OtlpReceiver {
+    /// OTLP/HTTP (protobuf and JSON).
     pub fn start() -> OtlpReceiver {
+        OtlpReceiver::launch(&[])
+    }
+
+    /// OTLP/gRPC, over HTTP/2 without TLS.
+    pub fn start_grpc() -> OtlpReceiver {
+        OtlpReceiver::launch(&["--grpc"])
+    }
+
+    fn launch(args: &[&str]) -> OtlpReceiver {
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/otlp-receiver.py");
         let port = free_port();
-        let mut child =
-            Command::new("python3").arg(&script).arg(port.to_string()).stdout(Stdio::piped()).spawn().unwrap_or_else(
-                |e| panic!("cannot start {} ({e}); scripts/setup.sh installs what it needs", script.display()),
-            );
+        let mut child = Command::new("python3")
+            .arg(&script)
+            .arg(port.to_string())
+            .args(args)
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("cannot start {} ({e}); scripts/setup.sh installs what it needs", script.display())
+            });
         let exports = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
         let (sink, stdout) = (exports.clone(), child.stdout.take().unwrap());
         std::thread::spawn(move || {
@@ -222,6 +237,12 @@ impl OtlpReceiver {
     /// their resource and scope groups.
     pub fn items(&self, signal: &str) -> Vec<serde_json::Value> {
         self.items_with_resource(signal).into_iter().map(|(_, item)| item).collect()
+    }
+
+    /// How each export so far was encoded (`protobuf`, `json`, `grpc`).
+    pub fn encodings(&self) -> Vec<String> {
+        let all = self.exports.lock().unwrap();
+        all.iter().filter_map(|e| e["encoding"].as_str().map(str::to_string)).collect()
     }
 
     /// [`OtlpReceiver::items`], each with the resource it came under.

@@ -13,6 +13,7 @@ use weft_lattice::{AgentConfig, HostAgent, RemoteHost};
 use weft_runtime::component::MAX_COMPONENT_SIZE;
 use weft_runtime::limits::duration;
 use weft_runtime::output::PrefixedStdio;
+use weft_runtime::telemetry::SpanContext;
 use weft_runtime::wasi::GuestStdio;
 use weft_runtime::{HostApi, HostError, WorkloadId, WorkloadSpec, WorkloadStatus};
 
@@ -251,7 +252,14 @@ pub async fn workload(args: WorkloadCommand) -> anyhow::Result<ExitCode> {
         }
         (None, _) => anyhow::bail!("which host? give `--host <HOST_ID>` (`weft host list` shows them)"),
     };
-    let remote = RemoteHost::new(client.clone(), host_id, args.timeout).in_lattice(args.nats.lattice.clone());
+    // A `TRACEPARENT` in the environment (as CI systems and `otel-cli` set it)
+    // puts the request in that trace: the host's span becomes its child.
+    let trace_parent = std::env::var("TRACEPARENT")
+        .ok()
+        .and_then(|tp| SpanContext::from_headers(&tp, std::env::var("TRACESTATE").ok().as_deref()));
+    let remote = RemoteHost::new(client.clone(), host_id, args.timeout)
+        .in_lattice(args.nats.lattice.clone())
+        .with_trace_parent(trace_parent);
     let result = match &args.action {
         WorkloadAction::Start { manifest, id, .. } => {
             let spec = WorkloadSpec::from_file(manifest).with_context(|| format!("read {}", manifest.display()))?;
