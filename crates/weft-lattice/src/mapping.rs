@@ -295,14 +295,38 @@ pub fn weft_state(state: wire::WorkloadState, message: &str) -> State {
 pub const STOPPED: &str = "Workload stopped";
 
 /// weft's heartbeat as wasmCloud's: interfaces grouped by package and version.
-pub fn wire_heartbeat(beat: &Heartbeat, started_at: &str) -> wire::HostHeartbeat {
-    let mut imports: IndexMap<(String, String, String), Vec<String>> = IndexMap::new();
-    for text in &beat.interfaces {
+/// Interface names grouped as wasmCloud lists them: one entry per package and version.
+fn wit_interfaces(names: &[String]) -> Vec<wire::WitInterface> {
+    let mut grouped: IndexMap<(String, String, String), Vec<String>> = IndexMap::new();
+    for text in names {
         if let Some(i) = InterfaceName::parse(text) {
             let version = i.version.map(|v| v.to_string()).unwrap_or_default();
-            imports.entry((i.namespace, i.package, version)).or_default().push(i.interface);
+            grouped.entry((i.namespace, i.package, version)).or_default().push(i.interface);
         }
     }
+    grouped
+        .into_iter()
+        .map(|((namespace, package, version), interfaces)| wire::WitInterface {
+            namespace,
+            package,
+            version,
+            interfaces,
+            ..wire::WitInterface::default()
+        })
+        .collect()
+}
+
+/// Interface names of wasmCloud's grouped entries.
+fn interface_names(groups: &[wire::WitInterface]) -> Vec<String> {
+    let mut names = Vec::new();
+    for i in groups {
+        let version = if i.version.is_empty() { String::new() } else { format!("@{}", i.version) };
+        names.extend(i.interfaces.iter().map(|name| format!("{}:{}/{name}{version}", i.namespace, i.package)));
+    }
+    names
+}
+
+pub fn wire_heartbeat(beat: &Heartbeat, started_at: &str) -> wire::HostHeartbeat {
     wire::HostHeartbeat {
         id: beat.host_id.clone(),
         hostname: hostname(),
@@ -320,27 +344,15 @@ pub fn wire_heartbeat(beat: &Heartbeat, started_at: &str) -> wire::HostHeartbeat
         system_memory_free: meminfo("MemAvailable:"),
         component_count: beat.components as u64,
         workload_count: beat.workloads as u64,
-        imports: imports
-            .into_iter()
-            .map(|((namespace, package, version), interfaces)| wire::WitInterface {
-                namespace,
-                package,
-                version,
-                interfaces,
-                ..wire::WitInterface::default()
-            })
-            .collect(),
-        ..wire::HostHeartbeat::default()
+        imports: wit_interfaces(&beat.interfaces),
+        exports: wit_interfaces(&beat.exports),
+        http_port: beat.http_port.map(u32::from).unwrap_or_default(),
+        environment: beat.environment.clone().unwrap_or_default(),
     }
 }
 
 /// wasmCloud's heartbeat as weft's (what a client learns of a remote host).
 pub fn weft_heartbeat(beat: &wire::HostHeartbeat, uptime_secs: u64) -> Heartbeat {
-    let mut interfaces = Vec::new();
-    for i in beat.imports.iter().chain(&beat.exports) {
-        let version = if i.version.is_empty() { String::new() } else { format!("@{}", i.version) };
-        interfaces.extend(i.interfaces.iter().map(|name| format!("{}:{}/{name}{version}", i.namespace, i.package)));
-    }
     Heartbeat {
         host_id: beat.id.clone(),
         friendly_name: beat.friendly_name.clone(),
@@ -349,7 +361,10 @@ pub fn weft_heartbeat(beat: &wire::HostHeartbeat, uptime_secs: u64) -> Heartbeat
         labels: beat.labels.clone(),
         workloads: usize::try_from(beat.workload_count).unwrap_or(usize::MAX),
         components: usize::try_from(beat.component_count).unwrap_or(usize::MAX),
-        interfaces,
+        interfaces: interface_names(&beat.imports),
+        exports: interface_names(&beat.exports),
+        http_port: u16::try_from(beat.http_port).ok().filter(|p| *p != 0),
+        environment: Some(beat.environment.clone()).filter(|e| !e.is_empty()),
         allocator: weft_runtime::engine::AllocatorKind::OnDemand,
     }
 }
@@ -454,5 +469,36 @@ mod tests {
         let mut forged = wire.clone();
         forged.name = "other".into();
         assert!(workload_spec(&forged).unwrap_err().contains("names workload `default/w`"));
+    }
+
+    #[test]
+    fn a_heartbeat_crosses_the_wire_whole() {
+        let beat = Heartbeat {
+            host_id: "h-1".into(),
+            friendly_name: "edge".into(),
+            version: "0.1.0".into(),
+            uptime_secs: 0,
+            labels: IndexMap::from([("zone".to_string(), "a".to_string())]),
+            workloads: 2,
+            components: 3,
+            interfaces: vec!["wasi:keyvalue/store@0.2.0-draft".into(), "wasi:keyvalue/atomics@0.2.0-draft".into()],
+            exports: vec!["wasi:http/incoming-handler@0.2.0".into()],
+            http_port: Some(8080),
+            environment: Some("tenant-a".into()),
+            allocator: weft_runtime::engine::AllocatorKind::OnDemand,
+        };
+        let wire = wire_heartbeat(&beat, "2026-12-03T00:00:00Z");
+        let json = serde_json::to_value(&wire).unwrap();
+        assert_eq!(json["httpPort"], 8080);
+        assert_eq!(json["environment"], "tenant-a");
+        assert_eq!(json["exports"][0]["interfaces"][0], "incoming-handler");
+        assert_eq!(json["imports"][0]["interfaces"], serde_json::json!(["store", "atomics"]));
+        let back = weft_heartbeat(&wire, 0);
+        assert_eq!((&back.interfaces, &back.exports), (&beat.interfaces, &beat.exports));
+        assert_eq!((back.http_port, back.environment), (Some(8080), Some("tenant-a".to_string())));
+        // Unset, they are left out, as proto3 JSON leaves defaults out.
+        let bare = Heartbeat { http_port: None, environment: None, exports: Vec::new(), ..beat };
+        let json = serde_json::to_value(wire_heartbeat(&bare, "2026-12-03T00:00:00Z")).unwrap();
+        assert!(json.get("httpPort").is_none() && json.get("environment").is_none(), "{json}");
     }
 }

@@ -738,3 +738,15 @@ async fn stop_cancels_a_request_blocked_in_a_host_call_then_removes_volumes() {
     let left: Vec<_> = std::fs::read_dir(&scratch).map(|d| d.map(|e| e.unwrap().path()).collect()).unwrap_or_default();
     assert!(left.is_empty(), "emptyDirs left behind: {left:?}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_heartbeat_reports_the_servers_port_once_it_listens_and_what_it_drives() {
+    use weft_runtime::HostApi;
+    let t = host().await;
+    let before = t.host.heartbeat().await.unwrap();
+    assert_eq!(before.http_port, None);
+    assert!(before.exports.iter().any(|e| e.starts_with("wasi:http/incoming-handler")), "{:?}", before.exports);
+    t.start_ok(&format!("name: bare\ncomponents:\n{}", probe("p", ""))).await;
+    let port = t.http.local_addrs().await[0].port();
+    assert_eq!(t.host.heartbeat().await.unwrap().http_port, Some(port));
+}

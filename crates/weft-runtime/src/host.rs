@@ -36,6 +36,17 @@ pub struct Heartbeat {
     pub components: usize,
     /// Interfaces this host can provide to components (WASI and plugins).
     pub interfaces: Vec<String>,
+    /// Interfaces of components this host can drive (its plugins' exports:
+    /// `wasi:http/incoming-handler`, ...).
+    #[serde(default)]
+    pub exports: Vec<String>,
+    /// The port its HTTP server listens on, once it serves.
+    #[serde(default)]
+    pub http_port: Option<u16>,
+    /// Where the host says it runs (a tenant, a Kubernetes namespace), for
+    /// schedulers that keep tenants apart.
+    #[serde(default)]
+    pub environment: Option<String>,
     pub allocator: AllocatorKind,
 }
 
@@ -79,6 +90,9 @@ pub struct HostConfig {
     /// Shown in heartbeats; defaults to the machine's hostname.
     pub friendly_name: Option<String>,
     pub labels: IndexMap<String, String>,
+    /// Sent in heartbeats as the host's environment (wasmCloud's scheduler keeps
+    /// tenants apart by it).
+    pub environment: Option<String>,
     pub engine: EngineConfig,
     /// Where emptyDirs live; defaults to a temporary directory removed with the host.
     pub scratch_dir: Option<PathBuf>,
@@ -100,6 +114,7 @@ impl Default for HostConfig {
         HostConfig {
             friendly_name: None,
             labels: IndexMap::new(),
+            environment: None,
             engine: EngineConfig::default(),
             scratch_dir: None,
             stdio: GuestStdio::Sink(Arc::new(PrefixedStdio)),
@@ -124,6 +139,7 @@ struct HostInner {
     id: String,
     friendly_name: String,
     labels: IndexMap<String, String>,
+    environment: Option<String>,
     started: Instant,
     cx: HostContext,
     workloads: Mutex<IndexMap<WorkloadId, Arc<RunningWorkload>>>,
@@ -178,6 +194,7 @@ impl Host {
                 id,
                 friendly_name,
                 labels: config.labels,
+                environment: config.environment,
                 started: Instant::now(),
                 cx: HostContext { engine, plugins, stdio: config.stdio, scratch_dir, sources, telemetry },
                 workloads: Mutex::default(),
@@ -266,6 +283,9 @@ impl HostApi for Host {
             wasi::interfaces().chain(self.inner.cx.plugins.interfaces()).map(|i| i.to_string()).collect();
         interfaces.sort();
         interfaces.dedup();
+        let mut exports: Vec<String> = self.inner.cx.plugins.driven_interfaces().map(|i| i.to_string()).collect();
+        exports.sort();
+        exports.dedup();
         Ok(Heartbeat {
             host_id: self.inner.id.clone(),
             friendly_name: self.inner.friendly_name.clone(),
@@ -275,6 +295,9 @@ impl HostApi for Host {
             workloads,
             components,
             interfaces,
+            exports,
+            http_port: self.inner.cx.plugins.all().find_map(|p| p.http_port()),
+            environment: self.inner.environment.clone(),
             allocator: self.engine().allocator(),
         })
     }

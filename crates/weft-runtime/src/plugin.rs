@@ -138,6 +138,12 @@ pub trait HostPlugin: Send + Sync + 'static {
     /// `linker.instance(import)`, or `func_wrap` on it).
     fn add_to_linker(&self, linker: &mut Linker<StoreState>, import: &str) -> wasmtime::Result<()>;
 
+    /// The port of the HTTP server this plugin runs, while it listens (the
+    /// host's heartbeat reports it).
+    fn http_port(&self) -> Option<u16> {
+        None
+    }
+
     /// For [`StoreState::plugin`]: the plugin as `Any`.
     fn as_any(&self) -> &dyn Any;
 }
@@ -176,6 +182,11 @@ impl PluginRegistry {
     /// Every interface the plugins provide.
     pub fn interfaces(&self) -> impl Iterator<Item = InterfaceName> + '_ {
         self.plugins.iter().flat_map(|p| p.world().imports)
+    }
+
+    /// Every interface of components the plugins drive.
+    pub fn driven_interfaces(&self) -> impl Iterator<Item = InterfaceName> + '_ {
+        self.plugins.iter().flat_map(|p| p.world().exports)
     }
 
     pub fn ids(&self) -> impl Iterator<Item = &str> {

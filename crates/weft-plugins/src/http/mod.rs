@@ -121,6 +121,8 @@ pub struct HttpPlugin {
     settings: Settings,
     shared: Arc<Shared>,
     server: tokio::sync::Mutex<Option<server::Server>>,
+    /// The first listening address's port while the server runs; 0 otherwise.
+    port: std::sync::atomic::AtomicU16,
 }
 
 /// What the connection tasks need.
@@ -144,6 +146,7 @@ impl HttpPlugin {
                 telemetry: std::sync::OnceLock::new(),
             }),
             server: tokio::sync::Mutex::new(None),
+            port: std::sync::atomic::AtomicU16::new(0),
         }
     }
 
@@ -265,7 +268,11 @@ impl HostPlugin for HttpPlugin {
             let mut server = self.server.lock().await;
             if server.is_none() {
                 match server::Server::start(&self.settings, self.shared.clone()).await {
-                    Ok(started) => *server = Some(started),
+                    Ok(started) => {
+                        let port = started.local_addrs().first().map_or(0, |a| a.port());
+                        self.port.store(port, std::sync::atomic::Ordering::Relaxed);
+                        *server = Some(started);
+                    }
                     Err(e) => {
                         drop(server);
                         self.unbind(&binding.identity).await;
@@ -288,6 +295,7 @@ impl HostPlugin for HttpPlugin {
     fn stop(&self) -> BoxFuture<'_, ()> {
         Box::pin(async move {
             if let Some(server) = self.server.lock().await.take() {
+                self.port.store(0, std::sync::atomic::Ordering::Relaxed);
                 server.shutdown(self.settings.drain_timeout).await;
             }
         })
@@ -295,6 +303,10 @@ impl HostPlugin for HttpPlugin {
 
     fn add_to_linker(&self, _: &mut Linker<StoreState>, import: &str) -> wasmtime::Result<()> {
         wasmtime::bail!("the HTTP server provides no imports (asked for `{import}`)")
+    }
+
+    fn http_port(&self) -> Option<u16> {
+        Some(self.port.load(std::sync::atomic::Ordering::Relaxed)).filter(|p| *p != 0)
     }
 
     fn as_any(&self) -> &dyn Any {

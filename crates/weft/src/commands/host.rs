@@ -38,6 +38,10 @@ pub struct HostArgs {
     /// configuration's `labels`.
     #[arg(long = "label", value_name = "KEY=VALUE", value_parser = parse_label)]
     labels: Vec<(String, String)>,
+    /// The environment the host says it runs in (a tenant, a Kubernetes
+    /// namespace), in its heartbeats; instead of the host configuration's.
+    #[arg(long, value_name = "NAME")]
+    environment: Option<String>,
     /// Where the HTTP server listens (repeatable), instead of the host
     /// configuration's `plugins.http.listen` (default 127.0.0.1:8080).
     #[arg(long, value_name = "ADDR")]
@@ -64,6 +68,8 @@ pub struct HostFile {
     pub name: Option<String>,
     #[serde(default)]
     pub labels: IndexMap<String, String>,
+    /// Reported in heartbeats (wasmCloud's scheduler keeps tenants apart by it).
+    pub environment: Option<String>,
     pub cache_dir: Option<PathBuf>,
     #[serde(default)]
     pub plugins: weft_plugins::Settings,
@@ -108,6 +114,7 @@ impl HostArgs {
         Host::new(HostConfig {
             friendly_name: self.name.clone().or(file.name),
             labels: file.labels,
+            environment: self.environment.clone().or(file.environment),
             engine: EngineConfig {
                 cache_dir,
                 allocator: match self.allocator {
