@@ -13,6 +13,7 @@ pub mod mapping;
 pub mod registry;
 pub mod time;
 pub mod wire;
+pub mod wrpc;
 
 pub use agent::{AgentConfig, HostAgent};
 pub use client::RemoteHost;

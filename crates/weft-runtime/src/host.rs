@@ -107,6 +107,9 @@ pub struct HostConfig {
     pub digest_store: Option<Arc<dyn DigestStore>>,
     /// OpenTelemetry export; off when `None`.
     pub telemetry: Option<TelemetrySettings>,
+    /// Remote links (wRPC on a lattice); without it, a workload that links an
+    /// import to the lattice or serves an export to it is refused.
+    pub remote: Option<Arc<dyn crate::remote::RemoteLinks>>,
 }
 
 impl Default for HostConfig {
@@ -123,6 +126,7 @@ impl Default for HostConfig {
             pull_progress: None,
             digest_store: None,
             telemetry: None,
+            remote: None,
         }
     }
 }
@@ -156,7 +160,11 @@ impl Host {
     /// Creates the host and starts its plugins.
     pub async fn new(config: HostConfig) -> anyhow::Result<Host> {
         let engine = Engine::new(&config.engine).map_err(anyhow::Error::from)?;
-        let plugins = PluginRegistry::new(config.plugins);
+        let mut plugins = config.plugins;
+        if let Some(remote) = &config.remote {
+            plugins.push(remote.clone());
+        }
+        let plugins = PluginRegistry::new(plugins);
         for plugin in plugins.all() {
             plugin.start().await.map_err(|e| anyhow::anyhow!("plugin `{}` cannot start: {e}", plugin.id()))?;
         }
@@ -196,7 +204,15 @@ impl Host {
                 labels: config.labels,
                 environment: config.environment,
                 started: Instant::now(),
-                cx: HostContext { engine, plugins, stdio: config.stdio, scratch_dir, sources, telemetry },
+                cx: HostContext {
+                    engine,
+                    plugins,
+                    stdio: config.stdio,
+                    scratch_dir,
+                    sources,
+                    telemetry,
+                    remote: config.remote,
+                },
                 workloads: Mutex::default(),
                 names: Mutex::default(),
                 starting: Mutex::default(),

@@ -24,6 +24,7 @@ mod link;
 pub mod manifest;
 pub mod output;
 pub mod plugin;
+pub mod remote;
 pub mod source;
 pub mod store;
 pub mod telemetry;

@@ -96,6 +96,45 @@ pub struct ComponentSpec {
     /// Only for the service: what to do when it fails.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub restart: Option<RestartPolicy>,
+    /// Exports offered to the lattice over wRPC (nothing is, unless listed).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub serve: Vec<ServeSpec>,
+}
+
+/// An export a component offers to other hosts of the lattice, over wRPC:
+/// `acme:store/carts@1.0.0`, or `{ interface: …, group: eu }`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "ServeForm")]
+pub struct ServeSpec {
+    pub interface: String,
+    /// The group of the lattice it is served in; callers link to
+    /// `lattice:<group>`. Without one, the lattice's default group (`lattice`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum ServeForm {
+    Interface(String),
+    Full(ServeFields),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ServeFields {
+    interface: String,
+    #[serde(default)]
+    group: Option<String>,
+}
+
+impl From<ServeForm> for ServeSpec {
+    fn from(form: ServeForm) -> ServeSpec {
+        match form {
+            ServeForm::Interface(interface) => ServeSpec { interface, group: None },
+            ServeForm::Full(ServeFields { interface, group }) => ServeSpec { interface, group },
+        }
+    }
 }
 
 /// Where a component's bytes come from.
@@ -271,7 +310,8 @@ pub struct HostInterfaceSpec {
 pub struct LinkSpec {
     pub from: String,
     pub import: String,
-    /// A component of the workload, `runtime` (the built-in WASI), or `plugin:<id>`.
+    /// A component of the workload, `runtime` (the built-in WASI), `plugin:<id>`,
+    /// or `lattice` / `lattice:<group>`: a component another host serves over wRPC.
     pub to: String,
     /// For a link to a component: how calls cross it.
     #[serde(default, skip_serializing_if = "LinkModeSpec::is_auto")]

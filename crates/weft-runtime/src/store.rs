@@ -91,6 +91,8 @@ pub struct StoreState {
     /// The span the running code is inside (its invocation's, or a dynamic
     /// link's), while tracing is on.
     trace: Option<SpanContext>,
+    /// When the current invocation's `timeout` runs out.
+    deadline: Option<std::time::Instant>,
 }
 
 impl StoreState {
@@ -112,6 +114,7 @@ impl StoreState {
             interruption: None,
             telemetry,
             trace: None,
+            deadline: None,
         };
         state.enter(entry, Some(frame));
         state
@@ -193,6 +196,16 @@ impl StoreState {
     /// request, a guest's own spans) under; `None` with tracing off.
     pub fn trace_context(&self) -> Option<&SpanContext> {
         self.trace.as_ref()
+    }
+
+    /// When the invocation running in this store must end (its `timeout`), if ever:
+    /// what a remote call may still take.
+    pub fn deadline(&self) -> Option<std::time::Instant> {
+        self.deadline
+    }
+
+    pub(crate) fn set_deadline(&mut self, deadline: Option<std::time::Instant>) {
+        self.deadline = deadline;
     }
 
     /// Makes `trace` the current span; returns the one it replaces.

@@ -10,6 +10,7 @@
 
 pub(crate) mod compat;
 pub(crate) mod fuse;
+pub(crate) mod remote;
 pub(crate) mod resources;
 pub(crate) mod slots;
 

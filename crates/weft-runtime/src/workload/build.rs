@@ -307,6 +307,29 @@ impl<'a> Builder<'a> {
                         self.problem(part, format!("plugin `{}` cannot provide `{}`: {e}", plugin.id(), import.import))
                     })?;
                 }
+                Provider::Remote { group } => {
+                    let remote = self.cx.remote.as_ref().ok_or_else(|| {
+                        self.problem(
+                            part,
+                            format!(
+                                "links `{}` to the lattice, but this host is not on one (`weft host --nats URL` is)",
+                                import.import
+                            ),
+                        )
+                    })?;
+                    let item = &loaded.imports.iter().find(|(n, _)| *n == import.import).expect("import exists").1;
+                    link::remote::forward_import(linker, &name, &import.import, item, remote, group.as_deref())
+                        .map_err(|e| {
+                            self.problem(
+                                part,
+                                format!(
+                                    "cannot link `{}` to the lattice: {}",
+                                    import.import,
+                                    super::instance::describe(&e)
+                                ),
+                            )
+                        })?;
+                }
                 Provider::Component { component, export, mode: LinkMode::Dynamic, .. } => {
                     let provider = self.built[self.index(component)].as_ref().ok_or(Failure::ProviderFailed)?;
                     let position = loaded.imports.iter().position(|(n, _)| *n == import.import).expect("import exists");

@@ -8,6 +8,7 @@ mod build;
 pub(crate) mod instance;
 pub mod plan;
 mod running;
+mod served;
 mod service;
 mod validate;
 mod volumes;
@@ -38,6 +39,8 @@ pub(crate) struct HostContext {
     /// Where components' bytes come from (files, registries).
     pub sources: Arc<crate::source::Sources>,
     pub telemetry: crate::telemetry::Telemetry,
+    /// The lattice's remote links, when the host is on one.
+    pub remote: Option<Arc<dyn crate::remote::RemoteLinks>>,
 }
 
 /// Names a workload on its host: chosen by the host, or by a lattice client.

@@ -3,8 +3,9 @@
 //! Providers are considered in this order, and the first tier with a candidate wins:
 //! an explicit `links` entry › a component of the same workload that exports the
 //! interface › the runtime's WASI › a host plugin. More than one candidate in a tier
-//! is an error naming them, unless a link chooses. Remote (wRPC) links join later as
-//! the last tier.
+//! is an error naming them, unless a link chooses. Nothing is remote unless a link
+//! says so: `to: lattice` (or `lattice:<group>`) is served over wRPC by whichever
+//! host of the lattice serves the interface.
 
 use std::fmt;
 
@@ -50,6 +51,12 @@ pub enum Provider {
     },
     /// A host plugin.
     Plugin { plugin: String },
+    /// A component on another host of the lattice, over wRPC.
+    Remote {
+        /// The lattice group that serves it; `None` for the default group.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        group: Option<String>,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -74,6 +81,8 @@ impl fmt::Display for Provider {
                 None => write!(f, "component `{component}` ({export}, dynamic)"),
             },
             Provider::Plugin { plugin } => write!(f, "plugin `{plugin}`"),
+            Provider::Remote { group: None } => f.write_str("the lattice (remote, wRPC)"),
+            Provider::Remote { group: Some(group) } => write!(f, "the lattice, group `{group}` (remote, wRPC)"),
         }
     }
 }
@@ -231,6 +240,16 @@ fn resolve_link(
             Err(format!("links `{import}` to the runtime, whose WASI 0.2 does not include it"))
         };
     }
+    if let Some(group) = remote_group(&link.to) {
+        let group = group?;
+        if link.mode != LinkModeSpec::Auto {
+            return Err(format!("links `{import}` to the lattice, where `mode` has no meaning (calls go over wRPC)"));
+        }
+        if wanted.as_interface().is_none() {
+            return Err(format!("links `{import}` to the lattice, which serves interfaces, not bare functions"));
+        }
+        return Ok(Provider::Remote { group });
+    }
     if let Some(id) = link.to.strip_prefix("plugin:") {
         return match plugins.get(id) {
             None => Err(format!("links `{import}` to plugin `{id}`, which this host has not loaded")),
@@ -253,6 +272,26 @@ fn resolve_link(
             None => Err(format!("links `{import}` to component `{}`, which does not export it", s.name)),
         },
     }
+}
+
+/// For a link target of the lattice (`lattice`, `lattice:<group>`), its group.
+fn remote_group(to: &str) -> Option<Result<Option<String>, String>> {
+    if to == "lattice" {
+        return Some(Ok(None));
+    }
+    let group = to.strip_prefix("lattice:")?;
+    Some(check_group(group).map(|()| Some(group.to_string())))
+}
+
+/// A group is one NATS subject token: it becomes part of the wRPC prefix.
+pub(crate) fn check_group(group: &str) -> Result<(), String> {
+    let fine = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '_';
+    if group.is_empty() || group.len() > 64 || !group.chars().all(fine) {
+        return Err(format!(
+            "`{group}` is not a lattice group: 1 to 64 letters, digits, `-` or `_` (it becomes a NATS subject token)"
+        ));
+    }
+    Ok(())
 }
 
 /// Links must name a component that exists and an import it has.

@@ -316,6 +316,29 @@ impl RunningWorkload {
         &self.id
     }
 
+    /// The functions of `component`'s export `interface` (its exact name), with
+    /// their types: what a plugin serving the export needs to carry calls.
+    pub fn export_functions(
+        &self,
+        component: &str,
+        interface: &str,
+    ) -> Option<Vec<(String, wasmtime::component::types::ComponentFunc)>> {
+        use wasmtime::component::types::ComponentItem;
+        let c = self.components.iter().find(|c| *c.name == *component)?;
+        let engine = c.component.engine();
+        let ty = c.component.component_type();
+        let (_, item) = ty.exports(engine).find(|(name, _)| *name == interface)?;
+        let ComponentItem::ComponentInstance(ty) = item.ty else { return None };
+        let functions = ty
+            .exports(engine)
+            .filter_map(|(name, item)| match item.ty {
+                ComponentItem::ComponentFunc(func) => Some((name.to_string(), func)),
+                _ => None,
+            })
+            .collect();
+        Some(functions)
+    }
+
     pub fn name(&self) -> &str {
         &self.name
     }
@@ -380,10 +403,11 @@ impl RunningWorkload {
         let c = self.component(component)?;
         let slot = self.admit(c).await?;
         let deadline = c.deadline();
-        let live = match c.take_idle() {
+        let mut live = match c.take_idle() {
             Some(idle) => idle,
             None => c.instantiate(&self.engine, self.interrupt.clone()).await?,
         };
+        live.0.data_mut().set_deadline(deadline);
         let cancelled = self.cancel.subscribe();
         Ok(Invocation {
             component: c.clone(),
@@ -422,6 +446,7 @@ impl RunningWorkload {
         let outcome = async {
             let (mut store, instance) = c.instantiate(&self.engine, self.interrupt.clone()).await?;
             store.data_mut().swap_trace_context(span.context().cloned());
+            store.data_mut().set_deadline(deadline);
             let run = instance.get_typed_func::<(), (Result<(), ()>,)>(&mut store, func).map_err(|e| {
                 InvokeError::NoSuchFunction { component: c.name.to_string(), function: format!("{RUN}: {e}") }
             })?;

@@ -128,7 +128,8 @@ pub(crate) async fn validate(
     }
 
     let components: Vec<_> = built.into_iter().map(|c| c.expect("every component was linked")).collect();
-    let bindings = bindings::plan(&cx.plugins, &spec, &components, &plan);
+    let mut bindings = bindings::plan(&cx.plugins, &spec, &components, &plan);
+    bindings.extend(super::served::plan(cx, &spec, &components, &mut problems));
     bindings::check(&bindings, &mut problems);
     if !problems.is_empty() {
         return Err(reject(problems));

@@ -1,0 +1,352 @@
+//! Remote links over wRPC on NATS, as `wrpc-transport-nats` 0.31 speaks it
+//! (the transport is upstream's; [`codec`] turns Wasmtime values into wRPC's
+//! encoding and back).
+//!
+//! Subjects: a function `f` of interface `i` (its full name, version included,
+//! as wit-bindgen-wrpc names it) in group `g` of lattice `l` is
+//! `weft.links.<l>[.<g>].wrpc.0.0.1.<i>.<f>`; the wRPC *prefix* is
+//! `weft.links.<l>[.<g>]` (`weft.` subjects are the host's: no guest reaches them).
+//! Serving hosts subscribe in one queue group, so hosts serving one export share
+//! its calls.
+//!
+//! wRPC on NATS has no error channel and no deadline; weft adds both as headers
+//! an upstream peer ignores: `weft-deadline-ms` (what the caller has left) and
+//! `weft-error-to` (a subject of the caller's where a weft server publishes why a
+//! call failed, before it ends the results empty, as upstream servers do).
+
+pub mod codec;
+
+use std::any::Any;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_nats::HeaderMap;
+use futures_util::StreamExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use wasmtime::component::Val;
+use wasmtime::component::types::ComponentFunc;
+use weft_runtime::plugin::{Binding, BoxFuture, ComponentIdentity, HostPlugin, PluginWorld};
+use weft_runtime::remote::{PLUGIN_ID, RemoteCall, RemoteLinks};
+use weft_runtime::telemetry::SpanContext;
+use weft_runtime::workload::RunningWorkload;
+use wrpc_transport::{Invoke, Serve};
+
+use crate::lattice::Lattice;
+
+/// What a caller with no deadline of its own waits for an answer.
+pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(30);
+/// The largest parameters or results weft reads of one call.
+pub const MAX_MESSAGE: u64 = 16 << 20;
+/// The queue group of every serving host.
+const QUEUE_GROUP: &str = "weft";
+const DEADLINE_HEADER: &str = "weft-deadline-ms";
+const ERROR_HEADER: &str = "weft-error-to";
+const TRACEPARENT: &str = "traceparent";
+
+type Wrpc = wrpc_transport_nats::Client;
+
+/// Remote links of one host on one lattice: calls out, exports served.
+pub struct WrpcLinks {
+    nats: async_nats::Client,
+    lattice: Lattice,
+    /// A wRPC client per prefix (group), made on first use.
+    clients: tokio::sync::Mutex<HashMap<String, Wrpc>>,
+    errors: Arc<ErrorInbox>,
+    /// The accept loops of each serving component.
+    served: Mutex<HashMap<ComponentIdentity, Vec<tokio::task::JoinHandle<()>>>>,
+}
+
+impl WrpcLinks {
+    pub fn new(nats: async_nats::Client, lattice: Lattice) -> Arc<WrpcLinks> {
+        let errors = Arc::new(ErrorInbox {
+            subject: nats.new_inbox(),
+            subscriber: tokio::sync::OnceCell::new(),
+            waiting: Mutex::default(),
+        });
+        Arc::new(WrpcLinks { nats, lattice, clients: tokio::sync::Mutex::default(), errors, served: Mutex::default() })
+    }
+
+    /// The wRPC prefix of `group` in this lattice.
+    pub fn prefix(&self, group: Option<&str>) -> String {
+        let mut prefix = format!("weft.links.{}", self.lattice);
+        if let Some(group) = group {
+            prefix.push('.');
+            prefix.push_str(group);
+        }
+        prefix
+    }
+
+    async fn client(&self, group: Option<&str>) -> Result<Wrpc, String> {
+        let prefix = self.prefix(group);
+        let mut clients = self.clients.lock().await;
+        if let Some(client) = clients.get(&prefix) {
+            return Ok(client.clone());
+        }
+        let client = Wrpc::new(self.nats.clone(), prefix.as_str(), Some(Arc::from(QUEUE_GROUP)))
+            .await
+            .map_err(|e| format!("cannot reach NATS: {e:#}"))?;
+        clients.insert(prefix, client.clone());
+        Ok(client)
+    }
+
+    async fn call_remote(&self, call: RemoteCall<'_>) -> Result<Vec<Val>, String> {
+        let mut params = Vec::new();
+        codec::encode_tuple(call.params, call.param_types.iter().cloned(), &mut params).map_err(|e| e.to_string())?;
+        let deadline = call.deadline.unwrap_or_else(|| Instant::now() + DEFAULT_CALL_TIMEOUT);
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err("the caller's deadline has passed".into());
+        }
+        let client = self.client(call.group).await?;
+        let (error_to, failure) = self.errors.expect(&self.nats).await?;
+        let mut headers = HeaderMap::new();
+        headers.insert(DEADLINE_HEADER, left.as_millis().to_string().as_str());
+        headers.insert(ERROR_HEADER, error_to.as_str());
+        if let Some(trace) = call.trace {
+            headers.insert(TRACEPARENT, trace.traceparent().as_str());
+        }
+        let exchange = async {
+            let no_paths: &[&[Option<usize>]] = &[];
+            let (mut tx, rx) =
+                client.invoke(Some(headers), call.interface, call.function, params.into(), no_paths).await?;
+            tx.shutdown().await?;
+            let mut results = Vec::new();
+            rx.take(MAX_MESSAGE + 1).read_to_end(&mut results).await?;
+            anyhow::Ok(results)
+        };
+        let outcome = tokio::time::timeout_at(deadline.into(), exchange).await;
+        let reported = self.errors.take(&error_to, failure);
+        let results = match outcome {
+            Err(_) => return Err(format!("no answer within {left:?}")),
+            Ok(Err(e)) => return Err(transport_error(&e)),
+            Ok(Ok(results)) => results,
+        };
+        if let Some(reason) = reported {
+            return Err(reason);
+        }
+        if results.len() as u64 > MAX_MESSAGE {
+            return Err(format!("the results are larger than {MAX_MESSAGE} bytes"));
+        }
+        codec::decode_tuple(&results, call.result_types.iter().cloned()).map_err(|e| {
+            if results.is_empty() {
+                "the serving host ended the call without results (it failed, or is not weft and says no more)".into()
+            } else {
+                format!("unreadable results: {e}")
+            }
+        })
+    }
+
+    async fn serve_component(&self, binding: &Binding) -> Result<Vec<tokio::task::JoinHandle<()>>, String> {
+        let mut loops = Vec::new();
+        for export in &binding.exports {
+            let group = binding.config_for(export).and_then(|c| c.get("group")).and_then(|g| g.as_str());
+            let client = self.client(group).await?;
+            let functions = binding
+                .workload
+                .export_functions(&binding.identity.component, export)
+                .ok_or_else(|| format!("the component has no export `{export}`"))?;
+            for (name, func) in functions {
+                let no_paths: [Box<[Option<usize>]>; 0] = [];
+                let invocations = client
+                    .serve(export, &name, no_paths)
+                    .await
+                    .map_err(|e| format!("cannot serve `{export}#{name}`: {e:#}"))?;
+                let served = Arc::new(Served {
+                    nats: self.nats.clone(),
+                    workload: binding.workload.clone(),
+                    component: binding.identity.component.to_string(),
+                    function: format!("{export}#{name}"),
+                    func,
+                });
+                loops.push(tokio::spawn(async move {
+                    let mut invocations = std::pin::pin!(invocations);
+                    while let Some(accepted) = invocations.next().await {
+                        match accepted {
+                            Ok((cx, tx, rx)) => {
+                                tokio::spawn(served.clone().answer(cx, tx, rx));
+                            }
+                            Err(e) => tracing::debug!("a wRPC call was not accepted: {e:#}"),
+                        }
+                    }
+                }));
+            }
+        }
+        Ok(loops)
+    }
+}
+
+fn transport_error(e: &anyhow::Error) -> String {
+    let io = e.chain().find_map(|c| c.downcast_ref::<std::io::Error>()).map(|e| e.kind());
+    match io {
+        Some(std::io::ErrorKind::NotConnected) => "no host of the lattice serves it (no responders)".into(),
+        Some(std::io::ErrorKind::TimedOut) => "the request timed out in NATS".into(),
+        _ => format!("{e:#}"),
+    }
+}
+
+/// One served function.
+struct Served {
+    nats: async_nats::Client,
+    workload: Arc<RunningWorkload>,
+    component: String,
+    /// `interface#function`.
+    function: String,
+    func: ComponentFunc,
+}
+
+impl Served {
+    async fn answer(
+        self: Arc<Self>,
+        cx: wrpc_transport_nats::NatsContext,
+        mut tx: wrpc_transport_nats::SubjectWriter,
+        rx: wrpc_transport_nats::Reader,
+    ) {
+        let header = |name: &str| cx.headers.as_ref()?.get(name).map(|v| v.as_str().to_string());
+        let error_to = header(ERROR_HEADER).filter(|s| s.starts_with("_INBOX."));
+        let left = header(DEADLINE_HEADER).and_then(|ms| ms.parse::<u64>().ok()).map(Duration::from_millis);
+        let parent = header(TRACEPARENT).and_then(|tp| SpanContext::from_headers(&tp, None));
+        let work = async {
+            let mut params = Vec::new();
+            rx.take(MAX_MESSAGE + 1).read_to_end(&mut params).await.map_err(|e| format!("reading the call: {e}"))?;
+            if params.len() as u64 > MAX_MESSAGE {
+                return Err(format!("the parameters are larger than {MAX_MESSAGE} bytes"));
+            }
+            let params = codec::decode_tuple(&params, self.func.params().map(|(_, t)| t))
+                .map_err(|e| format!("unreadable parameters: {e}"))?;
+            let mut invocation = self.workload.instantiate(&self.component).await.map_err(|e| e.to_string())?;
+            invocation.set_trace_parent(parent);
+            let results = invocation.call(&self.function, &params).await.map_err(|e| e.to_string())?;
+            let mut out = Vec::new();
+            codec::encode_tuple(&results, self.func.results(), &mut out).map_err(|e| e.to_string())?;
+            Ok(out)
+        };
+        let outcome = match left {
+            Some(left) => tokio::time::timeout(left, work)
+                .await
+                .unwrap_or_else(|_| Err(format!("the caller's deadline ({left:?}) passed"))),
+            None => work.await,
+        };
+        match outcome {
+            Ok(results) => {
+                if let Err(e) = async {
+                    tx.write_all(&results).await?;
+                    tx.shutdown().await
+                }
+                .await
+                {
+                    tracing::debug!(function = %self.function, "results not sent: {e}");
+                }
+            }
+            Err(reason) => {
+                tracing::debug!(function = %self.function, "remote call failed: {reason}");
+                if let Some(to) = error_to {
+                    let reason = format!("in component `{}` on another host: {reason}", self.component);
+                    let _ = self.nats.publish(to, reason.into()).await;
+                }
+                // The results end empty, as upstream servers end them, after the report.
+                let _ = tx.shutdown().await;
+            }
+        }
+    }
+}
+
+/// Where weft servers report why calls failed: one subscription per host, a
+/// subject per call. A report is published before the call's results end, on
+/// the same connection, so once a caller has seen the end, the report is in the
+/// subscription's queue: the caller moves what is queued to whom it is for.
+struct ErrorInbox {
+    subject: String,
+    subscriber: tokio::sync::OnceCell<Mutex<async_nats::Subscriber>>,
+    waiting: Mutex<HashMap<String, tokio::sync::oneshot::Sender<String>>>,
+}
+
+/// What a call waits on for its failure report.
+type Failure = tokio::sync::oneshot::Receiver<String>;
+
+/// The most of a failure report a caller reads.
+const MAX_REPORT: usize = 4096;
+
+impl ErrorInbox {
+    /// A subject for one call's failure, and where it arrives.
+    async fn expect(&self, nats: &async_nats::Client) -> Result<(String, Failure), String> {
+        self.subscriber
+            .get_or_try_init(|| async {
+                let subscriber = nats.subscribe(format!("{}.>", self.subject)).await.map_err(|e| e.to_string())?;
+                Ok::<_, String>(Mutex::new(subscriber))
+            })
+            .await
+            .map_err(|e| format!("cannot reach NATS: {e}"))?;
+        let subject = format!("{}.{}", self.subject, uuid::Uuid::new_v4().simple());
+        let (send, receive) = tokio::sync::oneshot::channel();
+        self.waiting.lock().unwrap().insert(subject.clone(), send);
+        Ok((subject, receive))
+    }
+
+    /// The failure reported for the call, if one was.
+    fn take(&self, subject: &str, mut failure: Failure) -> Option<String> {
+        use futures_util::FutureExt;
+        if let Some(subscriber) = self.subscriber.get() {
+            let mut subscriber = subscriber.lock().unwrap();
+            while let Some(Some(report)) = subscriber.next().now_or_never() {
+                let waiting = self.waiting.lock().unwrap().remove(report.subject.as_str());
+                if let Some(waiting) = waiting {
+                    let text = &report.payload[..report.payload.len().min(MAX_REPORT)];
+                    let _ = waiting.send(String::from_utf8_lossy(text).into_owned());
+                }
+            }
+        }
+        self.waiting.lock().unwrap().remove(subject);
+        failure.try_recv().ok()
+    }
+}
+
+impl HostPlugin for WrpcLinks {
+    fn id(&self) -> &str {
+        PLUGIN_ID
+    }
+
+    fn world(&self) -> PluginWorld {
+        PluginWorld::default()
+    }
+
+    fn bind<'a>(&'a self, binding: &'a Binding) -> BoxFuture<'a, Result<(), String>> {
+        Box::pin(async move {
+            let loops = self.serve_component(binding).await?;
+            self.served.lock().unwrap().entry(binding.identity.clone()).or_default().extend(loops);
+            Ok(())
+        })
+    }
+
+    /// Stops taking calls; those in flight finish (the workload drains them).
+    fn unbind<'a>(&'a self, identity: &'a ComponentIdentity) -> BoxFuture<'a, ()> {
+        Box::pin(async move {
+            let loops = self.served.lock().unwrap().remove(identity).unwrap_or_default();
+            for accept in loops {
+                accept.abort();
+            }
+        })
+    }
+
+    fn add_to_linker(
+        &self,
+        _: &mut wasmtime::component::Linker<weft_runtime::store::StoreState>,
+        import: &str,
+    ) -> wasmtime::Result<()> {
+        wasmtime::bail!("the lattice serves imports through remote links, not as a plugin (asked for `{import}`)")
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+}
+
+impl RemoteLinks for WrpcLinks {
+    fn check(&self, function: &ComponentFunc) -> Result<(), String> {
+        function.params().map(|(_, t)| t).chain(function.results()).try_for_each(|t| codec::check(&t))
+    }
+
+    fn call<'a>(&'a self, call: RemoteCall<'a>) -> BoxFuture<'a, Result<Vec<Val>, String>> {
+        Box::pin(self.call_remote(call))
+    }
+}

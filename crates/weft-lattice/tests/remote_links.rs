@@ -1,0 +1,290 @@
+//! Remote links over wRPC on a real nats-server: a caller on one host, the
+//! provider of its import on another; every kind of value crosses, chains reach
+//! a third component, traps come back named, and nothing goes to NATS unless a
+//! manifest links to the lattice.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use weft_lattice::Lattice;
+use weft_lattice::wrpc::WrpcLinks;
+use weft_runtime::output::{CapturedOutput, Stream};
+use weft_runtime::wasmtime::component::Val;
+use weft_runtime::{Host, HostApi, HostConfig, RunningWorkload, WorkloadSpec};
+use weft_testkit::Server;
+
+struct OnHost {
+    host: Host,
+    output: Arc<CapturedOutput>,
+}
+
+async fn host_on(nats: &Server) -> OnHost {
+    let client = async_nats::connect(nats.url()).await.unwrap();
+    let output = Arc::new(CapturedOutput::default());
+    let host = Host::new(HostConfig {
+        stdio: weft_runtime::wasi::GuestStdio::Sink(output.clone()),
+        remote: Some(WrpcLinks::new(client, Lattice::default())),
+        ..HostConfig::default()
+    })
+    .await
+    .unwrap();
+    OnHost { host, output }
+}
+
+async fn start(host: &Host, yaml: &str) -> Arc<RunningWorkload> {
+    let spec = WorkloadSpec::from_yaml(yaml).unwrap_or_else(|e| panic!("{e}\n{yaml}"));
+    let status = host.workload_start(spec).await.unwrap_or_else(|e| panic!("{e}"));
+    host.workload(&status.id).unwrap()
+}
+
+/// The provider of `values` and `faults` on host B, the caller on host A (with
+/// `counters` and `pipes`, which hold resources, from a provider of its own).
+async fn pair(nats: &Server) -> (OnHost, OnHost, Arc<RunningWorkload>) {
+    let (a, b) = (host_on(nats).await, host_on(nats).await);
+    start(
+        &b.host,
+        &format!(
+            "name: served\ncomponents:\n  - name: provider\n    source: {}\n    env: {{ WHO: provider }}\n    \
+             serve: [\"weft:types/values@0.1.0\", \"weft:types/faults@0.1.0\"]\n",
+            weft_guests::TYPES_PROVIDER
+        ),
+    )
+    .await;
+    let caller = start(
+        &a.host,
+        &format!(
+            r#"
+name: calling
+components:
+  - {{ name: caller, source: {caller}, env: {{ WHO: caller }} }}
+  - {{ name: local, source: {provider} }}
+links:
+  - {{ from: caller, import: "weft:types/values@0.1.0", to: lattice }}
+  - {{ from: caller, import: "weft:types/faults@0.1.0", to: lattice }}
+  - {{ from: caller, import: "weft:types/counters@0.1.0", to: local }}
+  - {{ from: caller, import: "weft:types/pipes@0.1.0", to: local }}
+"#,
+            caller = weft_guests::TYPES_CALLER,
+            provider = weft_guests::TYPES_PROVIDER
+        ),
+    )
+    .await;
+    (a, b, caller)
+}
+
+fn same(a: &Val, b: &Val) -> bool {
+    match (a, b) {
+        (Val::Float32(x), Val::Float32(y)) => x.to_bits() == y.to_bits(),
+        (Val::Float64(x), Val::Float64(y)) => x.to_bits() == y.to_bits(),
+        (Val::List(x), Val::List(y)) | (Val::Tuple(x), Val::Tuple(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(a, b)| same(a, b))
+        }
+        (Val::Record(x), Val::Record(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|((n, a), (m, b))| n == m && same(a, b))
+        }
+        (Val::Variant(n, x), Val::Variant(m, y)) => n == m && same_opt(x, y),
+        (Val::Option(x), Val::Option(y)) => same_opt(x, y),
+        (Val::Result(Ok(x)), Val::Result(Ok(y))) | (Val::Result(Err(x)), Val::Result(Err(y))) => same_opt(x, y),
+        (a, b) => a == b,
+    }
+}
+
+fn same_opt(a: &Option<Box<Val>>, b: &Option<Box<Val>>) -> bool {
+    match (a, b) {
+        (None, None) => true,
+        (Some(a), Some(b)) => same(a, b),
+        _ => false,
+    }
+}
+
+fn point(x: f64, y: f64, label: &str) -> Val {
+    Val::Record(vec![
+        ("x".into(), Val::Float64(x)),
+        ("y".into(), Val::Float64(y)),
+        ("label".into(), Val::String(label.into())),
+    ])
+}
+
+/// Every kind of value, by the echo function that takes it.
+fn cases() -> Vec<(&'static str, Vec<Val>)> {
+    let bytes = |v: Vec<u8>| Val::List(v.into_iter().map(Val::U8).collect());
+    let mebibyte: Vec<u8> = (0..1u32 << 20).map(|i| (i.wrapping_mul(2654435761) >> 24) as u8).collect();
+    let some = |v: Val| Val::Option(Some(Box::new(v)));
+    let everything = Val::Record(vec![
+        ("flag".into(), Val::Bool(true)),
+        ("small".into(), Val::U8(200)),
+        ("big".into(), Val::S64(i64::MIN)),
+        ("ratio".into(), Val::Float32(-1.25)),
+        ("letter".into(), Val::Char('ß')),
+        ("name".into(), Val::String("everything".into())),
+        ("bytes".into(), bytes(vec![1, 2])),
+        ("nested".into(), some(point(0.5, 2.0, "in"))),
+        ("pair".into(), Val::Tuple(vec![Val::U16(7), Val::String("seven".into())])),
+    ]);
+    let mut cases: Vec<(&str, Vec<Val>)> = vec![
+        ("echo-bool", vec![Val::Bool(true), Val::Bool(false)]),
+        ("echo-u8", vec![Val::U8(0), Val::U8(u8::MAX)]),
+        ("echo-s8", vec![Val::S8(i8::MIN), Val::S8(-1), Val::S8(i8::MAX)]),
+        ("echo-u16", vec![Val::U16(0), Val::U16(u16::MAX)]),
+        ("echo-s16", vec![Val::S16(i16::MIN), Val::S16(i16::MAX)]),
+        ("echo-u32", vec![Val::U32(0), Val::U32(1 << 31), Val::U32(u32::MAX)]),
+        ("echo-s32", vec![Val::S32(i32::MIN), Val::S32(-1), Val::S32(i32::MAX)]),
+        ("echo-u64", vec![Val::U64(0), Val::U64(u64::MAX)]),
+        ("echo-s64", vec![Val::S64(i64::MIN), Val::S64(-1), Val::S64(i64::MAX)]),
+        ("echo-f32", [0.0, -0.0, 1.5, f32::MAX, f32::INFINITY, f32::NAN].map(Val::Float32).to_vec()),
+        ("echo-f64", [0.0, -0.0, -2.25, f64::MIN_POSITIVE, f64::NEG_INFINITY, f64::NAN].map(Val::Float64).to_vec()),
+        ("echo-char", ['a', '\0', 'é', '€', '𝄞', char::MAX].map(Val::Char).to_vec()),
+        ("echo-string", ["", "naïve café", "emoji 🦀🧵", "nul\0inside"].map(|s| Val::String(s.into())).to_vec()),
+        ("echo-bytes", vec![bytes(vec![]), bytes(vec![0, 255]), bytes(mebibyte)]),
+        ("echo-strings", vec![Val::List(vec![]), Val::List(vec![Val::String("".into()), Val::String("ünï".into())])]),
+        ("echo-point", vec![point(1.5, -0.0, ""), point(f64::NAN, f64::INFINITY, "ñ")]),
+        ("echo-everything", vec![everything]),
+        ("echo-tuple", vec![Val::Tuple(vec![Val::U8(1), Val::String("one".into()), Val::Float64(1.0)])]),
+        (
+            "echo-shape",
+            vec![
+                Val::Variant("empty".into(), None),
+                Val::Variant("circle".into(), Some(Box::new(Val::Float64(2.5)))),
+                Val::Variant(
+                    "polygon".into(),
+                    Some(Box::new(Val::List(vec![point(0.0, 0.0, "o"), point(1.0, 1.0, "")]))),
+                ),
+                Val::Variant("named".into(), Some(Box::new(Val::String("blob".into())))),
+                Val::Variant(
+                    "boxed".into(),
+                    Some(Box::new(some(Val::Result(Err(Some(Box::new(Val::String("no".into())))))))),
+                ),
+            ],
+        ),
+        ("echo-colour", ["red", "green", "blue", "ultraviolet"].map(|c| Val::Enum(c.into())).to_vec()),
+        ("echo-option", vec![Val::Option(None), some(Val::Option(None)), some(some(Val::U32(9)))]),
+        (
+            "echo-result",
+            vec![
+                Val::Result(Ok(Some(Box::new(Val::String("fine".into()))))),
+                Val::Result(Err(Some(Box::new(Val::U32(4))))),
+            ],
+        ),
+        ("echo-unit-result", vec![Val::Result(Ok(None)), Val::Result(Err(None))]),
+        (
+            "echo-perms",
+            vec![
+                Val::Flags(vec![]),
+                Val::Flags(vec!["read".into(), "exec".into()]),
+                Val::Flags(["read", "write", "exec", "admin", "audit"].map(String::from).to_vec()),
+            ],
+        ),
+    ];
+    cases.retain(|(_, values)| !values.is_empty());
+    cases
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_kind_of_value_crosses_to_another_host_and_back() {
+    let nats = Server::nats();
+    let (_a, _b, caller) = pair(&nats).await;
+    let mut invocation = caller.instantiate("caller").await.unwrap();
+    for (function, values) in cases() {
+        for value in values {
+            let path = format!("weft:types/values@0.1.0#{function}");
+            let back = invocation
+                .call(&path, std::slice::from_ref(&value))
+                .await
+                .unwrap_or_else(|e| panic!("{function}: {e}"));
+            assert!(same(&back[0], &value), "{function}: sent {value:?}, got {:?}", back[0]);
+        }
+    }
+    // Seventeen parameters at once.
+    let many = vec![
+        Val::U8(1),
+        Val::S16(-2),
+        Val::U32(3),
+        Val::S64(-4),
+        Val::Float32(5.5),
+        Val::Float64(-6.5),
+        Val::Char('7'),
+        Val::Bool(true),
+        Val::String("nine".into()),
+        Val::List(vec![Val::U8(10)]),
+        Val::U64(11),
+        Val::S8(-12),
+        Val::U16(13),
+        Val::S32(-14),
+        Val::Float64(15.0),
+        Val::String("sixteen".into()),
+        Val::U32(17),
+    ];
+    let back = invocation.call("weft:types/values@0.1.0#echo-many", &many).await.unwrap();
+    assert!(same(&back[0], &Val::Tuple(many)), "{back:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_trap_on_the_serving_host_fails_the_call_naming_the_provider() {
+    let nats = Server::nats();
+    let (_a, _b, caller) = pair(&nats).await;
+    let err = caller
+        .invoke("caller", "weft:types/scenarios@0.1.0#crash-through", &[Val::String("on purpose".into())])
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("remote call of `weft:types/faults@0.1.0#crash` failed"), "{err}");
+    assert!(err.contains("in component `provider` on another host"), "{err}");
+    // The provider kept its own environment, and the next call works.
+    let env = caller.invoke("caller", "weft:types/values@0.1.0#echo-u32", &[Val::U32(7)]).await.unwrap();
+    assert_eq!(env, [Val::U32(7)]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_chain_crosses_to_another_host_and_on_to_a_local_component_there() {
+    let nats = Server::nats();
+    let (a, b) = (host_on(&nats).await, host_on(&nats).await);
+    start(
+        &b.host,
+        &format!(
+            r#"
+name: relaying
+components:
+  - {{ name: relay, source: {relay}, env: {{ RELAY_MARK: via-b }}, serve: ["weft:fixtures/greeter@0.1.0"] }}
+  - {{ name: greeter, source: {greeter}, env: {{ GREETING: Ahoy }} }}
+links:
+  - {{ from: relay, import: "weft:fixtures/greeter@0.1.0", to: greeter }}
+"#,
+            relay = weft_guests::RELAY,
+            greeter = weft_guests::GREETER
+        ),
+    )
+    .await;
+    let client = start(
+        &a.host,
+        &format!(
+            "name: asking\ncomponents:\n  - {{ name: a, source: {}, args: [chain] }}\nlinks:\n  - {{ from: a, import: \"weft:fixtures/greeter@0.1.0\", to: lattice }}\n",
+            weft_guests::GREETER_CLIENT
+        ),
+    )
+    .await;
+    client.run("a").await.unwrap();
+    assert_eq!(a.output.lines_of("a", Stream::Stdout), ["Ahoy, chain! [via-b]"]);
+    assert!(b.output.lines_of("a", Stream::Stdout).is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_workload_without_remote_links_sends_nothing_to_nats() {
+    let nats = Server::nats();
+    let watcher = async_nats::connect(nats.url()).await.unwrap();
+    let mut everything = watcher.subscribe(">").await.unwrap();
+    watcher.flush().await.unwrap();
+    let a = host_on(&nats).await;
+    let w = start(
+        &a.host,
+        &format!(
+            "name: local\ncomponents:\n  - {{ name: a, source: {}, args: [local] }}\n  - {{ name: g, source: {} }}\n",
+            weft_guests::GREETER_CLIENT,
+            weft_guests::GREETER
+        ),
+    )
+    .await;
+    w.run("a").await.unwrap();
+    assert_eq!(a.output.lines_of("a", Stream::Stdout), ["Hello, local!"]);
+    let seen = tokio::time::timeout(Duration::from_millis(500), futures_util::StreamExt::next(&mut everything)).await;
+    assert!(seen.is_err(), "something went to NATS: {:?}", seen.unwrap().map(|m| m.subject));
+}
