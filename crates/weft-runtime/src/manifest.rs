@@ -623,6 +623,25 @@ links:
     }
 
     #[test]
+    fn serve_takes_an_interface_or_one_with_its_group() {
+        let spec = WorkloadSpec::from_yaml(
+            "name: s\ncomponents:\n  - name: c\n    source: c.wasm\n    serve: [\"a:b/c@1.0.0\", { interface: \"a:b/d@1.0.0\", group: eu }]\n",
+        )
+        .unwrap();
+        assert_eq!(
+            spec.components[0].serve,
+            [
+                ServeSpec { interface: "a:b/c@1.0.0".into(), group: None },
+                ServeSpec { interface: "a:b/d@1.0.0".into(), group: Some("eu".into()) },
+            ]
+        );
+        let typo = WorkloadSpec::from_yaml(
+            "name: s\ncomponents:\n  - name: c\n    source: c.wasm\n    serve: [{ interface: \"a:b/c@1.0.0\", grup: eu }]\n",
+        );
+        assert!(typo.is_err());
+    }
+
+    #[test]
     fn unknown_fields_are_all_collected_with_their_paths() {
         let spec = WorkloadSpec::from_yaml(
             "name: x\ncolour: red\ncomponents:\n  - name: a\n    source: a.wasm\n    limits: { memry: 1MiB }\n",

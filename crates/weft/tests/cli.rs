@@ -506,6 +506,66 @@ fn inspect_shows_a_component_world_and_a_workload_plan() {
     );
 }
 
+/// Remote links are planned and shown without a lattice, checked (resources do
+/// not cross), and refused by a host that is not on one.
+#[test]
+fn inspect_shows_remote_links_and_a_host_off_the_lattice_refuses_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = |counters_to: &str| {
+        format!(
+            r#"
+name: remote
+components:
+  - {{ name: caller, source: {caller} }}
+  - {{ name: local, source: {provider}, serve: [{{ interface: "weft:types/values@0.1.0", group: eu }}] }}
+links:
+  - {{ from: caller, import: "weft:types/values@0.1.0", to: "lattice:eu" }}
+  - {{ from: caller, import: "weft:types/faults@0.1.0", to: lattice }}
+  - {{ from: caller, import: "weft:types/counters@0.1.0", to: {counters_to} }}
+  - {{ from: caller, import: "weft:types/pipes@0.1.0", to: local }}
+"#,
+            caller = weft_guests::TYPES_CALLER,
+            provider = weft_guests::TYPES_PROVIDER
+        )
+    };
+    std::fs::write(dir.path().join("remote.yaml"), manifest("local")).unwrap();
+    let out = weft(&["inspect", "remote.yaml"], dir.path());
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let plan = text(&out.stdout);
+    let shown = |name: &str, how: &str| plan.lines().any(|l| l.trim_start().starts_with(name) && l.ends_with(how));
+    assert!(shown("weft:types/values@0.1.0", "← the lattice, group `eu` (remote, wRPC)"), "{plan}");
+    assert!(shown("weft:types/faults@0.1.0", "← the lattice (remote, wRPC)"), "{plan}");
+    assert!(shown("weft:types/values@0.1.0", "→ the lattice (served over wRPC, group `eu`)"), "{plan}");
+    let out = weft(&["inspect", "remote.yaml", "-o", "json"], dir.path());
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let caller = json["links"]["components"].as_array().unwrap().iter().find(|c| c["component"] == "caller").unwrap();
+    let values =
+        caller["imports"].as_array().unwrap().iter().find(|i| i["import"] == "weft:types/values@0.1.0").unwrap();
+    assert_eq!(values["provider"], serde_json::json!({ "kind": "remote", "group": "eu" }));
+    assert_eq!(
+        json["serves"]["local"][0],
+        serde_json::json!({ "interface": "weft:types/values@0.1.0", "group": "eu" })
+    );
+
+    // A resource cannot cross: validation says so, whatever the host.
+    std::fs::write(dir.path().join("resources.yaml"), manifest("lattice")).unwrap();
+    let out = weft(&["inspect", "resources.yaml"], dir.path());
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("cannot link `weft:types/counters@0.1.0` to the lattice"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(text(&out.stderr).contains("resources cannot cross a remote link"), "{}", text(&out.stderr));
+
+    // `weft run` is no lattice host.
+    let out = weft_within(&["run", "remote.yaml"], dir.path(), std::time::Duration::from_secs(60));
+    assert!(!out.status.success());
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("links `weft:types/values@0.1.0` to the lattice, but this host is not on one"), "{stderr}");
+    assert!(stderr.contains("serves exports to the lattice, but this host is not on one"), "{stderr}");
+}
+
 /// An HTTP/1.0 GET that must be answered within `limit`: status and body.
 fn get_within(addr: std::net::SocketAddr, path: &str, limit: std::time::Duration) -> (u16, String) {
     use std::io::{Read, Write};

@@ -48,7 +48,8 @@ type Wrpc = wrpc_transport_nats::Client;
 
 /// Remote links of one host on one lattice: calls out, exports served.
 pub struct WrpcLinks {
-    nats: async_nats::Client,
+    /// `None` offline: links are planned and checked (`weft inspect`), not made.
+    nats: Option<async_nats::Client>,
     lattice: Lattice,
     /// A wRPC client per prefix (group), made on first use.
     clients: tokio::sync::Mutex<HashMap<String, Wrpc>>,
@@ -59,8 +60,18 @@ pub struct WrpcLinks {
 
 impl WrpcLinks {
     pub fn new(nats: async_nats::Client, lattice: Lattice) -> Arc<WrpcLinks> {
+        WrpcLinks::with(Some(nats), lattice)
+    }
+
+    /// Links that are checked and planned, never made: what `weft inspect` shows
+    /// of a workload meant for a lattice host, on a machine that is not one.
+    pub fn offline(lattice: Lattice) -> Arc<WrpcLinks> {
+        WrpcLinks::with(None, lattice)
+    }
+
+    fn with(nats: Option<async_nats::Client>, lattice: Lattice) -> Arc<WrpcLinks> {
         let errors = Arc::new(ErrorInbox {
-            subject: nats.new_inbox(),
+            subject: nats.as_ref().map_or_else(|| "_INBOX.offline".to_string(), |n| n.new_inbox()),
             subscriber: tokio::sync::OnceCell::new(),
             waiting: Mutex::default(),
         });
@@ -77,13 +88,18 @@ impl WrpcLinks {
         prefix
     }
 
+    fn nats(&self) -> Result<&async_nats::Client, String> {
+        self.nats.as_ref().ok_or_else(|| "this host is not on a lattice".to_string())
+    }
+
     async fn client(&self, group: Option<&str>) -> Result<Wrpc, String> {
+        let nats = self.nats()?;
         let prefix = self.prefix(group);
         let mut clients = self.clients.lock().await;
         if let Some(client) = clients.get(&prefix) {
             return Ok(client.clone());
         }
-        let client = Wrpc::new(self.nats.clone(), prefix.as_str(), Some(Arc::from(QUEUE_GROUP)))
+        let client = Wrpc::new(nats.clone(), prefix.as_str(), Some(Arc::from(QUEUE_GROUP)))
             .await
             .map_err(|e| format!("cannot reach NATS: {e:#}"))?;
         clients.insert(prefix, client.clone());
@@ -99,7 +115,7 @@ impl WrpcLinks {
             return Err("the caller's deadline has passed".into());
         }
         let client = self.client(call.group).await?;
-        let (error_to, failure) = self.errors.expect(&self.nats).await?;
+        let (error_to, failure) = self.errors.expect(self.nats()?).await?;
         let mut headers = HeaderMap::new();
         headers.insert(DEADLINE_HEADER, left.as_millis().to_string().as_str());
         headers.insert(ERROR_HEADER, error_to.as_str());
@@ -153,7 +169,7 @@ impl WrpcLinks {
                     .await
                     .map_err(|e| format!("cannot serve `{export}#{name}`: {e:#}"))?;
                 let served = Arc::new(Served {
-                    nats: self.nats.clone(),
+                    nats: self.nats()?.clone(),
                     workload: binding.workload.clone(),
                     component: binding.identity.component.to_string(),
                     function: format!("{export}#{name}"),

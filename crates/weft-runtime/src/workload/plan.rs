@@ -443,4 +443,32 @@ mod tests {
         assert!(text.iter().any(|t| t.contains("does not import `a:b/zzz@1.0.0`")));
         assert!(text.iter().any(|t| t.contains("which does not export it")));
     }
+
+    #[test]
+    fn links_to_the_lattice_are_remote_and_checked() {
+        let s = [surface("app", &["a:b/c@1.0.0", "a:b/d@1.0.0", "a:b/e@1.0.0", "bare"], &[])];
+        let mut problems = Vec::new();
+        let mut pinned = link("app", "a:b/e@1.0.0", "lattice");
+        pinned.mode = LinkModeSpec::Dynamic;
+        let plan = resolve(
+            &s,
+            &[link("app", "a:b/c@1.0.0", "lattice"), link("app", "a:b/d@1.0.0", "lattice:eu-1"), pinned],
+            &PluginRegistry::default(),
+            &mut problems,
+        );
+        assert_eq!(plan.imports_of("app")[0].provider, Provider::Remote { group: None });
+        assert_eq!(plan.imports_of("app")[1].provider, Provider::Remote { group: Some("eu-1".into()) });
+        assert_eq!(plan.imports_of("app")[1].provider.to_string(), "the lattice, group `eu-1` (remote, wRPC)");
+        let text: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
+        assert!(text.iter().any(|t| t.contains("where `mode` has no meaning")), "{text:#?}");
+
+        for bad in ["lattice:", "lattice:a.b", "lattice:*", "lattice:a b"] {
+            let mut problems = Vec::new();
+            resolve(&s, &[link("app", "a:b/c@1.0.0", bad)], &PluginRegistry::default(), &mut problems);
+            assert!(problems.iter().any(|p| p.message.contains("is not a lattice group")), "{bad}: {problems:?}");
+        }
+        let mut problems = Vec::new();
+        resolve(&s, &[link("app", "bare", "lattice")], &PluginRegistry::default(), &mut problems);
+        assert!(problems.iter().any(|p| p.message.contains("serves interfaces, not bare functions")), "{problems:?}");
+    }
 }

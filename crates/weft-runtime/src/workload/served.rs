@@ -8,13 +8,38 @@ use std::sync::Arc;
 use indexmap::IndexMap;
 use wasmtime::component::types::ComponentItem;
 
-use super::HostContext;
 use super::bindings::PlannedBinding;
 use super::instance::WorkloadComponent;
+use super::{HostContext, LinkPlan, Provider};
 use crate::error::Problem;
 use crate::interface::ItemName;
 use crate::manifest::WorkloadSpec;
 use crate::plugin::{BindingSettings, HostPlugin};
+
+/// A workload that links to the lattice or serves to it needs a host on one:
+/// every such link and every serving component is a problem on a host that is not.
+pub(crate) fn need_lattice(cx: &HostContext, spec: &WorkloadSpec, plan: &LinkPlan, problems: &mut Vec<Problem>) {
+    if cx.remote.is_some() {
+        return;
+    }
+    for c in &plan.components {
+        for link in c.imports.iter().filter(|l| matches!(l.provider, Provider::Remote { .. })) {
+            problems.push(Problem::new(
+                format!("component `{}`", c.component),
+                format!(
+                    "links `{}` to the lattice, but this host is not on one (`weft host --nats URL` is)",
+                    link.import
+                ),
+            ));
+        }
+    }
+    for c in spec.all_components().filter(|c| !c.serve.is_empty()) {
+        problems.push(Problem::new(
+            format!("component `{}`", c.name),
+            "serves exports to the lattice, but this host is not on one (`weft host --nats URL` is)",
+        ));
+    }
+}
 
 /// The binding of each serving component to the lattice's plugin. Its settings
 /// list the exports (as the component names them) and, per export, its
@@ -32,13 +57,8 @@ pub(crate) fn plan(
             problems.push(Problem::new(subject, "is the service, which is not invoked, so it cannot `serve` exports"));
             continue;
         }
-        let Some(remote) = &cx.remote else {
-            problems.push(Problem::new(
-                subject,
-                "serves exports to the lattice, but this host is not on one (`weft host --nats URL` is)",
-            ));
-            continue;
-        };
+        // Off a lattice, `need_lattice` has said so.
+        let Some(remote) = &cx.remote else { continue };
         let Some(c) = components.iter().find(|c| *c.name == *entry.name) else { continue };
         let engine = c.component.engine();
         let mut exports = Vec::new();

@@ -111,6 +111,7 @@ pub(crate) async fn validate(
     let plan = plan::resolve(&surfaces, &spec.links, &cx.plugins, &mut problems);
     check_link_types(cx, &plan, &entries, &loaded, &mut problems);
     check_host_interfaces(cx, &spec, &mut problems);
+    super::served::need_lattice(cx, &spec, &plan, &mut problems);
 
     let reject = |problems| Rejection { workload: spec.name.clone(), problems };
     if !problems.is_empty() {

@@ -91,12 +91,17 @@ impl HostFile {
 impl HostArgs {
     /// Starts a host with the built-in plugins.
     pub async fn start(&self, stdio: GuestStdio) -> anyhow::Result<Host> {
-        self.start_with(stdio, None).await
+        self.start_with(stdio, None, None).await
     }
 
-    /// [`start`](Self::start), fetching `digest://` sources from `digests` (a
-    /// host on a lattice).
-    pub async fn start_with(&self, stdio: GuestStdio, digests: Option<Arc<dyn DigestStore>>) -> anyhow::Result<Host> {
+    /// [`start`](Self::start), fetching `digest://` sources from `digests` and
+    /// carrying remote links through `remote` (a host on a lattice).
+    pub async fn start_with(
+        &self,
+        stdio: GuestStdio,
+        digests: Option<Arc<dyn DigestStore>>,
+        remote: Option<Arc<dyn weft_runtime::remote::RemoteLinks>>,
+    ) -> anyhow::Result<Host> {
         let mut file = match &self.host_config {
             Some(path) => HostFile::read(path, self.max_manifest_size)?,
             None => HostFile::default(),
@@ -131,6 +136,7 @@ impl HostArgs {
             pull_progress: super::oci::pull_progress(),
             digest_store: digests,
             telemetry: file.telemetry,
+            remote,
             ..HostConfig::default()
         })
         .await

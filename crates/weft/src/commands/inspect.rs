@@ -31,7 +31,9 @@ enum Output {
 }
 
 pub async fn inspect(args: InspectArgs) -> anyhow::Result<ExitCode> {
-    let host = args.host.start(GuestStdio::Sink(std::sync::Arc::new(PrefixedStdio))).await?;
+    // Remote links are planned and checked as on a lattice host; none is made.
+    let offline = weft_lattice::wrpc::WrpcLinks::offline(weft_lattice::Lattice::default());
+    let host = args.host.start_with(GuestStdio::Sink(std::sync::Arc::new(PrefixedStdio)), None, Some(offline)).await?;
     if args.target.extension().is_some_and(|e| e == "wasm") {
         component(&host, &args).await
     } else {
@@ -65,18 +67,30 @@ async fn manifest(host: &Host, args: &InspectArgs) -> anyhow::Result<ExitCode> {
     let spec = WorkloadSpec::from_file_limited(&args.target, args.host.max_manifest_size)?;
     let (name, namespace) = (spec.name.clone(), spec.namespace.clone());
     let service = spec.service.as_ref().map(|s| s.name.clone());
+    let served: Vec<(String, Vec<weft_runtime::manifest::ServeSpec>)> =
+        spec.all_components().filter(|c| !c.serve.is_empty()).map(|c| (c.name.clone(), c.serve.clone())).collect();
     let validated = host.validate(spec).await.map_err(|rejection| anyhow::anyhow!("{rejection}"))?;
     match args.output {
         Output::Json => {
-            let json = serde_json::json!({ "workload": name, "namespace": namespace, "service": service, "links": validated.plan });
+            let serves: serde_json::Map<String, serde_json::Value> =
+                served.iter().map(|(c, s)| (c.clone(), serde_json::to_value(s).unwrap_or_default())).collect();
+            let json = serde_json::json!({
+                "workload": name, "namespace": namespace, "service": service, "links": validated.plan, "serves": serves,
+            });
             out(&format!("{}\n", serde_json::to_string_pretty(&json)?))?;
         }
-        Output::Text => out(&plan_text(&name, &namespace, service.as_deref(), &validated.plan))?,
+        Output::Text => out(&plan_text(&name, &namespace, service.as_deref(), &validated.plan, &served))?,
     }
     Ok(ExitCode::SUCCESS)
 }
 
-fn plan_text(name: &str, namespace: &str, service: Option<&str>, plan: &LinkPlan) -> String {
+fn plan_text(
+    name: &str,
+    namespace: &str,
+    service: Option<&str>,
+    plan: &LinkPlan,
+    served: &[(String, Vec<weft_runtime::manifest::ServeSpec>)],
+) -> String {
     let mut out = format!("workload `{name}` (namespace {namespace})\n");
     let width = plan.components.iter().flat_map(|c| &c.imports).map(|i| i.import.len()).max().unwrap_or(0);
     for c in &plan.components {
@@ -87,6 +101,12 @@ fn plan_text(name: &str, namespace: &str, service: Option<&str>, plan: &LinkPlan
         }
         for import in &c.imports {
             out.push_str(&format!("  {:width$}  ← {}\n", import.import, import.provider));
+        }
+        for (_, serves) in served.iter().filter(|(name, _)| *name == c.component) {
+            for s in serves {
+                let group = s.group.as_deref().map(|g| format!(", group `{g}`")).unwrap_or_default();
+                out.push_str(&format!("  {:width$}  → the lattice (served over wRPC{group})\n", s.interface));
+            }
         }
     }
     out

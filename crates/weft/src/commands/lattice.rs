@@ -137,7 +137,8 @@ pub async fn host(args: HostCommand) -> anyhow::Result<ExitCode> {
     let mut signals = Signals::new()?;
     let client = args.nats.connect_and_keep_trying().await?;
     let components = Arc::new(weft_lattice::components::ComponentStore::new(client.clone(), &args.nats.lattice));
-    let host = args.host.start_with(GuestStdio::Sink(Arc::new(PrefixedStdio)), Some(components)).await?;
+    let links = weft_lattice::wrpc::WrpcLinks::new(client.clone(), args.nats.lattice.clone());
+    let host = args.host.start_with(GuestStdio::Sink(Arc::new(PrefixedStdio)), Some(components), Some(links)).await?;
     let config = AgentConfig { heartbeat_interval: args.heartbeat_interval, lattice: args.nats.lattice.clone() };
     let agent = HostAgent::start(host.clone(), client, config).await?;
     let beat = host.heartbeat().await?;
