@@ -288,3 +288,151 @@ async fn a_workload_without_remote_links_sends_nothing_to_nats() {
     let seen = tokio::time::timeout(Duration::from_millis(500), futures_util::StreamExt::next(&mut everything)).await;
     assert!(seen.is_err(), "something went to NATS: {:?}", seen.unwrap().map(|m| m.subject));
 }
+
+/// `faults` served by `hosts` hosts in one group, each provider's environment
+/// naming its host, under `limits`; a caller linked to them on a host of its own.
+async fn served_by(nats: &Server, hosts: usize, limits: &str) -> (Vec<OnHost>, OnHost, Arc<RunningWorkload>) {
+    let mut serving = Vec::new();
+    for i in 0..hosts {
+        let b = host_on(nats).await;
+        start(
+            &b.host,
+            &format!(
+                "name: served\ncomponents:\n  - name: provider\n    source: {}\n    env: {{ WHO: host-{i} }}\n    \
+                 limits: {{ {limits} }}\n    serve: [\"weft:types/faults@0.1.0\", \"weft:types/values@0.1.0\"]\n",
+                weft_guests::TYPES_PROVIDER
+            ),
+        )
+        .await;
+        serving.push(b);
+    }
+    let a = host_on(nats).await;
+    let caller = start(
+        &a.host,
+        &format!(
+            r#"
+name: calling
+components:
+  - {{ name: caller, source: {caller}, limits: {{ timeout: 3s }} }}
+  - {{ name: local, source: {provider} }}
+links:
+  - {{ from: caller, import: "weft:types/values@0.1.0", to: lattice }}
+  - {{ from: caller, import: "weft:types/faults@0.1.0", to: lattice }}
+  - {{ from: caller, import: "weft:types/counters@0.1.0", to: local }}
+  - {{ from: caller, import: "weft:types/pipes@0.1.0", to: local }}
+"#,
+            caller = weft_guests::TYPES_CALLER,
+            provider = weft_guests::TYPES_PROVIDER
+        ),
+    )
+    .await;
+    (serving, a, caller)
+}
+
+/// The provider's `WHO`, as the caller sees it through the link.
+async fn env_of(caller: &RunningWorkload) -> Result<Val, String> {
+    let back = caller
+        .invoke("caller", "weft:types/scenarios@0.1.0#env-both", &[Val::String("WHO".into())])
+        .await
+        .map_err(|e| e.to_string())?;
+    let [Val::Tuple(views)] = &back[..] else { panic!("{back:?}") };
+    Ok(views[0].clone())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn hosts_serving_one_export_share_its_calls() {
+    let nats = Server::nats();
+    let (_serving, _a, caller) = served_by(&nats, 2, "").await;
+    let mut seen = std::collections::HashMap::<String, usize>::new();
+    for _ in 0..200 {
+        let back = env_of(&caller).await.unwrap();
+        *seen.entry(format!("{back:?}")).or_default() += 1;
+    }
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    assert!(seen.values().all(|n| *n > 10), "{seen:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_call_past_the_serving_components_queue_answers_busy() {
+    let nats = Server::nats();
+    let (_serving, _a, caller) = served_by(&nats, 1, "maxConcurrent: 1, maxQueued: 0, cpuTime: 1s").await;
+    let spin = || caller.invoke("caller", "weft:types/scenarios@0.1.0#spin-through", &[]);
+    let (first, second) = tokio::join!(spin(), async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        spin().await
+    });
+    let (first, second) = (first.unwrap_err().to_string(), second.unwrap_err().to_string());
+    assert!(second.contains("busy"), "{second}");
+    assert!(first.contains("CPU time limit"), "{first}");
+    assert_eq!(env_of(&caller).await.unwrap(), Val::Option(Some(Box::new(Val::String("host-0".into())))));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_callers_deadline_bounds_a_remote_call() {
+    let nats = Server::nats();
+    let (_serving, _a, caller) = served_by(&nats, 1, "cpuTime: unlimited, timeout: unlimited").await;
+    let started = std::time::Instant::now();
+    let err = caller.invoke("caller", "weft:types/scenarios@0.1.0#spin-through", &[]).await.unwrap_err().to_string();
+    assert!(err.contains("timeout") || err.contains("timed out"), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_serving_host_that_stops_mid_call_fails_the_call_and_another_host_takes_the_next() {
+    let nats = Server::nats();
+    let (mut serving, _a, caller) = served_by(&nats, 1, "cpuTime: unlimited, timeout: unlimited").await;
+    let started = std::time::Instant::now();
+    let doomed = serving.remove(0);
+    let (err, ()) = tokio::join!(caller.invoke("caller", "weft:types/scenarios@0.1.0#spin-through", &[]), async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        doomed.host.shutdown().await;
+    });
+    let err = err.unwrap_err().to_string();
+    assert!(err.contains("remote call of `weft:types/faults@0.1.0#spin` failed"), "{err}");
+    assert!(started.elapsed() < Duration::from_millis(2900), "within the caller's 3 s: {:?}", started.elapsed());
+    // No host serves it now: an error at once, naming why.
+    let none = env_of(&caller).await.unwrap_err();
+    assert!(none.contains("no host of the lattice serves it"), "{none}");
+    // A host that starts serving it takes the next call.
+    let again = host_on(&nats).await;
+    start(
+        &again.host,
+        &format!(
+            "name: served\ncomponents:\n  - name: provider\n    source: {}\n    env: {{ WHO: again }}\n    \
+             serve: [\"weft:types/faults@0.1.0\"]\n",
+            weft_guests::TYPES_PROVIDER
+        ),
+    )
+    .await;
+    assert_eq!(env_of(&caller).await.unwrap(), Val::Option(Some(Box::new(Val::String("again".into())))));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_nats_down_remote_calls_fail_at_once_and_local_links_keep_working() {
+    let mut nats = Server::nats();
+    let (_serving, _a, caller) = served_by(&nats, 1, "").await;
+    assert!(env_of(&caller).await.is_ok());
+    nats.stop();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let started = std::time::Instant::now();
+    let err = env_of(&caller).await.unwrap_err();
+    assert!(err.contains("NATS is not connected"), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(1), "{:?}", started.elapsed());
+    // The local link to `counters` does not care.
+    let counted =
+        caller.invoke("caller", "weft:types/scenarios@0.1.0#merge", &[Val::S64(2), Val::S64(3)]).await.unwrap();
+    assert_eq!(counted, [Val::S64(5)]);
+    // NATS back: the clients reconnect and resubscribe, and calls cross again.
+    nats.restart();
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        match env_of(&caller).await {
+            Ok(v) => break assert_eq!(v, Val::Option(Some(Box::new(Val::String("host-0".into()))))),
+            Err(e) if std::time::Instant::now() < deadline => {
+                let _ = e;
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(e) => panic!("no call crossed after NATS came back: {e}"),
+        }
+    }
+}

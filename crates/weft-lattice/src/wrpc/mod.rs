@@ -114,6 +114,10 @@ impl WrpcLinks {
         if left.is_zero() {
             return Err("the caller's deadline has passed".into());
         }
+        // Disconnected, NATS would hold the request until it reconnects: fail now.
+        if self.nats()?.connection_state() != async_nats::connection::State::Connected {
+            return Err("NATS is not connected".into());
+        }
         let client = self.client(call.group).await?;
         let (error_to, failure) = self.errors.expect(self.nats()?).await?;
         let mut headers = HeaderMap::new();
