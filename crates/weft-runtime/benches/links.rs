@@ -19,6 +19,7 @@ use weft_runtime::wasi::GuestStdio;
 use weft_runtime::wasmtime::component::Val;
 use weft_runtime::workload::Invocation;
 use weft_runtime::{Host, HostApi, HostConfig, RunningWorkload, WorkloadSpec};
+use weft_testkit::NatsPair;
 
 const KINDS: &[&str] = &["empty", "add", "echo16", "sum64", "record", "bytes64k"];
 const MODES: &[&str] = &["dynamic", "fused"];
@@ -148,43 +149,6 @@ fn validate_cold(rt: &Runtime, mode: &str) -> Duration {
 /// (arguments out, results back).
 const NATS_PAYLOADS: &[(&str, usize, usize)] =
     &[("add", 8, 4), ("echo16", 16, 16), ("sum64", 256, 4), ("record", 48, 48), ("bytes64k", 64 * 1024, 4)];
-
-/// A client with a responder that answers every request with `reply` bytes.
-struct NatsPair {
-    client: async_nats::Client,
-    _responder: tokio::task::JoinHandle<()>,
-}
-
-impl NatsPair {
-    async fn connect(url: &str) -> NatsPair {
-        let client = async_nats::connect(url).await.unwrap();
-        let responder_client = async_nats::connect(url).await.unwrap();
-        let mut requests = responder_client.subscribe("bench.>").await.unwrap();
-        responder_client.flush().await.unwrap();
-        let responder = tokio::spawn(async move {
-            use futures_util::StreamExt;
-            while let Some(msg) = requests.next().await {
-                let size: usize = msg.subject.rsplit('.').next().unwrap().parse().unwrap();
-                if let Some(reply) = msg.reply {
-                    responder_client.publish(reply, vec![7u8; size].into()).await.unwrap();
-                }
-            }
-        });
-        NatsPair { client, _responder: responder }
-    }
-
-    /// Time for `n` round trips of `request` bytes out and `reply` bytes back.
-    async fn round_trips(&self, n: u32, request: usize, reply: usize) -> Duration {
-        let payload: bytes::Bytes = vec![1u8; request].into();
-        let subject = format!("bench.{reply}");
-        let started = Instant::now();
-        for _ in 0..n {
-            let answer = self.client.request(subject.clone(), payload.clone()).await.unwrap();
-            assert_eq!(answer.payload.len(), reply);
-        }
-        started.elapsed()
-    }
-}
 
 fn criterion_links(c: &mut Criterion) {
     let mut s = setup();

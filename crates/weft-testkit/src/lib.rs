@@ -302,3 +302,41 @@ impl Drop for Server {
         self.stop();
     }
 }
+
+/// A NATS client with a responder that answers every request on `bench.<n>`
+/// with `n` bytes: the floor of any NATS-based RPC, for the link benchmarks.
+pub struct NatsPair {
+    client: async_nats::Client,
+    _responder: tokio::task::JoinHandle<()>,
+}
+
+impl NatsPair {
+    pub async fn connect(url: &str) -> NatsPair {
+        let client = async_nats::connect(url).await.unwrap();
+        let responder_client = async_nats::connect(url).await.unwrap();
+        let mut requests = responder_client.subscribe("bench.>").await.unwrap();
+        responder_client.flush().await.unwrap();
+        let responder = tokio::spawn(async move {
+            use futures_util::StreamExt;
+            while let Some(msg) = requests.next().await {
+                let size: usize = msg.subject.rsplit('.').next().unwrap().parse().unwrap();
+                if let Some(reply) = msg.reply {
+                    responder_client.publish(reply, vec![7u8; size].into()).await.unwrap();
+                }
+            }
+        });
+        NatsPair { client, _responder: responder }
+    }
+
+    /// Time for `n` round trips of `request` bytes out and `reply` bytes back.
+    pub async fn round_trips(&self, n: u32, request: usize, reply: usize) -> Duration {
+        let payload: bytes::Bytes = vec![1u8; request].into();
+        let subject = format!("bench.{reply}");
+        let started = Instant::now();
+        for _ in 0..n {
+            let answer = self.client.request(subject.clone(), payload.clone()).await.unwrap();
+            assert_eq!(answer.payload.len(), reply);
+        }
+        started.elapsed()
+    }
+}
