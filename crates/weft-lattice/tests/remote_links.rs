@@ -19,11 +19,16 @@ struct OnHost {
 }
 
 async fn host_on(nats: &Server) -> OnHost {
+    traced_host_on(nats, None).await
+}
+
+async fn traced_host_on(nats: &Server, telemetry: Option<weft_runtime::telemetry::TelemetrySettings>) -> OnHost {
     let client = async_nats::connect(nats.url()).await.unwrap();
     let output = Arc::new(CapturedOutput::default());
     let host = Host::new(HostConfig {
         stdio: weft_runtime::wasi::GuestStdio::Sink(output.clone()),
         remote: Some(WrpcLinks::new(client, Lattice::default())),
+        telemetry,
         ..HostConfig::default()
     })
     .await
@@ -234,10 +239,9 @@ async fn a_trap_on_the_serving_host_fails_the_call_naming_the_provider() {
     assert_eq!(env, [Val::U32(7)]);
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_chain_crosses_to_another_host_and_on_to_a_local_component_there() {
-    let nats = Server::nats();
-    let (a, b) = (host_on(&nats).await, host_on(&nats).await);
+/// greeter-client on `a`, linked to the lattice; on `b`, a relay serving the
+/// greeter interface, linked to a local greeter.
+async fn chain(a: &OnHost, b: &OnHost) -> Arc<RunningWorkload> {
     start(
         &b.host,
         &format!(
@@ -262,9 +266,49 @@ links:
         ),
     )
     .await;
-    client.run("a").await.unwrap();
+    client
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_chain_crosses_to_another_host_and_on_to_a_local_component_there() {
+    let nats = Server::nats();
+    let (a, b) = (host_on(&nats).await, host_on(&nats).await);
+    chain(&a, &b).await.run("a").await.unwrap();
     assert_eq!(a.output.lines_of("a", Stream::Stdout), ["Ahoy, chain! [via-b]"]);
     assert!(b.output.lines_of("a", Stream::Stdout).is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_remote_call_is_one_trace_across_both_hosts() {
+    let receiver = weft_testkit::OtlpReceiver::start();
+    let settings = || {
+        Some(
+            serde_json::from_value(serde_json::json!({ "endpoint": receiver.url(), "exportInterval": "100ms" }))
+                .unwrap(),
+        )
+    };
+    let nats = Server::nats();
+    let (a, b) = (traced_host_on(&nats, settings()).await, traced_host_on(&nats, settings()).await);
+    chain(&a, &b).await.run("a").await.unwrap();
+    let spans = tokio::task::block_in_place(|| {
+        receiver.wait_for("traces", |spans| {
+            spans.iter().any(|s| s["name"].as_str().is_some_and(|n| n.starts_with("relay ")))
+        })
+    });
+    let named = |prefix: &str| {
+        spans
+            .iter()
+            .find(|s| s["name"].as_str().is_some_and(|n| n.starts_with(prefix)))
+            .unwrap_or_else(|| panic!("no span `{prefix}…`: {spans:#?}"))
+    };
+    let run = named("a run");
+    let call = named("weft:fixtures/greeter@0.1.0/greet");
+    let served = named("relay ");
+    assert_eq!(call["kind"], "SPAN_KIND_CLIENT");
+    assert_eq!(call["parentSpanId"], run["spanId"]);
+    assert_eq!(weft_testkit::otlp_attribute(call, "weft.link.mode")["stringValue"], "remote");
+    assert_eq!(served["parentSpanId"], call["spanId"]);
+    assert_eq!(served["traceId"], run["traceId"]);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -373,7 +417,9 @@ async fn the_callers_deadline_bounds_a_remote_call() {
     let (_serving, _a, caller) = served_by(&nats, 1, "cpuTime: unlimited, timeout: unlimited").await;
     let started = std::time::Instant::now();
     let err = caller.invoke("caller", "weft:types/scenarios@0.1.0#spin-through", &[]).await.unwrap_err().to_string();
-    assert!(err.contains("timeout") || err.contains("timed out"), "{err}");
+    // Whichever fires first: the remote call's bound, or the invocation's timeout.
+    let remote = err.contains("remote call of `weft:types/faults@0.1.0#spin` failed: no answer within");
+    assert!(remote || err.contains("timeout") || err.contains("timed out"), "{err}");
     assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
 }
 

@@ -10,6 +10,7 @@ use wasmtime::component::{Linker, Val};
 
 use crate::remote::{RemoteCall, RemoteLinks};
 use crate::store::StoreState;
+use crate::telemetry::model::SpanKind;
 
 /// Defines `name` (the import `interface`, perhaps renamed for a composite's
 /// member) in the linker by calls to the lattice.
@@ -71,7 +72,21 @@ fn define(
         let call = call.clone();
         Box::new(async move {
             let data = store.data();
-            let trace = data.trace_context().cloned();
+            // Traced, the call is a client span of the caller's trace, the parent
+            // of the serving host's invocation.
+            let mut span = match data.trace_context() {
+                Some(parent) => {
+                    let name = format!("{}/{}", call.interface, call.function);
+                    let mut span = data.telemetry().span(name, SpanKind::Client, Some(parent));
+                    span.set("weft.link.mode", "remote");
+                    span.set("rpc.system", "wrpc");
+                    span.set("rpc.service", &*call.interface);
+                    span.set("rpc.method", &*call.function);
+                    Some(span)
+                }
+                None => None,
+            };
+            let trace = span.as_ref().and_then(|s| s.context().cloned()).or_else(|| data.trace_context().cloned());
             let outcome = call
                 .remote
                 .call(RemoteCall {
@@ -88,6 +103,9 @@ fn define(
             let failed = |why: &dyn std::fmt::Display| {
                 wasmtime::format_err!("remote call of `{}#{}` failed: {why}", call.interface, call.function)
             };
+            if let (Some(span), Err(why)) = (&mut span, &outcome) {
+                span.fail(why.clone());
+            }
             let values: Vec<Val> = outcome.map_err(|why| failed(&why))?;
             if values.len() != results.len() {
                 return Err(failed(&format!("{} results where the function has {}", values.len(), results.len())));
