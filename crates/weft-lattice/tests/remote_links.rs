@@ -258,15 +258,14 @@ links:
         ),
     )
     .await;
-    let client = start(
+    start(
         &a.host,
         &format!(
             "name: asking\ncomponents:\n  - {{ name: a, source: {}, args: [chain] }}\nlinks:\n  - {{ from: a, import: \"weft:fixtures/greeter@0.1.0\", to: lattice }}\n",
             weft_guests::GREETER_CLIENT
         ),
     )
-    .await;
-    client
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread")]
