@@ -481,3 +481,32 @@ async fn with_nats_down_remote_calls_fail_at_once_and_local_links_keep_working()
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn malformed_and_unfinished_calls_get_nothing_and_disturb_nothing() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use wrpc_transport::Invoke;
+    let nats = Server::nats();
+    let (_serving, _a, caller) = served_by(&nats, 1, "").await;
+    let prefix = WrpcLinks::offline(Lattice::default()).prefix(None);
+    let raw =
+        wrpc_transport_nats::Client::new(async_nats::connect(nats.url()).await.unwrap(), prefix, None).await.unwrap();
+    let no_paths: &[&[Option<usize>]] = &[];
+    // A string whose length runs past the bytes, and bytes that are not UTF-8.
+    for garbage in [vec![0xff, 0xff, 0xff, 0xff, 0x0f], vec![0x02, 0xff, 0xfe], vec![0x80; 12]] {
+        let (mut tx, mut rx) =
+            raw.invoke(None, "weft:types/values@0.1.0", "echo-string", garbage.into(), no_paths).await.unwrap();
+        tx.shutdown().await.unwrap();
+        let mut results = Vec::new();
+        tokio::time::timeout(Duration::from_secs(5), rx.read_to_end(&mut results)).await.unwrap().unwrap();
+        assert!(results.is_empty(), "{results:?}");
+    }
+    // A caller that starts a call and never finishes its parameters holds it only
+    // for a while; meanwhile every other call goes through.
+    let (mut stalled, _rx) =
+        raw.invoke(None, "weft:types/values@0.1.0", "echo-string", vec![0x05, b'a'].into(), no_paths).await.unwrap();
+    stalled.flush().await.unwrap();
+    for _ in 0..3 {
+        assert_eq!(env_of(&caller).await.unwrap(), Val::Option(Some(Box::new(Val::String("host-0".into())))));
+    }
+}

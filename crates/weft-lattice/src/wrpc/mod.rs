@@ -38,6 +38,8 @@ use crate::lattice::Lattice;
 pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(30);
 /// The largest parameters or results weft reads of one call.
 pub const MAX_MESSAGE: u64 = 16 << 20;
+/// How long a serving host waits for a call's parameters to arrive whole.
+pub const PARAMS_TIMEOUT: Duration = Duration::from_secs(10);
 /// The queue group of every serving host.
 const QUEUE_GROUP: &str = "weft";
 const DEADLINE_HEADER: &str = "weft-deadline-ms";
@@ -227,14 +229,22 @@ impl Served {
         let left = header(DEADLINE_HEADER).and_then(|ms| ms.parse::<u64>().ok()).map(Duration::from_millis);
         let parent = header(TRACEPARENT).and_then(|tp| SpanContext::from_headers(&tp, None));
         let work = async {
+            // Admitted first (the component's concurrency gate and queue), so that
+            // no more calls than it may run at once hold their parameters.
+            let mut invocation = self.workload.instantiate(&self.component).await.map_err(|e| e.to_string())?;
             let mut params = Vec::new();
-            rx.take(MAX_MESSAGE + 1).read_to_end(&mut params).await.map_err(|e| format!("reading the call: {e}"))?;
+            // A caller that never finishes sending its parameters holds nothing for long.
+            let mut limited = rx.take(MAX_MESSAGE + 1);
+            let read = limited.read_to_end(&mut params);
+            match tokio::time::timeout(PARAMS_TIMEOUT, read).await {
+                Ok(read) => read.map_err(|e| format!("reading the call: {e}"))?,
+                Err(_) => return Err(format!("the parameters did not arrive within {PARAMS_TIMEOUT:?}")),
+            };
             if params.len() as u64 > MAX_MESSAGE {
                 return Err(format!("the parameters are larger than {MAX_MESSAGE} bytes"));
             }
             let params = codec::decode_tuple(&params, self.func.params().map(|(_, t)| t))
                 .map_err(|e| format!("unreadable parameters: {e}"))?;
-            let mut invocation = self.workload.instantiate(&self.component).await.map_err(|e| e.to_string())?;
             invocation.set_trace_parent(parent);
             let results = invocation.call(&self.function, &params).await.map_err(|e| e.to_string())?;
             let mut out = Vec::new();
