@@ -1153,3 +1153,101 @@ fn three_hosts_one_lattice() {
         }
     });
 }
+
+/// A remote link to a `weft host` process: the call crosses; SIGKILL of the
+/// serving process mid-call fails the call within the caller's deadline, with a
+/// message naming the function; a new host serving the export takes the next call.
+#[test]
+fn a_serving_weft_host_killed_mid_call_fails_the_call_in_time_and_a_new_one_serves() {
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+    use weft_runtime::wasmtime::component::Val;
+    use weft_runtime::{Host, HostApi, HostConfig, WorkloadSpec};
+    let nats = weft_testkit::Server::nats();
+    let url = nats.url();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("serve.yaml"),
+        format!(
+            "name: served\ncomponents:\n  - name: provider\n    source: {}\n    env: {{ WHO: process }}\n    \
+             limits: {{ cpuTime: unlimited, timeout: unlimited }}\n    serve: [\"weft:types/faults@0.1.0\"]\n",
+            weft_guests::TYPES_PROVIDER
+        ),
+    )
+    .unwrap();
+    let serve_on_a_new_host = || {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_weft"));
+        command.stdout(std::process::Stdio::null());
+        let (host, stderr) = launch(&mut command, &["host", "--nats", &url], dir.path());
+        let id = loop {
+            let line = stderr.recv_timeout(Duration::from_secs(60)).expect("the host names itself");
+            if let Some(rest) = line.strip_prefix("weft: host ") {
+                break rest.split_whitespace().next().unwrap().to_string();
+            }
+        };
+        let started = weft_within(
+            &["workload", "start", "serve.yaml", "--host", &id, "--nats", &url],
+            dir.path(),
+            Duration::from_secs(60),
+        );
+        assert!(started.status.success(), "{}", text(&started.stderr));
+        host
+    };
+    let mut doomed = serve_on_a_new_host();
+
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    // What holds NATS subscriptions is dropped inside the runtime.
+    let _entered = runtime.enter();
+    let caller = runtime.block_on(async {
+        let client = async_nats::connect(&url).await.unwrap();
+        let host = Host::new(HostConfig {
+            stdio: weft_runtime::wasi::GuestStdio::Sink(Arc::new(weft_runtime::output::CapturedOutput::default())),
+            remote: Some(weft_lattice::wrpc::WrpcLinks::new(client, weft_lattice::Lattice::default())),
+            ..HostConfig::default()
+        })
+        .await
+        .unwrap();
+        let spec = WorkloadSpec::from_yaml(&format!(
+            r#"
+name: calling
+components:
+  - {{ name: caller, source: {caller}, limits: {{ timeout: 5s }} }}
+  - {{ name: local, source: {provider} }}
+links:
+  - {{ from: caller, import: "weft:types/faults@0.1.0", to: lattice }}
+  - {{ from: caller, import: "weft:types/values@0.1.0", to: local }}
+  - {{ from: caller, import: "weft:types/counters@0.1.0", to: local }}
+  - {{ from: caller, import: "weft:types/pipes@0.1.0", to: local }}
+"#,
+            caller = weft_guests::TYPES_CALLER,
+            provider = weft_guests::TYPES_PROVIDER
+        ))
+        .unwrap();
+        let status = host.workload_start(spec).await.unwrap();
+        (host.clone(), host.workload(&status.id).unwrap())
+    });
+    let (_host, caller) = caller;
+    let who = |caller: &weft_runtime::RunningWorkload| {
+        runtime.block_on(caller.invoke("caller", "weft:types/scenarios@0.1.0#env-both", &[Val::String("WHO".into())]))
+    };
+    let seen = who(&caller).unwrap();
+    assert!(format!("{seen:?}").contains("process"), "{seen:?}");
+
+    let started = Instant::now();
+    let call = {
+        let caller = caller.clone();
+        runtime.spawn(async move { caller.invoke("caller", "weft:types/scenarios@0.1.0#spin-through", &[]).await })
+    };
+    std::thread::sleep(Duration::from_millis(500));
+    doomed.kill().unwrap();
+    doomed.wait().unwrap();
+    let err = runtime.block_on(call).unwrap().unwrap_err().to_string();
+    assert!(started.elapsed() < Duration::from_secs(6), "within the caller's 5 s: {:?}", started.elapsed());
+    assert!(err.contains("weft:types/faults@0.1.0#spin"), "{err}");
+
+    let mut fresh = serve_on_a_new_host();
+    let seen = who(&caller).unwrap();
+    assert!(format!("{seen:?}").contains("process"), "{seen:?}");
+    assert!(Command::new("kill").args(["-TERM", &fresh.id().to_string()]).status().unwrap().success());
+    wait_at_most(&mut fresh, Duration::from_secs(30));
+}
