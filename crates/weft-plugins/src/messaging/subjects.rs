@@ -156,6 +156,9 @@ mod tests {
             "wasmbus.>",
             "weft.lattice.blue.>",
             "weft.lattice.blue.runtime.host.*",
+            // Remote links' wRPC subjects.
+            "weft.links.default.wrpc.0.0.1.acme:store/carts@1.0.0.add",
+            "weft.links.>",
         ] {
             assert!(check_grant(bad).is_err(), "{bad}");
         }
