@@ -510,3 +510,19 @@ async fn malformed_and_unfinished_calls_get_nothing_and_disturb_nothing() {
         assert_eq!(env_of(&caller).await.unwrap(), Val::Option(Some(Box::new(Val::String("host-0".into())))));
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn hosts_can_tell_whether_an_interface_is_served() {
+    use weft_runtime::remote::RemoteLinks;
+    let nats = Server::nats();
+    let links = WrpcLinks::new(async_nats::connect(nats.url()).await.unwrap(), Lattice::default());
+    assert!(!links.is_served(None, "weft:types/faults@0.1.0").await);
+    let (serving, _a, _caller) = served_by(&nats, 1, "").await;
+    assert!(links.is_served(None, "weft:types/faults@0.1.0").await);
+    assert!(!links.is_served(Some("elsewhere"), "weft:types/faults@0.1.0").await);
+    // Stopped, it serves no more.
+    for s in serving {
+        s.host.shutdown().await;
+    }
+    assert!(!links.is_served(None, "weft:types/faults@0.1.0").await);
+}

@@ -347,6 +347,17 @@ impl HostApi for Host {
         };
         let running = started.await?;
         tracing::info!(workload = %name, id = %id, "running");
+        if let Some(remote) = &self.inner.cx.remote {
+            for c in &running.plan().components {
+                for link in &c.imports {
+                    let crate::workload::Provider::Remote { group } = &link.provider else { continue };
+                    if !remote.is_served(group.as_deref(), &link.import).await {
+                        tracing::warn!(workload = %name, component = %c.component,
+                            "no host of the lattice serves `{}` now: its calls fail until one does", link.import);
+                    }
+                }
+            }
+        }
         self.inner.workloads.lock().unwrap().insert(id, running.clone());
         reservation.keep();
         Ok(running.status())

@@ -43,4 +43,9 @@ pub trait RemoteLinks: HostPlugin {
     /// Carries one call to a host serving `call.interface`; its results, or why
     /// there are none (the caller traps with it).
     fn call<'a>(&'a self, call: RemoteCall<'a>) -> BoxFuture<'a, Result<Vec<Val>, String>>;
+
+    /// Whether a host serves `interface` in `group` now. A workload linked to an
+    /// interface nobody serves yet starts, with a warning: its calls fail until
+    /// a host serves it.
+    fn is_served<'a>(&'a self, group: Option<&'a str>, interface: &'a str) -> BoxFuture<'a, bool>;
 }

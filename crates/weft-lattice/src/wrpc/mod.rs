@@ -40,6 +40,9 @@ pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(30);
 pub const MAX_MESSAGE: u64 = 16 << 20;
 /// How long a serving host waits for a call's parameters to arrive whole.
 pub const PARAMS_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a starting workload waits to learn whether a remote link's
+/// interface is served.
+const SERVING_PROBE: Duration = Duration::from_millis(500);
 /// The queue group of every serving host.
 const QUEUE_GROUP: &str = "weft";
 const DEADLINE_HEADER: &str = "weft-deadline-ms";
@@ -92,6 +95,12 @@ impl WrpcLinks {
 
     fn nats(&self) -> Result<&async_nats::Client, String> {
         self.nats.as_ref().ok_or_else(|| "this host is not on a lattice".to_string())
+    }
+
+    /// Where the hosts serving `interface` in `group` answer "who serves it?" (a
+    /// weft extension: wRPC has no discovery; upstream servers do not answer).
+    pub fn serving_subject(&self, group: Option<&str>, interface: &str) -> String {
+        format!("{}.serving.{interface}", self.prefix(group))
     }
 
     async fn client(&self, group: Option<&str>) -> Result<Wrpc, String> {
@@ -164,6 +173,18 @@ impl WrpcLinks {
         for export in &binding.exports {
             let group = binding.config_for(export).and_then(|c| c.get("group")).and_then(|g| g.as_str());
             let client = self.client(group).await?;
+            let nats = self.nats()?.clone();
+            let mut asked = nats
+                .queue_subscribe(self.serving_subject(group, export), QUEUE_GROUP.into())
+                .await
+                .map_err(|e| format!("cannot serve `{export}`: {e}"))?;
+            loops.push(tokio::spawn(async move {
+                while let Some(question) = asked.next().await {
+                    if let Some(reply) = question.reply {
+                        let _ = nats.publish(reply, bytes::Bytes::new()).await;
+                    }
+                }
+            }));
             let functions = binding
                 .workload
                 .export_functions(&binding.identity.component, export)
@@ -378,5 +399,13 @@ impl RemoteLinks for WrpcLinks {
 
     fn call<'a>(&'a self, call: RemoteCall<'a>) -> BoxFuture<'a, Result<Vec<Val>, String>> {
         Box::pin(self.call_remote(call))
+    }
+
+    fn is_served<'a>(&'a self, group: Option<&'a str>, interface: &'a str) -> BoxFuture<'a, bool> {
+        Box::pin(async move {
+            let Ok(nats) = self.nats() else { return false };
+            let asked = nats.request(self.serving_subject(group, interface), bytes::Bytes::new());
+            matches!(tokio::time::timeout(SERVING_PROBE, asked).await, Ok(Ok(_)))
+        })
     }
 }
