@@ -76,8 +76,14 @@ async fn host(nats: &Server) -> Host {
     .unwrap()
 }
 
+/// One runtime for the whole bench, never dropped, and entered by `main`: what
+/// holds NATS subscriptions may be dropped anywhere.
+fn rt() -> &'static Runtime {
+    static RUNTIME: std::sync::LazyLock<Runtime> = std::sync::LazyLock::new(|| Runtime::new().unwrap());
+    &RUNTIME
+}
+
 struct Setup {
-    rt: Runtime,
     _nats: Server,
     _hosts: [Host; 2],
     caller: Arc<RunningWorkload>,
@@ -87,7 +93,7 @@ struct Setup {
 }
 
 fn setup() -> Setup {
-    let rt = Runtime::new().unwrap();
+    let rt = rt();
     let nats = Server::nats();
     let (hosts, caller, invocation, pair, upstream) = rt.block_on(async {
         let (a, b) = (host(&nats).await, host(&nats).await);
@@ -126,7 +132,7 @@ fn setup() -> Setup {
         let upstream = wrpc_transport_nats::Client::new(calling, "upstream", None).await.unwrap();
         ([a, b], caller, invocation, pair, upstream)
     });
-    Setup { rt, _nats: nats, _hosts: hosts, caller, invocation, pair, upstream }
+    Setup { _nats: nats, _hosts: hosts, caller, invocation, pair, upstream }
 }
 
 /// `n` calls of `kind` by upstream's generated client.
@@ -151,25 +157,25 @@ impl Setup {
     fn remote(&mut self, kind: &str, n: u32) -> Duration {
         let params = [Val::U32(n), Val::Enum(kind.to_string())];
         let started = Instant::now();
-        self.rt.block_on(self.invocation.call(RUN, &params)).unwrap();
+        rt().block_on(self.invocation.call(RUN, &params)).unwrap();
         started.elapsed()
     }
 
     fn nats(&self, kind: usize, n: u32) -> Duration {
         let (request, reply) = NATS_PAYLOADS[kind];
-        self.rt.block_on(self.pair.round_trips(n, request, reply))
+        rt().block_on(self.pair.round_trips(n, request, reply))
     }
 
     fn upstream(&self, kind: &str, n: u32) -> Duration {
         let started = Instant::now();
-        self.rt.block_on(upstream_calls(&self.upstream, kind, n));
+        rt().block_on(upstream_calls(&self.upstream, kind, n));
         started.elapsed()
     }
 
     /// Calls per second of `add` with [`CONCURRENT`] callers, `n` calls each.
     fn concurrent(&self, what: &str, n: u32) -> f64 {
         let started = Instant::now();
-        self.rt.block_on(async {
+        rt().block_on(async {
             let mut tasks = tokio::task::JoinSet::new();
             for _ in 0..CONCURRENT {
                 let (caller, upstream, pair) = (self.caller.clone(), self.upstream.clone(), self.pair.clone());
@@ -253,6 +259,7 @@ fn summary() {
 criterion_group!(benches, criterion_remote);
 
 fn main() {
+    let _entered = rt().enter();
     benches();
     Criterion::default().configure_from_args().final_summary();
     summary();

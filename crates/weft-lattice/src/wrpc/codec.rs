@@ -29,6 +29,16 @@ pub const MAX_VALUES: usize = 1 << 16;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CodecError(pub String);
 
+/// What a decoder says of bytes that stop inside a value: more may follow.
+const INCOMPLETE: &str = "the bytes end inside a value";
+
+impl CodecError {
+    /// Whether the bytes were fine as far as they went (a prefix of a message).
+    pub fn is_incomplete(&self) -> bool {
+        self.0.starts_with(INCOMPLETE)
+    }
+}
+
 impl fmt::Display for CodecError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
@@ -234,15 +244,14 @@ struct Reader<'a> {
 
 impl Reader<'_> {
     fn byte(&mut self) -> Result<u8, CodecError> {
-        let (&first, rest) =
-            self.input.split_first().ok_or_else(|| CodecError("the bytes end inside a value".into()))?;
+        let (&first, rest) = self.input.split_first().ok_or_else(|| CodecError(INCOMPLETE.into()))?;
         self.input = rest;
         Ok(first)
     }
 
     fn bytes(&mut self, n: usize) -> Result<&[u8], CodecError> {
         if n > self.input.len() {
-            return error(format!("{n} bytes announced, {} left", self.input.len()));
+            return error(format!("{INCOMPLETE}: {n} bytes announced, {} left", self.input.len()));
         }
         let (taken, rest) = self.input.split_at(n);
         self.input = rest;
@@ -311,7 +320,7 @@ impl Reader<'_> {
             Type::Float32 => Val::Float32(f32::from_le_bytes(self.bytes(4)?.try_into().expect("4 bytes"))),
             Type::Float64 => Val::Float64(f64::from_le_bytes(self.bytes(8)?.try_into().expect("8 bytes"))),
             Type::Char => {
-                let first = *self.input.first().ok_or_else(|| CodecError("the bytes end inside a char".into()))?;
+                let first = *self.input.first().ok_or_else(|| CodecError(INCOMPLETE.into()))?;
                 let width = match first {
                     0x00..=0x7f => 1,
                     0xc0..=0xdf => 2,

@@ -253,19 +253,10 @@ impl Served {
             // Admitted first (the component's concurrency gate and queue), so that
             // no more calls than it may run at once hold their parameters.
             let mut invocation = self.workload.instantiate(&self.component).await.map_err(|e| e.to_string())?;
-            let mut params = Vec::new();
             // A caller that never finishes sending its parameters holds nothing for long.
-            let mut limited = rx.take(MAX_MESSAGE + 1);
-            let read = limited.read_to_end(&mut params);
-            match tokio::time::timeout(PARAMS_TIMEOUT, read).await {
-                Ok(read) => read.map_err(|e| format!("reading the call: {e}"))?,
-                Err(_) => return Err(format!("the parameters did not arrive within {PARAMS_TIMEOUT:?}")),
-            };
-            if params.len() as u64 > MAX_MESSAGE {
-                return Err(format!("the parameters are larger than {MAX_MESSAGE} bytes"));
-            }
-            let params = codec::decode_tuple(&params, self.func.params().map(|(_, t)| t))
-                .map_err(|e| format!("unreadable parameters: {e}"))?;
+            let params = tokio::time::timeout(PARAMS_TIMEOUT, read_params(rx, &self.func))
+                .await
+                .unwrap_or_else(|_| Err(format!("the parameters did not arrive within {PARAMS_TIMEOUT:?}")))?;
             invocation.set_trace_parent(parent);
             let results = invocation.call(&self.function, &params).await.map_err(|e| e.to_string())?;
             let mut out = Vec::new();
@@ -298,6 +289,25 @@ impl Served {
                 // The results end empty, as upstream servers end them, after the report.
                 let _ = tx.shutdown().await;
             }
+        }
+    }
+}
+
+/// A call's parameters, decoded as soon as they are whole: the caller's end of
+/// its parameters (one more message, after the handshake) is not waited for.
+async fn read_params(mut rx: wrpc_transport_nats::Reader, func: &ComponentFunc) -> Result<Vec<Val>, String> {
+    let mut bytes = Vec::new();
+    loop {
+        match codec::decode_tuple(&bytes, func.params().map(|(_, t)| t)) {
+            Ok(params) => return Ok(params),
+            Err(e) if e.is_incomplete() && (bytes.len() as u64) < MAX_MESSAGE => {
+                let mut chunk = (&mut rx).take(MAX_MESSAGE - bytes.len() as u64);
+                if chunk.read_buf(&mut bytes).await.map_err(|e| format!("reading the call: {e}"))? == 0 {
+                    return Err(format!("the call ended inside its parameters ({e})"));
+                }
+            }
+            Err(e) if e.is_incomplete() => return Err(format!("the parameters are larger than {MAX_MESSAGE} bytes")),
+            Err(e) => return Err(format!("unreadable parameters: {e}")),
         }
     }
 }
