@@ -88,6 +88,9 @@ struct Setup {
     _hosts: [Host; 2],
     caller: Arc<RunningWorkload>,
     invocation: Invocation,
+    /// The same caller, linked to a provider that keeps its instances
+    /// (`reuseInstances`) in group `reuse`.
+    reusing: Invocation,
     pair: Arc<NatsPair>,
     upstream: wrpc_transport_nats::Client,
 }
@@ -95,7 +98,7 @@ struct Setup {
 fn setup() -> Setup {
     let rt = rt();
     let nats = Server::nats();
-    let (hosts, caller, invocation, pair, upstream) = rt.block_on(async {
+    let (hosts, caller, invocation, reusing, pair, upstream) = rt.block_on(async {
         let (a, b) = (host(&nats).await, host(&nats).await);
         let spec = |yaml: String| WorkloadSpec::from_yaml(&yaml).unwrap();
         b.workload_start(spec(format!(
@@ -104,6 +107,22 @@ fn setup() -> Setup {
         )))
         .await
         .unwrap();
+        b.workload_start(spec(format!(
+            "name: reusing\ncomponents:\n  - {{ name: provider, source: {}, reuseInstances: true, \
+             serve: [{{ interface: \"weft:bench/calls@0.1.0\", group: reuse }}] }}\n",
+            weft_guests::BENCH_PROVIDER
+        )))
+        .await
+        .unwrap();
+        let reusing = a
+            .workload_start(spec(format!(
+                "name: reusing-caller\ncomponents:\n  - {{ name: caller, source: {}, limits: {{ cpuTime: unlimited, timeout: unlimited }} }}\n\
+                 links:\n  - {{ from: caller, import: \"weft:bench/calls@0.1.0\", to: \"lattice:reuse\" }}\n",
+                weft_guests::BENCH_CALLER
+            )))
+            .await
+            .unwrap();
+        let reusing = a.workload(&reusing.id).unwrap().instantiate("caller").await.unwrap();
         let status = a
             .workload_start(spec(format!(
                 "name: caller\ncomponents:\n  - {{ name: caller, source: {}, limits: {{ cpuTime: unlimited, timeout: unlimited }} }}\n\
@@ -130,9 +149,21 @@ fn setup() -> Setup {
         });
         let calling = async_nats::connect(nats.url()).await.unwrap();
         let upstream = wrpc_transport_nats::Client::new(calling, "upstream", None).await.unwrap();
-        ([a, b], caller, invocation, pair, upstream)
+        ([a, b], caller, invocation, reusing, pair, upstream)
     });
-    Setup { _nats: nats, _hosts: hosts, caller, invocation, pair, upstream }
+    Setup { _nats: nats, _hosts: hosts, caller, invocation, reusing, pair, upstream }
+}
+
+impl Drop for Setup {
+    /// Hosts stop serving before the next setup's nats-server may take this
+    /// one's port (their clients would reconnect to it).
+    fn drop(&mut self) {
+        rt().block_on(async {
+            for host in &self._hosts {
+                host.shutdown().await;
+            }
+        });
+    }
 }
 
 /// `n` calls of `kind` by upstream's generated client.
@@ -158,6 +189,13 @@ impl Setup {
         let params = [Val::U32(n), Val::Enum(kind.to_string())];
         let started = Instant::now();
         rt().block_on(self.invocation.call(RUN, &params)).unwrap();
+        started.elapsed()
+    }
+
+    fn remote_reusing(&mut self, kind: &str, n: u32) -> Duration {
+        let params = [Val::U32(n), Val::Enum(kind.to_string())];
+        let started = Instant::now();
+        rt().block_on(self.reusing.call(RUN, &params)).unwrap();
         started.elapsed()
     }
 
@@ -236,16 +274,20 @@ fn summary() {
     println!("\n| hop (µs per call) | {} |", KINDS.join(" | "));
     println!("|---|{}", "---|".repeat(KINDS.len()));
     let row = |figures: Vec<f64>| figures.iter().map(|f| format!("{:.1}", f / 1000.0)).collect::<Vec<_>>().join(" | ");
+    s.remote_reusing("add", 200);
     let remote: Vec<f64> = KINDS.iter().map(|k| median_ns(n(k), |m| s.remote(k, m))).collect();
+    let reusing: Vec<f64> = KINDS.iter().map(|k| median_ns(n(k), |m| s.remote_reusing(k, m))).collect();
     let upstream: Vec<f64> = KINDS.iter().map(|k| median_ns(n(k), |m| s.upstream(k, m))).collect();
     let nats: Vec<f64> = KINDS.iter().enumerate().map(|(i, k)| median_ns(n(k), |m| s.nats(i, m))).collect();
     println!("| weft `remote` link, caller → provider on another host | {} |", row(remote.clone()));
+    println!("| the same, the provider with `reuseInstances` | {} |", row(reusing.clone()));
     println!("| upstream wRPC, generated client → generated server | {} |", row(upstream.clone()));
     println!("| request/reply through the same nats-server | {} |", row(nats.clone()));
     let ratio =
         |a: &[f64], b: &[f64]| a.iter().zip(b).map(|(a, b)| format!("{:.2}×", a / b)).collect::<Vec<_>>().join(" | ");
     println!("| weft ÷ plain NATS | {} |", ratio(&remote, &nats));
     println!("| weft ÷ upstream wRPC | {} |", ratio(&remote, &upstream));
+    println!("| weft (`reuseInstances`) ÷ upstream wRPC | {} |", ratio(&reusing, &upstream));
     println!("\n| `add` with {CONCURRENT} concurrent callers | calls/s |\n|---|---|");
     for (what, label) in
         [("weft", "weft `remote` link"), ("upstream", "upstream wRPC"), ("nats", "plain NATS request/reply")]

@@ -526,3 +526,38 @@ async fn hosts_can_tell_whether_an_interface_is_served() {
     }
     assert!(!links.is_served(None, "weft:types/faults@0.1.0").await);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_group_is_served_apart_and_reused_instances_serve_it() {
+    let nats = Server::nats();
+    let (a, b) = (host_on(&nats).await, host_on(&nats).await);
+    start(
+        &b.host,
+        &format!(
+            "name: served\ncomponents:\n  - name: provider\n    source: {}\n    env: {{ WHO: grouped }}\n    \
+             reuseInstances: true\n    serve: [{{ interface: \"weft:types/faults@0.1.0\", group: eu }}]\n",
+            weft_guests::TYPES_PROVIDER
+        ),
+    )
+    .await;
+    let links = |to: &str| {
+        format!(
+            "  - {{ from: caller, import: \"weft:types/faults@0.1.0\", to: \"{to}\" }}\n  - {{ from: caller, import: \"weft:types/values@0.1.0\", to: local }}\n  - {{ from: caller, import: \"weft:types/counters@0.1.0\", to: local }}\n  - {{ from: caller, import: \"weft:types/pipes@0.1.0\", to: local }}\n"
+        )
+    };
+    let workload = |name: &str, to: &str| {
+        format!(
+            "name: {name}\ncomponents:\n  - {{ name: caller, source: {} }}\n  - {{ name: local, source: {} }}\nlinks:\n{}",
+            weft_guests::TYPES_CALLER,
+            weft_guests::TYPES_PROVIDER,
+            links(to)
+        )
+    };
+    let in_group = start(&a.host, &workload("in-group", "lattice:eu")).await;
+    for _ in 0..5 {
+        assert_eq!(env_of(&in_group).await.unwrap(), Val::Option(Some(Box::new(Val::String("grouped".into())))));
+    }
+    let elsewhere = start(&a.host, &workload("elsewhere", "lattice")).await;
+    let err = env_of(&elsewhere).await.unwrap_err();
+    assert!(err.contains("no host of the lattice serves it"), "{err}");
+}
