@@ -13,7 +13,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use criterion::{Criterion, criterion_group};
+use criterion::Criterion;
 use tokio::runtime::Runtime;
 use weft_lattice::Lattice;
 use weft_lattice::wrpc::WrpcLinks;
@@ -237,8 +237,7 @@ impl Setup {
     }
 }
 
-fn criterion_remote(c: &mut Criterion) {
-    let mut s = setup();
+fn criterion_remote(c: &mut Criterion, s: &mut Setup) {
     let mut group = c.benchmark_group("remote");
     group.measurement_time(Duration::from_secs(3));
     for kind in KINDS {
@@ -266,8 +265,7 @@ fn median_ns(n: u32, mut run: impl FnMut(u32) -> Duration) -> f64 {
     runs[1]
 }
 
-fn summary() {
-    let mut s = setup();
+fn summary(s: &mut Setup) {
     s.remote("add", 200); // warm up: clients, subscriptions, the provider's code
     s.upstream("add", 200);
     let n = |kind: &str| if kind == "bytes64k" { 500 } else { 3_000 };
@@ -298,11 +296,13 @@ fn summary() {
     }
 }
 
-criterion_group!(benches, criterion_remote);
-
 fn main() {
     let _entered = rt().enter();
-    benches();
-    Criterion::default().configure_from_args().final_summary();
-    summary();
+    // One lattice for both parts: a second one's nats-server could take the
+    // first's port, and the first's clients would find it.
+    let mut s = setup();
+    let mut criterion = Criterion::default().configure_from_args();
+    criterion_remote(&mut criterion, &mut s);
+    criterion.final_summary();
+    summary(&mut s);
 }
