@@ -42,6 +42,27 @@ async fn start(host: &Host, yaml: &str) -> Arc<RunningWorkload> {
     host.workload(&status.id).unwrap()
 }
 
+/// The caller's workload `name`: `values` linked to `values_to` and `faults` to
+/// `faults_to` (the lattice, or `local`); `counters` and `pipes`, which hold
+/// resources, always to a provider of its own.
+fn calling(name: &str, values_to: &str, faults_to: &str, caller_extra: &str) -> String {
+    format!(
+        r#"
+name: {name}
+components:
+  - {{ name: caller, source: {caller}{caller_extra} }}
+  - {{ name: local, source: {provider} }}
+links:
+  - {{ from: caller, import: "weft:types/values@0.1.0", to: "{values_to}" }}
+  - {{ from: caller, import: "weft:types/faults@0.1.0", to: "{faults_to}" }}
+  - {{ from: caller, import: "weft:types/counters@0.1.0", to: local }}
+  - {{ from: caller, import: "weft:types/pipes@0.1.0", to: local }}
+"#,
+        caller = weft_guests::TYPES_CALLER,
+        provider = weft_guests::TYPES_PROVIDER
+    )
+}
+
 /// The provider of `values` and `faults` on host B, the caller on host A (with
 /// `counters` and `pipes`, which hold resources, from a provider of its own).
 async fn pair(nats: &Server) -> (OnHost, OnHost, Arc<RunningWorkload>) {
@@ -55,25 +76,7 @@ async fn pair(nats: &Server) -> (OnHost, OnHost, Arc<RunningWorkload>) {
         ),
     )
     .await;
-    let caller = start(
-        &a.host,
-        &format!(
-            r#"
-name: calling
-components:
-  - {{ name: caller, source: {caller}, env: {{ WHO: caller }} }}
-  - {{ name: local, source: {provider} }}
-links:
-  - {{ from: caller, import: "weft:types/values@0.1.0", to: lattice }}
-  - {{ from: caller, import: "weft:types/faults@0.1.0", to: lattice }}
-  - {{ from: caller, import: "weft:types/counters@0.1.0", to: local }}
-  - {{ from: caller, import: "weft:types/pipes@0.1.0", to: local }}
-"#,
-            caller = weft_guests::TYPES_CALLER,
-            provider = weft_guests::TYPES_PROVIDER
-        ),
-    )
-    .await;
+    let caller = start(&a.host, &calling("calling", "lattice", "lattice", ", env: { WHO: caller }")).await;
     (a, b, caller)
 }
 
@@ -350,25 +353,7 @@ async fn served_by(nats: &Server, hosts: usize, limits: &str) -> (Vec<OnHost>, O
         serving.push(b);
     }
     let a = host_on(nats).await;
-    let caller = start(
-        &a.host,
-        &format!(
-            r#"
-name: calling
-components:
-  - {{ name: caller, source: {caller}, limits: {{ timeout: 3s }} }}
-  - {{ name: local, source: {provider} }}
-links:
-  - {{ from: caller, import: "weft:types/values@0.1.0", to: lattice }}
-  - {{ from: caller, import: "weft:types/faults@0.1.0", to: lattice }}
-  - {{ from: caller, import: "weft:types/counters@0.1.0", to: local }}
-  - {{ from: caller, import: "weft:types/pipes@0.1.0", to: local }}
-"#,
-            caller = weft_guests::TYPES_CALLER,
-            provider = weft_guests::TYPES_PROVIDER
-        ),
-    )
-    .await;
+    let caller = start(&a.host, &calling("calling", "lattice", "lattice", ", limits: { timeout: 3s }")).await;
     (serving, a, caller)
 }
 
@@ -540,19 +525,7 @@ async fn a_group_is_served_apart_and_reused_instances_serve_it() {
         ),
     )
     .await;
-    let links = |to: &str| {
-        format!(
-            "  - {{ from: caller, import: \"weft:types/faults@0.1.0\", to: \"{to}\" }}\n  - {{ from: caller, import: \"weft:types/values@0.1.0\", to: local }}\n  - {{ from: caller, import: \"weft:types/counters@0.1.0\", to: local }}\n  - {{ from: caller, import: \"weft:types/pipes@0.1.0\", to: local }}\n"
-        )
-    };
-    let workload = |name: &str, to: &str| {
-        format!(
-            "name: {name}\ncomponents:\n  - {{ name: caller, source: {} }}\n  - {{ name: local, source: {} }}\nlinks:\n{}",
-            weft_guests::TYPES_CALLER,
-            weft_guests::TYPES_PROVIDER,
-            links(to)
-        )
-    };
+    let workload = |name: &str, to: &str| calling(name, "local", to, "");
     let in_group = start(&a.host, &workload("in-group", "lattice:eu")).await;
     for _ in 0..5 {
         assert_eq!(env_of(&in_group).await.unwrap(), Val::Option(Some(Box::new(Val::String("grouped".into())))));
