@@ -27,8 +27,8 @@ pub struct RemoteCall<'a> {
     pub interface: &'a str,
     pub function: &'a str,
     pub params: &'a [Val],
-    pub param_types: Vec<Type>,
-    pub result_types: Vec<Type>,
+    pub param_types: &'a [Type],
+    pub result_types: &'a [Type],
     /// When the caller's invocation runs out of time: the call must end by then.
     pub deadline: Option<Instant>,
     /// The span the caller is in, to carry on.

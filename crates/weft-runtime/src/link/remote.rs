@@ -94,8 +94,8 @@ fn define(
                     interface: &call.interface,
                     function: &call.function,
                     params,
-                    param_types: call.params.clone(),
-                    result_types: call.results.clone(),
+                    param_types: &call.params,
+                    result_types: &call.results,
                     deadline: data.deadline(),
                     trace: trace.as_ref(),
                 })
