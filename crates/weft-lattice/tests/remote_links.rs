@@ -474,8 +474,9 @@ async fn malformed_and_unfinished_calls_get_nothing_and_disturb_nothing() {
     let nats = Server::nats();
     let (_serving, _a, caller) = served_by(&nats, 1, "").await;
     let prefix = WrpcLinks::offline(Lattice::default()).prefix(None);
-    let raw =
-        wrpc_transport_nats::Client::new(async_nats::connect(nats.url()).await.unwrap(), prefix, None).await.unwrap();
+    let raw = wrpc_transport_nats::Client::new(async_nats::connect(nats.url()).await.unwrap(), prefix.clone(), None)
+        .await
+        .unwrap();
     let no_paths: &[&[Option<usize>]] = &[];
     // A string whose length runs past the bytes, and bytes that are not UTF-8.
     for garbage in [vec![0xff, 0xff, 0xff, 0xff, 0x0f], vec![0x02, 0xff, 0xfe], vec![0x80; 12]] {
@@ -491,9 +492,60 @@ async fn malformed_and_unfinished_calls_get_nothing_and_disturb_nothing() {
     let (mut stalled, _rx) =
         raw.invoke(None, "weft:types/values@0.1.0", "echo-string", vec![0x05, b'a'].into(), no_paths).await.unwrap();
     stalled.flush().await.unwrap();
+    // The same garbage in weft's own framing is answered with why; a call with
+    // nowhere to answer is dropped.
+    let plain = async_nats::connect(nats.url()).await.unwrap();
+    let subject = format!("{prefix}.call.weft:types/values@0.1.0.echo-string");
+    for garbage in [vec![0xff, 0xff, 0xff, 0xff, 0x0f], vec![0x02, 0xff, 0xfe], vec![0x80; 12], vec![]] {
+        let answer = tokio::time::timeout(Duration::from_secs(5), plain.request(subject.clone(), garbage.into()))
+            .await
+            .unwrap()
+            .unwrap();
+        let status = answer.headers.as_ref().and_then(|h| h.get("weft-status")).map(|v| v.to_string());
+        assert_eq!(status.as_deref(), Some("error"));
+        let why = String::from_utf8_lossy(&answer.payload);
+        assert!(why.contains("unreadable parameters"), "{why}");
+    }
+    plain.publish(subject, vec![0x01, b'a'].into()).await.unwrap();
     for _ in 0..3 {
         assert_eq!(env_of(&caller).await.unwrap(), Val::Option(Some(Box::new(Val::String("host-0".into())))));
     }
+}
+
+/// Between weft hosts a call is one NATS request and its reply; results larger
+/// than a message come in several, and parameters larger than one go over wRPC,
+/// failures included.
+#[tokio::test(flavor = "multi_thread")]
+async fn calls_larger_than_a_nats_message_cross_in_parts_or_over_wrpc() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("nats.conf");
+    std::fs::write(&config, "max_payload: 16384\n").unwrap();
+    let nats = Server::nats_with(&["-c", config.to_str().unwrap()]);
+    let (a, b) = (host_on(&nats).await, host_on(&nats).await);
+    let who: String = (0..100_000).map(|i| char::from(b'a' + (i % 26) as u8)).collect();
+    start(
+        &b.host,
+        &format!(
+            "name: served\ncomponents:\n  - name: provider\n    source: {}\n    env: {{ WHO: {who} }}\n    \
+             serve: [\"weft:types/values@0.1.0\", \"weft:types/faults@0.1.0\"]\n",
+            weft_guests::TYPES_PROVIDER
+        ),
+    )
+    .await;
+    let caller = start(&a.host, &calling("calling", "lattice", "lattice", "")).await;
+    // Small parameters, results of seven messages.
+    assert_eq!(env_of(&caller).await.unwrap(), Val::Option(Some(Box::new(Val::String(who.clone())))));
+    // Parameters of seven messages: wRPC, both ways.
+    let bytes = Val::List(who.bytes().map(Val::U8).collect());
+    let back = caller.invoke("caller", "weft:types/values@0.1.0#echo-bytes", &[bytes.clone()]).await.unwrap();
+    assert!(same(&back[0], &bytes));
+    let err = caller
+        .invoke("caller", "weft:types/scenarios@0.1.0#crash-through", &[Val::String(who.clone())])
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("remote call of `weft:types/faults@0.1.0#crash` failed"), "{err}");
+    assert!(err.contains("in component `provider` on another host"), "{err}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -13,8 +13,12 @@
 //! an upstream peer ignores: `weft-deadline-ms` (what the caller has left) and
 //! `weft-error-to` (a subject of the caller's where a weft server publishes why a
 //! call failed, before it ends the results empty, as upstream servers do).
+//!
+//! Between weft hosts most calls take a shorter path than wRPC's: one NATS
+//! request and its reply ([`direct`]), with wRPC as the fallback.
 
 pub mod codec;
+mod direct;
 
 use std::any::Any;
 use std::collections::HashMap;
@@ -59,6 +63,8 @@ pub struct WrpcLinks {
     /// A wRPC client per prefix (group), made on first use.
     clients: tokio::sync::Mutex<HashMap<String, Wrpc>>,
     errors: Arc<ErrorInbox>,
+    replies: direct::Replies,
+    fallbacks: direct::Fallbacks,
     /// The accept loops of each serving component.
     served: Mutex<HashMap<ComponentIdentity, Vec<tokio::task::JoinHandle<()>>>>,
 }
@@ -80,7 +86,17 @@ impl WrpcLinks {
             subscriber: tokio::sync::OnceCell::new(),
             waiting: Mutex::default(),
         });
-        Arc::new(WrpcLinks { nats, lattice, clients: tokio::sync::Mutex::default(), errors, served: Mutex::default() })
+        let replies =
+            direct::Replies::new(nats.as_ref().map_or_else(|| "_INBOX.offline".to_string(), |n| n.new_inbox()));
+        Arc::new(WrpcLinks {
+            nats,
+            lattice,
+            clients: tokio::sync::Mutex::default(),
+            errors,
+            replies,
+            fallbacks: direct::Fallbacks::default(),
+            served: Mutex::default(),
+        })
     }
 
     /// The wRPC prefix of `group` in this lattice.
@@ -125,22 +141,70 @@ impl WrpcLinks {
         if left.is_zero() {
             return Err("the caller's deadline has passed".into());
         }
+        let nats = self.nats()?;
         // Disconnected, NATS would hold the request until it reconnects: fail now.
-        if self.nats()?.connection_state() != async_nats::connection::State::Connected {
+        if nats.connection_state() != async_nats::connection::State::Connected {
             return Err("NATS is not connected".into());
         }
-        let client = self.client(call.group).await?;
-        let (error_to, failure) = self.errors.expect(self.nats()?).await?;
         let mut headers = HeaderMap::new();
         headers.insert(DEADLINE_HEADER, left.as_millis().to_string().as_str());
-        headers.insert(ERROR_HEADER, error_to.as_str());
         if let Some(trace) = call.trace {
             headers.insert(TRACEPARENT, trace.traceparent().as_str());
         }
+        let params = bytes::Bytes::from(params);
+        let prefix = self.prefix(call.group);
+        let subject = direct::subject(&prefix, call.interface, call.function);
+        let results = if params.len() <= direct::message_limit(nats) && !self.fallbacks.over_wrpc(&subject) {
+            let mut pending = self.replies.expect(nats).await?;
+            let mut headers = headers.clone();
+            headers.insert(direct::PARTS_TO_HEADER, pending.subject.as_str());
+            let request = async_nats::Request::new().headers(headers).payload(params.clone()).timeout(Some(left));
+            match nats.send_request(subject.clone(), request).await {
+                Ok(reply) => match pending.results(reply, deadline, left).await {
+                    direct::Answer::Results(results) => Some(results),
+                    direct::Answer::Failed(reason) => return Err(reason),
+                },
+                Err(e) => match e.kind() {
+                    async_nats::RequestErrorKind::NoResponders => {
+                        self.fallbacks.remember(subject);
+                        None
+                    }
+                    async_nats::RequestErrorKind::TimedOut => return Err(format!("no answer within {left:?}")),
+                    _ => return Err(format!("cannot send the call: {e}")),
+                },
+            }
+        } else {
+            None
+        };
+        let results = match results {
+            Some(results) => results,
+            None => self.call_wrpc(&call, headers, params, deadline, left).await?.into(),
+        };
+        codec::decode_tuple(&results, call.result_types.iter().cloned()).map_err(|e| {
+            if results.is_empty() {
+                "the serving host ended the call without results (it failed, or is not weft and says no more)".into()
+            } else {
+                format!("unreadable results: {e}")
+            }
+        })
+    }
+
+    /// A call over wRPC: to an upstream server, or to a weft host when the
+    /// parameters do not fit in one message.
+    async fn call_wrpc(
+        &self,
+        call: &RemoteCall<'_>,
+        mut headers: HeaderMap,
+        params: bytes::Bytes,
+        deadline: Instant,
+        left: Duration,
+    ) -> Result<Vec<u8>, String> {
+        let client = self.client(call.group).await?;
+        let (error_to, failure) = self.errors.expect(self.nats()?).await?;
+        headers.insert(ERROR_HEADER, error_to.as_str());
         let exchange = async {
             let no_paths: &[&[Option<usize>]] = &[];
-            let (mut tx, rx) =
-                client.invoke(Some(headers), call.interface, call.function, params.into(), no_paths).await?;
+            let (mut tx, rx) = client.invoke(Some(headers), call.interface, call.function, params, no_paths).await?;
             tx.shutdown().await?;
             let mut results = Vec::new();
             rx.take(MAX_MESSAGE + 1).read_to_end(&mut results).await?;
@@ -159,13 +223,7 @@ impl WrpcLinks {
         if results.len() as u64 > MAX_MESSAGE {
             return Err(format!("the results are larger than {MAX_MESSAGE} bytes"));
         }
-        codec::decode_tuple(&results, call.result_types.iter().cloned()).map_err(|e| {
-            if results.is_empty() {
-                "the serving host ended the call without results (it failed, or is not weft and says no more)".into()
-            } else {
-                format!("unreadable results: {e}")
-            }
-        })
+        Ok(results)
     }
 
     async fn serve_component(&self, binding: &Binding) -> Result<Vec<tokio::task::JoinHandle<()>>, String> {
@@ -174,6 +232,7 @@ impl WrpcLinks {
             let group = binding.config_for(export).and_then(|c| c.get("group")).and_then(|g| g.as_str());
             let client = self.client(group).await?;
             let nats = self.nats()?.clone();
+            let answering = nats.clone();
             let mut asked = nats
                 .queue_subscribe(self.serving_subject(group, export), QUEUE_GROUP.into())
                 .await
@@ -181,7 +240,7 @@ impl WrpcLinks {
             loops.push(tokio::spawn(async move {
                 while let Some(question) = asked.next().await {
                     if let Some(reply) = question.reply {
-                        let _ = nats.publish(reply, bytes::Bytes::new()).await;
+                        let _ = answering.publish(reply, bytes::Bytes::new()).await;
                     }
                 }
             }));
@@ -189,19 +248,30 @@ impl WrpcLinks {
                 .workload
                 .export_functions(&binding.identity.component, export)
                 .ok_or_else(|| format!("the component has no export `{export}`"))?;
+            let prefix = self.prefix(group);
             for (name, func) in functions {
                 let no_paths: [Box<[Option<usize>]>; 0] = [];
                 let invocations = client
                     .serve(export, &name, no_paths)
                     .await
                     .map_err(|e| format!("cannot serve `{export}#{name}`: {e:#}"))?;
+                let mut calls = nats
+                    .queue_subscribe(direct::subject(&prefix, export, &name), QUEUE_GROUP.into())
+                    .await
+                    .map_err(|e| format!("cannot serve `{export}#{name}`: {e}"))?;
                 let served = Arc::new(Served {
-                    nats: self.nats()?.clone(),
+                    nats: nats.clone(),
                     workload: binding.workload.clone(),
                     component: binding.identity.component.to_string(),
                     function: format!("{export}#{name}"),
                     func,
                 });
+                let direct = served.clone();
+                loops.push(tokio::spawn(async move {
+                    while let Some(call) = calls.next().await {
+                        tokio::spawn(direct.clone().answer_direct(call));
+                    }
+                }));
                 loops.push(tokio::spawn(async move {
                     let mut invocations = std::pin::pin!(invocations);
                     while let Some(accepted) = invocations.next().await {
@@ -238,38 +308,94 @@ struct Served {
     func: ComponentFunc,
 }
 
+/// What a caller's headers ask of a call.
+struct Asked {
+    /// What is left of the caller's deadline.
+    left: Option<Duration>,
+    parent: Option<SpanContext>,
+}
+
+impl Asked {
+    fn read(headers: Option<&HeaderMap>) -> Asked {
+        let header = |name: &str| headers?.get(name).map(|v| v.as_str().to_string());
+        Asked {
+            left: header(DEADLINE_HEADER).and_then(|ms| ms.parse::<u64>().ok()).map(Duration::from_millis),
+            parent: header(TRACEPARENT).and_then(|tp| SpanContext::from_headers(&tp, None)),
+        }
+    }
+}
+
 impl Served {
+    /// One call, a top-level invocation of the component: admitted, then its
+    /// parameters read, then run, within what is left of the caller's deadline.
+    /// The encoded results, or why there are none.
+    async fn run(
+        &self,
+        asked: Asked,
+        params: impl Future<Output = Result<Vec<Val>, String>>,
+    ) -> Result<Vec<u8>, String> {
+        let work = async {
+            // Admitted first (the component's concurrency gate and queue), so that
+            // no more calls than it may run at once hold their parameters.
+            let mut invocation = self.workload.instantiate(&self.component).await.map_err(|e| e.to_string())?;
+            let params = params.await?;
+            invocation.set_trace_parent(asked.parent);
+            let results = invocation.call(&self.function, &params).await.map_err(|e| e.to_string())?;
+            let mut out = Vec::new();
+            codec::encode_tuple(&results, self.func.results(), &mut out).map_err(|e| e.to_string())?;
+            Ok(out)
+        };
+        let outcome = match asked.left {
+            Some(left) => tokio::time::timeout(left, work)
+                .await
+                .unwrap_or_else(|_| Err(format!("the caller's deadline ({left:?}) passed"))),
+            None => work.await,
+        };
+        outcome.map_err(|reason| {
+            tracing::debug!(function = %self.function, "remote call failed: {reason}");
+            format!("in component `{}` on another host: {reason}", self.component)
+        })
+    }
+
+    /// A call in weft's own framing: the parameters are the message.
+    async fn answer_direct(self: Arc<Self>, call: async_nats::Message) {
+        let Some(reply) = call.reply.clone() else { return };
+        let parts_to = call
+            .headers
+            .as_ref()
+            .and_then(|h| h.get(direct::PARTS_TO_HEADER))
+            .map(|v| v.as_str().to_string())
+            .filter(|s| s.starts_with("_INBOX."));
+        let params = async {
+            codec::decode_tuple(&call.payload, self.func.params().map(|(_, t)| t))
+                .map_err(|e| format!("unreadable parameters: {e}"))
+        };
+        match self.run(Asked::read(call.headers.as_ref()), params).await {
+            Ok(results) => direct::reply_results(&self.nats, reply, parts_to, results).await,
+            Err(reason) => direct::reply_failure(&self.nats, reply, reason).await,
+        }
+    }
+
+    /// A wRPC call: its parameters stream in after the handshake.
     async fn answer(
         self: Arc<Self>,
         cx: wrpc_transport_nats::NatsContext,
         mut tx: wrpc_transport_nats::SubjectWriter,
         rx: wrpc_transport_nats::Reader,
     ) {
-        let header = |name: &str| cx.headers.as_ref()?.get(name).map(|v| v.as_str().to_string());
-        let error_to = header(ERROR_HEADER).filter(|s| s.starts_with("_INBOX."));
-        let left = header(DEADLINE_HEADER).and_then(|ms| ms.parse::<u64>().ok()).map(Duration::from_millis);
-        let parent = header(TRACEPARENT).and_then(|tp| SpanContext::from_headers(&tp, None));
-        let work = async {
-            // Admitted first (the component's concurrency gate and queue), so that
-            // no more calls than it may run at once hold their parameters.
-            let mut invocation = self.workload.instantiate(&self.component).await.map_err(|e| e.to_string())?;
-            // A caller that never finishes sending its parameters holds nothing for long.
-            let params = tokio::time::timeout(PARAMS_TIMEOUT, read_params(rx, &self.func))
+        let error_to = cx
+            .headers
+            .as_ref()
+            .and_then(|h| h.get(ERROR_HEADER))
+            .map(|v| v.as_str().to_string())
+            .filter(|s| s.starts_with("_INBOX."));
+        // A caller that never finishes sending its parameters holds nothing for long.
+        let params = async {
+            tokio::time::timeout(PARAMS_TIMEOUT, read_params(rx, &self.func))
                 .await
-                .unwrap_or_else(|_| Err(format!("the parameters did not arrive within {PARAMS_TIMEOUT:?}")))?;
-            invocation.set_trace_parent(parent);
-            let results = invocation.call(&self.function, &params).await.map_err(|e| e.to_string())?;
-            let mut out = Vec::new();
-            codec::encode_tuple(&results, self.func.results(), &mut out).map_err(|e| e.to_string())?;
-            Ok(out)
+                .unwrap_or_else(|_| Err(format!("the parameters did not arrive within {PARAMS_TIMEOUT:?}")))
         };
-        let outcome = match left {
-            Some(left) => tokio::time::timeout(left, work)
-                .await
-                .unwrap_or_else(|_| Err(format!("the caller's deadline ({left:?}) passed"))),
-            None => work.await,
-        };
-        match outcome {
+        match self.run(Asked::read(cx.headers.as_ref()), params).await {
             Ok(results) => {
                 if let Err(e) = async {
                     tx.write_all(&results).await?;
@@ -281,9 +407,7 @@ impl Served {
                 }
             }
             Err(reason) => {
-                tracing::debug!(function = %self.function, "remote call failed: {reason}");
                 if let Some(to) = error_to {
-                    let reason = format!("in component `{}` on another host: {reason}", self.component);
                     let _ = self.nats.publish(to, reason.into()).await;
                 }
                 // The results end empty, as upstream servers end them, after the report.
@@ -326,7 +450,7 @@ struct ErrorInbox {
 type Failure = tokio::sync::oneshot::Receiver<String>;
 
 /// The most of a failure report a caller reads.
-const MAX_REPORT: usize = 4096;
+pub(crate) const MAX_REPORT: usize = 4096;
 
 impl ErrorInbox {
     /// A subject for one call's failure, and where it arrives.

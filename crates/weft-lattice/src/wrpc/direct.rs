@@ -1,0 +1,218 @@
+//! weft's own framing between weft hosts, beside wRPC: a call whose parameters
+//! fit in one NATS message is one NATS request on
+//! `<prefix>.call.<interface>.<function>` (the parameters, in wRPC's value
+//! encoding) and its answer one reply: the results, or a `weft-status: error`
+//! header and why. Results that do not fit in one message go first, in parts,
+//! to a subject of the caller's (`weft-parts-to`), and the reply says how many
+//! (`weft-parts`). wRPC on NATS takes a handshake with the server and a
+//! subscription per call before the first byte of results: this is one message
+//! each way, what a plain NATS request costs.
+//!
+//! Serving hosts subscribe to both framings in the same queue group. A caller
+//! tries this one first; NATS answering "no responders" means no weft host
+//! serves the function, and the call goes over wRPC (an upstream server, perhaps),
+//! as do calls whose parameters do not fit in one message.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_nats::{HeaderMap, Message};
+use bytes::Bytes;
+use futures_util::StreamExt;
+use tokio::sync::mpsc;
+
+use super::{MAX_MESSAGE, MAX_REPORT};
+
+/// Set on a reply that says why the call failed (its payload).
+const STATUS_HEADER: &str = "weft-status";
+const FAILED: &str = "error";
+/// Where the caller takes results in parts, and how many parts there were.
+pub(super) const PARTS_TO_HEADER: &str = "weft-parts-to";
+const PARTS_HEADER: &str = "weft-parts";
+/// What of a NATS message's `max_payload` is left for headers.
+const HEADROOM: usize = 4096;
+/// How long a caller, told that no weft host serves a function, calls it over
+/// wRPC without asking again.
+pub(super) const FALLBACK_FOR: Duration = Duration::from_secs(5);
+
+pub(super) fn subject(prefix: &str, interface: &str, function: &str) -> String {
+    format!("{prefix}.call.{interface}.{function}")
+}
+
+/// The most bytes of parameters or results one message carries.
+pub(super) fn message_limit(nats: &async_nats::Client) -> usize {
+    nats.server_info().max_payload.saturating_sub(HEADROOM)
+}
+
+/// How a call in this framing ended.
+pub(super) enum Answer {
+    Results(Bytes),
+    Failed(String),
+}
+
+/// Answers the call that `reply` is for with its encoded results, in parts
+/// to `parts_to` when they do not fit in one message.
+pub(super) async fn reply_results(
+    nats: &async_nats::Client,
+    reply: async_nats::Subject,
+    parts_to: Option<String>,
+    results: Vec<u8>,
+) {
+    let limit = message_limit(nats).max(1);
+    let results = Bytes::from(results);
+    let sent = if results.len() <= limit {
+        nats.publish(reply, results).await
+    } else if let Some(parts_to) = parts_to {
+        let mut parts = 0;
+        let mut sent = Ok(());
+        for start in (0..results.len()).step_by(limit) {
+            sent = nats.publish(parts_to.clone(), results.slice(start..(start + limit).min(results.len()))).await;
+            if sent.is_err() {
+                break;
+            }
+            parts += 1;
+        }
+        if sent.is_ok() {
+            let mut headers = HeaderMap::new();
+            headers.insert(PARTS_HEADER, parts.to_string().as_str());
+            sent = nats.publish_with_headers(reply, headers, Bytes::new()).await;
+        }
+        sent
+    } else {
+        let why = format!("the results ({} bytes) do not fit in one NATS message", results.len());
+        return reply_failure(nats, reply, why).await;
+    };
+    if let Err(e) = sent {
+        tracing::debug!("results not sent: {e}");
+    }
+}
+
+/// Answers the call that `reply` is for with why it failed.
+pub(super) async fn reply_failure(nats: &async_nats::Client, reply: async_nats::Subject, reason: String) {
+    let mut headers = HeaderMap::new();
+    headers.insert(STATUS_HEADER, FAILED);
+    if let Err(e) = nats.publish_with_headers(reply, headers, reason.into()).await {
+        tracing::debug!("a failure not reported: {e}");
+    }
+}
+
+/// The replies to this host's calls: one subscription, a subject per call,
+/// and a task that hands each reply to the call it is for.
+pub(super) struct Replies {
+    inbox: String,
+    next: AtomicU64,
+    waiting: Arc<Mutex<HashMap<u64, mpsc::UnboundedSender<Message>>>>,
+    router: tokio::sync::OnceCell<tokio::task::JoinHandle<()>>,
+}
+
+/// One call's replies, until it is dropped.
+pub(super) struct Pending {
+    pub subject: String,
+    id: u64,
+    replies: mpsc::UnboundedReceiver<Message>,
+    waiting: Arc<Mutex<HashMap<u64, mpsc::UnboundedSender<Message>>>>,
+}
+
+impl Replies {
+    pub fn new(inbox: String) -> Replies {
+        Replies { inbox, next: AtomicU64::new(0), waiting: Arc::default(), router: tokio::sync::OnceCell::new() }
+    }
+
+    pub async fn expect(&self, nats: &async_nats::Client) -> Result<Pending, String> {
+        self.router
+            .get_or_try_init(|| async {
+                let mut replies = nats.subscribe(format!("{}.*", self.inbox)).await.map_err(|e| e.to_string())?;
+                let waiting = self.waiting.clone();
+                Ok::<_, String>(tokio::spawn(async move {
+                    while let Some(reply) = replies.next().await {
+                        let id = reply.subject.rsplit('.').next().and_then(|id| id.parse::<u64>().ok());
+                        let to = id.and_then(|id| waiting.lock().unwrap().get(&id).cloned());
+                        if let Some(to) = to {
+                            let _ = to.send(reply);
+                        }
+                    }
+                }))
+            })
+            .await
+            .map_err(|e| format!("cannot reach NATS: {e}"))?;
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        let (send, replies) = mpsc::unbounded_channel();
+        self.waiting.lock().unwrap().insert(id, send);
+        Ok(Pending { subject: format!("{}.{id}", self.inbox), id, replies, waiting: self.waiting.clone() })
+    }
+}
+
+impl Drop for Replies {
+    fn drop(&mut self) {
+        if let Some(router) = self.router.get() {
+            router.abort();
+        }
+    }
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        self.waiting.lock().unwrap().remove(&self.id);
+    }
+}
+
+impl Pending {
+    /// The results a call's reply announces: in the reply, or in parts, which
+    /// have arrived before it (one connection keeps the server's order) or are
+    /// on their way through the router.
+    pub async fn results(&mut self, reply: Message, deadline: Instant, left: Duration) -> Answer {
+        let header = |name: &str| reply.headers.as_ref().and_then(|h| h.get(name)).map(|v| v.as_str().to_string());
+        if header(STATUS_HEADER).as_deref() == Some(FAILED) {
+            let why = &reply.payload[..reply.payload.len().min(MAX_REPORT)];
+            return Answer::Failed(String::from_utf8_lossy(why).into_owned());
+        }
+        let Some(parts) = header(PARTS_HEADER) else { return Answer::Results(reply.payload) };
+        let Ok(parts) = parts.parse::<u64>() else { return Answer::Failed(format!("a reply of `{parts}` parts")) };
+        let mut results = Vec::new();
+        for _ in 0..parts {
+            let part = match tokio::time::timeout_at(deadline.into(), self.replies.recv()).await {
+                Err(_) => return Answer::Failed(format!("the results did not arrive whole within {left:?}")),
+                Ok(None) => return Answer::Failed("the connection to NATS was closed".into()),
+                Ok(Some(part)) => part,
+            };
+            if (results.len() + part.payload.len()) as u64 > MAX_MESSAGE {
+                return Answer::Failed(format!("the results are larger than {MAX_MESSAGE} bytes"));
+            }
+            results.extend_from_slice(&part.payload);
+        }
+        Answer::Results(results.into())
+    }
+}
+
+/// Functions no weft host served when last asked, until when to call them
+/// over wRPC without asking again.
+#[derive(Default)]
+pub(super) struct Fallbacks(Mutex<HashMap<String, Instant>>);
+
+impl Fallbacks {
+    pub fn over_wrpc(&self, subject: &str) -> bool {
+        let mut fallbacks = self.0.lock().unwrap();
+        match fallbacks.get(subject) {
+            Some(until) if *until > Instant::now() => true,
+            Some(_) => {
+                fallbacks.remove(subject);
+                false
+            }
+            None => false,
+        }
+    }
+
+    pub fn remember(&self, subject: String) {
+        let mut fallbacks = self.0.lock().unwrap();
+        // Bounded: stale entries go first.
+        if fallbacks.len() >= 4096 {
+            let now = Instant::now();
+            fallbacks.retain(|_, until| *until > now);
+        }
+        if fallbacks.len() < 4096 {
+            fallbacks.insert(subject, Instant::now() + FALLBACK_FOR);
+        }
+    }
+}
