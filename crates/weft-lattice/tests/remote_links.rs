@@ -537,7 +537,8 @@ async fn calls_larger_than_a_nats_message_cross_in_parts_or_over_wrpc() {
     assert_eq!(env_of(&caller).await.unwrap(), Val::Option(Some(Box::new(Val::String(who.clone())))));
     // Parameters of seven messages: wRPC, both ways.
     let bytes = Val::List(who.bytes().map(Val::U8).collect());
-    let back = caller.invoke("caller", "weft:types/values@0.1.0#echo-bytes", std::slice::from_ref(&bytes)).await.unwrap();
+    let back =
+        caller.invoke("caller", "weft:types/values@0.1.0#echo-bytes", std::slice::from_ref(&bytes)).await.unwrap();
     assert!(same(&back[0], &bytes));
     let err = caller
         .invoke("caller", "weft:types/scenarios@0.1.0#crash-through", &[Val::String(who.clone())])

@@ -21,6 +21,7 @@
 use std::fmt;
 
 use wasmtime::component::{Type, Val};
+use weft_runtime::remote::{Arg, Value};
 
 /// Values a decoded message may hold beyond one per byte it has: elements that
 /// take no bytes (`list<tuple<>>`) cost nothing else.
@@ -86,10 +87,42 @@ pub fn encode_tuple(
     Ok(())
 }
 
-/// Reads a tuple of `types` that is the whole of `bytes`.
-pub fn decode_tuple(bytes: &[u8], types: impl Iterator<Item = Type>) -> Result<Vec<Val>, CodecError> {
+/// Appends a function's parameters (or results), one of each of `types`; bytes
+/// are a `list<u8>`.
+pub fn encode_call(
+    values: &[Arg<'_>],
+    types: impl ExactSizeIterator<Item = Type>,
+    out: &mut Vec<u8>,
+) -> Result<(), CodecError> {
+    if values.len() != types.len() {
+        return error(format!("{} values for {} types", values.len(), types.len()));
+    }
+    for (value, ty) in values.iter().zip(types) {
+        match value {
+            Arg::Val(v) => encode(v, &ty, out)?,
+            Arg::Bytes(b) if matches!(&ty, Type::List(l) if matches!(l.ty(), Type::U8)) => {
+                length(b.len(), out)?;
+                out.extend_from_slice(b);
+            }
+            Arg::Bytes(_) => return error(format!("bytes where the function has a {ty:?}")),
+        }
+    }
+    Ok(())
+}
+
+/// Reads a function's parameters (or results), a tuple of `types` that is the
+/// whole of `bytes`; each `list<u8>` comes out as its bytes.
+pub fn decode_call(bytes: &[u8], types: impl Iterator<Item = Type>) -> Result<Vec<Value>, CodecError> {
     let mut reader = Reader { input: bytes, budget: bytes.len().saturating_add(MAX_VALUES) };
-    let values = types.map(|ty| reader.value(&ty)).collect::<Result<Vec<_>, _>>()?;
+    let values = types
+        .map(|ty| match &ty {
+            Type::List(l) if matches!(l.ty(), Type::U8) => {
+                let n = reader.length()?;
+                Ok(Value::Bytes(reader.bytes(n)?.to_vec()))
+            }
+            _ => reader.value(&ty).map(Value::Val),
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     if !reader.input.is_empty() {
         return error(format!("{} bytes after the last value", reader.input.len()));
     }
@@ -422,6 +455,10 @@ impl Reader<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn decode_tuple(bytes: &[u8], types: impl Iterator<Item = Type>) -> Result<Vec<Val>, CodecError> {
+        Ok(decode_call(bytes, types)?.into_iter().map(Value::into_val).collect())
+    }
 
     fn leb(n: u64) -> Vec<u8> {
         let mut out = Vec::new();

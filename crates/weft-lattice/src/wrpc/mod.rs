@@ -28,10 +28,9 @@ use std::time::{Duration, Instant};
 use async_nats::HeaderMap;
 use futures_util::StreamExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use wasmtime::component::Val;
 use wasmtime::component::types::ComponentFunc;
 use weft_runtime::plugin::{Binding, BoxFuture, ComponentIdentity, HostPlugin, PluginWorld};
-use weft_runtime::remote::{PLUGIN_ID, RemoteCall, RemoteLinks};
+use weft_runtime::remote::{Arg, PLUGIN_ID, RemoteCall, RemoteLinks, Shape, Value};
 use weft_runtime::telemetry::SpanContext;
 use weft_runtime::workload::RunningWorkload;
 use wrpc_transport::{Invoke, Serve};
@@ -133,9 +132,9 @@ impl WrpcLinks {
         Ok(client)
     }
 
-    async fn call_remote(&self, call: RemoteCall<'_>) -> Result<Vec<Val>, String> {
+    async fn call_remote(&self, call: RemoteCall<'_>) -> Result<Vec<Value>, String> {
         let mut params = Vec::new();
-        codec::encode_tuple(call.params, call.param_types.iter().cloned(), &mut params).map_err(|e| e.to_string())?;
+        codec::encode_call(call.params, call.param_types.iter().cloned(), &mut params).map_err(|e| e.to_string())?;
         let deadline = call.deadline.unwrap_or_else(|| Instant::now() + DEFAULT_CALL_TIMEOUT);
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
@@ -180,7 +179,7 @@ impl WrpcLinks {
             Some(results) => results,
             None => self.call_wrpc(&call, headers, params, deadline, left).await?.into(),
         };
-        codec::decode_tuple(&results, call.result_types.iter().cloned()).map_err(|e| {
+        codec::decode_call(&results, call.result_types.iter().cloned()).map_err(|e| {
             if results.is_empty() {
                 "the serving host ended the call without results (it failed, or is not weft and says no more)".into()
             } else {
@@ -264,6 +263,7 @@ impl WrpcLinks {
                     workload: binding.workload.clone(),
                     component: binding.identity.component.to_string(),
                     function: format!("{export}#{name}"),
+                    shape: Shape::of(&func),
                     func,
                 });
                 let direct = served.clone();
@@ -306,6 +306,8 @@ struct Served {
     /// `interface#function`.
     function: String,
     func: ComponentFunc,
+    /// Set when the function is called typed.
+    shape: Option<Shape>,
 }
 
 /// What a caller's headers ask of a call.
@@ -332,7 +334,7 @@ impl Served {
     async fn run(
         &self,
         asked: Asked,
-        params: impl Future<Output = Result<Vec<Val>, String>>,
+        params: impl Future<Output = Result<Vec<Value>, String>>,
     ) -> Result<Vec<u8>, String> {
         let work = async {
             // Admitted first (the component's concurrency gate and queue), so that
@@ -340,9 +342,10 @@ impl Served {
             let mut invocation = self.workload.instantiate(&self.component).await.map_err(|e| e.to_string())?;
             let params = params.await?;
             invocation.set_trace_parent(asked.parent);
-            let results = invocation.call(&self.function, &params).await.map_err(|e| e.to_string())?;
+            let results = invocation.call_values(&self.function, self.shape, params).await?;
+            let results: Vec<Arg> = results.iter().map(Value::as_arg).collect();
             let mut out = Vec::new();
-            codec::encode_tuple(&results, self.func.results(), &mut out).map_err(|e| e.to_string())?;
+            codec::encode_call(&results, self.func.results(), &mut out).map_err(|e| e.to_string())?;
             Ok(out)
         };
         let outcome = match asked.left {
@@ -367,7 +370,7 @@ impl Served {
             .map(|v| v.as_str().to_string())
             .filter(|s| s.starts_with("_INBOX."));
         let params = async {
-            codec::decode_tuple(&call.payload, self.func.params().map(|(_, t)| t))
+            codec::decode_call(&call.payload, self.func.params().map(|(_, t)| t))
                 .map_err(|e| format!("unreadable parameters: {e}"))
         };
         match self.run(Asked::read(call.headers.as_ref()), params).await {
@@ -419,10 +422,10 @@ impl Served {
 
 /// A call's parameters, decoded as soon as they are whole: the caller's end of
 /// its parameters (one more message, after the handshake) is not waited for.
-async fn read_params(mut rx: wrpc_transport_nats::Reader, func: &ComponentFunc) -> Result<Vec<Val>, String> {
+async fn read_params(mut rx: wrpc_transport_nats::Reader, func: &ComponentFunc) -> Result<Vec<Value>, String> {
     let mut bytes = Vec::new();
     loop {
-        match codec::decode_tuple(&bytes, func.params().map(|(_, t)| t)) {
+        match codec::decode_call(&bytes, func.params().map(|(_, t)| t)) {
             Ok(params) => return Ok(params),
             Err(e) if e.is_incomplete() && (bytes.len() as u64) < MAX_MESSAGE => {
                 let mut chunk = (&mut rx).take(MAX_MESSAGE - bytes.len() as u64);
@@ -531,7 +534,7 @@ impl RemoteLinks for WrpcLinks {
         function.params().map(|(_, t)| t).chain(function.results()).try_for_each(|t| codec::check(&t))
     }
 
-    fn call<'a>(&'a self, call: RemoteCall<'a>) -> BoxFuture<'a, Result<Vec<Val>, String>> {
+    fn call<'a>(&'a self, call: RemoteCall<'a>) -> BoxFuture<'a, Result<Vec<Value>, String>> {
         Box::pin(self.call_remote(call))
     }
 

@@ -7,10 +7,17 @@
 //! `lattice:<group>`) for an import, `serve:` on a component for its exports.
 //! The extension is also a [`HostPlugin`]: serving an export is a binding of the
 //! component to it, made when the workload starts and undone when it stops.
+//!
+//! Values cross as [`Value`]s: Wasmtime's values, except that a parameter or
+//! result of type `list<u8>` of a function of a common [`Shape`] is its bytes,
+//! moved whole, not a `Val` per byte.
+
+pub(crate) mod shape;
+
+pub use shape::{Arg, Shape, Value};
 
 use std::time::Instant;
 
-use wasmtime::component::Val;
 use wasmtime::component::types::{ComponentFunc, Type};
 
 use crate::plugin::{BoxFuture, HostPlugin};
@@ -26,7 +33,7 @@ pub struct RemoteCall<'a> {
     /// The interface as the caller imports it (`acme:store/carts@1.0.0`).
     pub interface: &'a str,
     pub function: &'a str,
-    pub params: &'a [Val],
+    pub params: &'a [Arg<'a>],
     pub param_types: &'a [Type],
     pub result_types: &'a [Type],
     /// When the caller's invocation runs out of time: the call must end by then.
@@ -42,7 +49,7 @@ pub trait RemoteLinks: HostPlugin {
 
     /// Carries one call to a host serving `call.interface`; its results, or why
     /// there are none (the caller traps with it).
-    fn call<'a>(&'a self, call: RemoteCall<'a>) -> BoxFuture<'a, Result<Vec<Val>, String>>;
+    fn call<'a>(&'a self, call: RemoteCall<'a>) -> BoxFuture<'a, Result<Vec<Value>, String>>;
 
     /// Whether a host serves `interface` in `group` now. A workload linked to an
     /// interface nobody serves yet starts, with a warning: its calls fail until
