@@ -32,7 +32,7 @@ use wasmtime::component::types::ComponentFunc;
 use weft_runtime::plugin::{Binding, BoxFuture, ComponentIdentity, HostPlugin, PluginWorld};
 use weft_runtime::remote::{Arg, PLUGIN_ID, RemoteCall, RemoteLinks, Shape, Value};
 use weft_runtime::telemetry::SpanContext;
-use weft_runtime::workload::RunningWorkload;
+use weft_runtime::workload::{Invocation, RunningWorkload};
 use wrpc_transport::{Invoke, Serve};
 
 use crate::lattice::Lattice;
@@ -330,12 +330,14 @@ impl Asked {
 impl Served {
     /// One call, a top-level invocation of the component: admitted, then its
     /// parameters read, then run, within what is left of the caller's deadline.
-    /// The encoded results, or why there are none.
+    /// The encoded results, or why there are none; and the instance, for the
+    /// caller to drop once it has answered (giving an instance back to the pool
+    /// costs the kernel some work, which need not delay the answer).
     async fn run(
         &self,
         asked: Asked,
         params: impl Future<Output = Result<Vec<Value>, String>>,
-    ) -> Result<Vec<u8>, String> {
+    ) -> Result<(Vec<u8>, Invocation), String> {
         let work = async {
             // Admitted first (the component's concurrency gate and queue), so that
             // no more calls than it may run at once hold their parameters.
@@ -346,7 +348,7 @@ impl Served {
             let results: Vec<Arg> = results.iter().map(Value::as_arg).collect();
             let mut out = Vec::new();
             codec::encode_call(&results, self.func.results(), &mut out).map_err(|e| e.to_string())?;
-            Ok(out)
+            Ok((out, invocation))
         };
         let outcome = match asked.left {
             Some(left) => tokio::time::timeout(left, work)
@@ -374,7 +376,10 @@ impl Served {
                 .map_err(|e| format!("unreadable parameters: {e}"))
         };
         match self.run(Asked::read(call.headers.as_ref()), params).await {
-            Ok(results) => direct::reply_results(&self.nats, reply, parts_to, results).await,
+            Ok((results, invocation)) => {
+                direct::reply_results(&self.nats, reply, parts_to, results).await;
+                drop(invocation);
+            }
             Err(reason) => direct::reply_failure(&self.nats, reply, reason).await,
         }
     }
@@ -399,7 +404,7 @@ impl Served {
                 .unwrap_or_else(|_| Err(format!("the parameters did not arrive within {PARAMS_TIMEOUT:?}")))
         };
         match self.run(Asked::read(cx.headers.as_ref()), params).await {
-            Ok(results) => {
+            Ok((results, invocation)) => {
                 if let Err(e) = async {
                     tx.write_all(&results).await?;
                     tx.shutdown().await
@@ -408,6 +413,7 @@ impl Served {
                 {
                     tracing::debug!(function = %self.function, "results not sent: {e}");
                 }
+                drop(invocation);
             }
             Err(reason) => {
                 if let Some(to) = error_to {
