@@ -26,14 +26,24 @@ pub async fn host_with(cache_dir: Option<PathBuf>) -> TestHost {
 
 /// A host like [`host_with`] that loads `plugins`.
 pub async fn host_with_plugins(cache_dir: Option<PathBuf>, plugins: Vec<Arc<dyn HostPlugin>>) -> TestHost {
+    host_configured(HostConfig {
+        engine: EngineConfig { cache_dir, ..EngineConfig::default() },
+        plugins,
+        ..HostConfig::default()
+    })
+    .await
+}
+
+/// A host of `config`, with the test hosts' small pool, scratch directory and
+/// captured output.
+pub async fn host_configured(config: HostConfig) -> TestHost {
     let dir = tempfile::tempdir().unwrap();
     let output = Arc::new(CapturedOutput::default());
     let host = Host::new(HostConfig {
-        engine: EngineConfig { cache_dir, max_instances: 32, ..EngineConfig::default() },
+        engine: EngineConfig { max_instances: 32, ..config.engine },
         scratch_dir: Some(dir.path().join("scratch")),
         stdio: GuestStdio::Sink(output.clone()),
-        plugins,
-        ..HostConfig::default()
+        ..config
     })
     .await
     .unwrap();
