@@ -41,6 +41,8 @@ use crate::lattice::Lattice;
 pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(30);
 /// The largest parameters or results weft reads of one call.
 pub const MAX_MESSAGE: u64 = 16 << 20;
+/// At most how much sooner than the caller's deadline a call stops waiting.
+const ANSWER_MARGIN: Duration = Duration::from_millis(100);
 /// How long a serving host waits for a call's parameters to arrive whole.
 pub const PARAMS_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a starting workload waits to learn whether a remote link's
@@ -140,6 +142,11 @@ impl WrpcLinks {
         if left.is_zero() {
             return Err("the caller's deadline has passed".into());
         }
+        // The call gives up a little before the caller's invocation would, so that
+        // the caller traps with why (no answer from the serving host), not with a
+        // bare timeout of its own.
+        let left = left - (left / 10).min(ANSWER_MARGIN);
+        let deadline = Instant::now() + left;
         let nats = self.nats()?;
         // Disconnected, NATS would hold the request until it reconnects: fail now.
         if nats.connection_state() != async_nats::connection::State::Connected {
