@@ -73,7 +73,7 @@ pub fn check(ty: &Type) -> Result<(), String> {
 }
 
 /// Appends `values`, one of each of `types`, as a tuple.
-pub fn encode_tuple(
+fn encode_tuple(
     values: &[Val],
     types: impl ExactSizeIterator<Item = Type>,
     out: &mut Vec<u8>,

@@ -43,7 +43,7 @@ pub(super) fn subject(prefix: &str, interface: &str, function: &str) -> String {
 
 /// The most bytes of parameters or results one message carries.
 pub(super) fn message_limit(nats: &async_nats::Client) -> usize {
-    nats.server_info().max_payload.saturating_sub(HEADROOM)
+    nats.max_payload().saturating_sub(HEADROOM)
 }
 
 /// How a call in this framing ended.
