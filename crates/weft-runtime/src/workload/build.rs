@@ -390,6 +390,8 @@ impl<'a> Builder<'a> {
             cpu_budget: limits.cpu_time.map(|t| self.cx.engine.ticks(t)),
             gate: ConcurrencyGate::new(&limits),
             idle: c.reuse_instances.then(Default::default),
+            spare: Default::default(),
+            exports: Default::default(),
             limits,
             telemetry: self.cx.telemetry.clone(),
             metrics: self.cx.telemetry.component_metrics(vec![

@@ -1,6 +1,7 @@
 //! A component of a running workload, and how it is instantiated for one invocation.
 
-use std::sync::atomic::AtomicBool;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use wasmtime::Store;
@@ -43,6 +44,10 @@ pub(crate) struct WorkloadComponent {
     /// With `reuseInstances`: stores whose last invocation ended cleanly, ready
     /// for the next one. At most `maxConcurrent` exist, as each was in use once.
     pub idle: Option<Mutex<Vec<LiveInstance>>>,
+    /// Without `reuseInstances`: the instance made ahead for the next invocation.
+    pub spare: Spare,
+    /// Exported functions found so far, by the name they were asked for.
+    pub exports: Mutex<HashMap<Box<str>, ComponentExportIndex>>,
     pub telemetry: Telemetry,
     /// Its invocation counters, when the host exports metrics.
     pub metrics: Option<Arc<ComponentMetrics>>,
@@ -50,6 +55,20 @@ pub(crate) struct WorkloadComponent {
 
 /// An instance and the store it lives in.
 pub(crate) type LiveInstance = (Store<StoreState>, Instance);
+
+/// A fresh instance made in the background once an invocation has taken the
+/// previous one, so that the next invocation does not wait for instantiation. It
+/// has run nothing but its instantiation: no invocation's state is in it.
+#[derive(Default)]
+pub(crate) struct Spare {
+    ready: Mutex<Option<LiveInstance>>,
+    /// Set while one is being made.
+    making: AtomicBool,
+}
+
+/// How many names `export_func` remembers per component: names come from
+/// callers (a host API's invocations), so what is kept is bounded.
+const REMEMBERED_EXPORTS: usize = 64;
 
 /// A provider fused into a composite.
 pub(crate) struct Member {
@@ -121,16 +140,53 @@ impl WorkloadComponent {
         }
     }
 
+    /// The spare instance, if one is ready (see [`Spare`]).
+    pub fn take_spare(&self) -> Option<LiveInstance> {
+        let (mut store, instance) = self.spare.ready.lock().unwrap().take()?;
+        // Its epoch deadline passed while it waited.
+        store.set_epoch_deadline(1);
+        Some((store, instance))
+    }
+
+    /// Starts making a spare instance unless one is ready or being made, or the
+    /// workload is stopping. One that cannot be made is not retried here: the
+    /// next invocation instantiates in its own path and reports why.
+    pub fn make_spare(self: &Arc<Self>, engine: &Arc<Engine>, stop: &Arc<AtomicBool>) {
+        // An invocation dropped outside the runtime (at exit) leaves none.
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
+        if stop.load(Ordering::Relaxed)
+            || self.spare.ready.lock().unwrap().is_some()
+            || self.spare.making.swap(true, Ordering::AcqRel)
+        {
+            return;
+        }
+        let (c, engine, stop) = (self.clone(), engine.clone(), stop.clone());
+        runtime.spawn(async move {
+            let made = c.instantiate(&engine, stop).await;
+            {
+                let mut ready = c.spare.ready.lock().unwrap();
+                match made {
+                    // Checked under the lock `drop_idle` takes after the flag is set.
+                    Ok(live) if !live.0.data().is_stopping() => *ready = Some(live),
+                    Ok(_) => {}
+                    Err(e) => tracing::debug!(component = %c.name, "no spare instance: {e}"),
+                }
+            }
+            c.spare.making.store(false, Ordering::Release);
+        });
+    }
+
     /// How many instances wait to be reused.
     pub fn idle_count(&self) -> usize {
         self.idle.as_ref().map_or(0, |idle| idle.lock().unwrap().len())
     }
 
-    /// Drops the idle instances (the workload stops).
+    /// Drops the idle instances and the spare (the workload stops).
     pub fn drop_idle(&self) {
         if let Some(idle) = &self.idle {
             idle.lock().unwrap().clear();
         }
+        self.spare.ready.lock().unwrap().take();
     }
 
     fn instantiate_error(&self, e: wasmtime::Error) -> InvokeError {
@@ -169,6 +225,18 @@ impl WorkloadComponent {
     /// Finds an exported function by `interface#function` (the interface matched
     /// semver-compatibly) or by a plain `function` name.
     pub fn export_func(&self, path: &str) -> Result<ComponentExportIndex, InvokeError> {
+        if let Some(index) = self.exports.lock().unwrap().get(path) {
+            return Ok(*index);
+        }
+        let index = self.find_export_func(path)?;
+        let mut exports = self.exports.lock().unwrap();
+        if exports.len() < REMEMBERED_EXPORTS {
+            exports.insert(path.into(), index);
+        }
+        Ok(index)
+    }
+
+    fn find_export_func(&self, path: &str) -> Result<ComponentExportIndex, InvokeError> {
         let missing = || InvokeError::NoSuchFunction { component: self.name.to_string(), function: path.to_string() };
         match path.split_once('#') {
             Some((interface, func)) => {

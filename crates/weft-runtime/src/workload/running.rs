@@ -74,6 +74,10 @@ pub struct Invocation {
     parent: Option<SpanContext>,
     /// The function last looked up, which names the span of a typed call.
     function: Option<Arc<str>>,
+    /// For a component that does not reuse instances: what its next spare is
+    /// made with. It is made once this invocation ends, not while it runs, so
+    /// that the call does not compete with it for the machine.
+    spare_from: Option<(Arc<Engine>, Arc<AtomicBool>)>,
     _slot: OwnedSemaphorePermit,
 }
 
@@ -235,6 +239,9 @@ impl Drop for Invocation {
             && self.clean
         {
             self.component.put_idle(store, instance);
+        }
+        if let Some((engine, stop)) = &self.spare_from {
+            self.component.make_spare(engine, stop);
         }
     }
 }
@@ -405,7 +412,13 @@ impl RunningWorkload {
         let deadline = c.deadline();
         let mut live = match c.take_idle() {
             Some(idle) => idle,
-            None => c.instantiate(&self.engine, self.interrupt.clone()).await?,
+            None if c.idle.is_some() => c.instantiate(&self.engine, self.interrupt.clone()).await?,
+            // A component that does not reuse instances keeps one made ahead
+            // (made again when this invocation ends: see its `drop`).
+            None => match c.take_spare() {
+                Some(spare) => spare,
+                None => c.instantiate(&self.engine, self.interrupt.clone()).await?,
+            },
         };
         live.0.data_mut().set_deadline(deadline);
         let cancelled = self.cancel.subscribe();
@@ -417,6 +430,7 @@ impl RunningWorkload {
             cancelled,
             parent: None,
             function: None,
+            spare_from: c.idle.is_none().then(|| (self.engine.clone(), self.interrupt.clone())),
             _slot: slot,
         })
     }
