@@ -33,6 +33,11 @@ async fn exports_every_signal(receiver: &OtlpReceiver, protocol: &str, encoding:
     metrics.invoked(Duration::from_millis(3), Outcome::Ok);
     telemetry.shutdown().await;
 
+    // The receiver answers an export once it has printed it, but the line reaches
+    // this process through a reader thread: wait for what the last export carried.
+    let metrics = receiver.wait_for("metrics", |m| {
+        ["weft.invocations", "weft.invocation.duration"].iter().all(|name| m.iter().any(|m| m["name"] == *name))
+    });
     let exports = receiver.exports("traces");
     assert!(!exports.is_empty());
     let encodings = receiver.encodings();
@@ -51,7 +56,6 @@ async fn exports_every_signal(receiver: &OtlpReceiver, protocol: &str, encoding:
     let log = logs.iter().find(|l| l["body"]["stringValue"] == format!("over {protocol}")).expect("the log record");
     assert_eq!(log["spanId"], context.span_id.to_string(), "{protocol}");
 
-    let metrics = receiver.items("metrics");
     let invocations =
         metrics.iter().find(|m| m["name"] == "weft.invocations").unwrap_or_else(|| panic!("{metrics:#?}"));
     assert_eq!(invocations["sum"]["dataPoints"][0]["asInt"], "1", "{protocol}");
