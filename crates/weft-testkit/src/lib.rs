@@ -24,8 +24,19 @@ pub struct Server {
     dir: tempfile::TempDir,
 }
 
+/// A port nothing on 127.0.0.1 listens on, never one this process handed out
+/// before: two tests of one binary start servers at the same moment, and the
+/// kernel may give both the same just-released port.
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        if !given.contains(&port) {
+            given.push(port);
+            return port;
+        }
+    }
 }
 
 fn spawn(program: &'static str, args: &[String], dir: &Path) -> Child {
@@ -40,9 +51,20 @@ fn spawn(program: &'static str, args: &[String], dir: &Path) -> Child {
         })
 }
 
-fn wait_for_port(program: &str, port: u16) {
+/// Waits until `child` listens on `port`. A connection to a port nobody listens
+/// on in the ephemeral range can succeed by connecting to itself (TCP
+/// simultaneous open); that one does not count.
+fn wait_for_port(program: &str, child: &mut Child, port: u16) {
     let deadline = Instant::now() + Duration::from_secs(15);
-    while TcpStream::connect(SocketAddr::from(([127, 0, 0, 1], port))).is_err() {
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("`{program}` exited ({status}) before listening on port {port}");
+        }
+        if let Ok(stream) = TcpStream::connect(SocketAddr::from(([127, 0, 0, 1], port))) {
+            if stream.local_addr().ok() != stream.peer_addr().ok() {
+                return;
+            }
+        }
         assert!(Instant::now() < deadline, "`{program}` did not listen on port {port} within 15 s");
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -53,8 +75,8 @@ impl Server {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
         let args = args(port, dir.path());
-        let child = spawn(program, &args, dir.path());
-        wait_for_port(program, port);
+        let mut child = spawn(program, &args, dir.path());
+        wait_for_port(program, &mut child, port);
         Server { child, port, program, args, dir }
     }
 
@@ -170,7 +192,7 @@ impl Server {
     pub fn restart(&mut self) {
         self.stop();
         self.child = spawn(self.program, &self.args, self.dir.path());
-        wait_for_port(self.program, self.port);
+        wait_for_port(self.program, &mut self.child, self.port);
     }
 }
 
@@ -213,7 +235,7 @@ impl OtlpReceiver {
                 sink.lock().unwrap().push(value);
             }
         });
-        wait_for_port("otlp-receiver.py (needs the opentelemetry-proto package)", port);
+        wait_for_port("otlp-receiver.py (needs the opentelemetry-proto package)", &mut child, port);
         OtlpReceiver { child, port, exports }
     }
 
