@@ -60,10 +60,10 @@ fn wait_for_port(program: &str, child: &mut Child, port: u16) {
         if let Ok(Some(status)) = child.try_wait() {
             panic!("`{program}` exited ({status}) before listening on port {port}");
         }
-        if let Ok(stream) = TcpStream::connect(SocketAddr::from(([127, 0, 0, 1], port))) {
-            if stream.local_addr().ok() != stream.peer_addr().ok() {
-                return;
-            }
+        if let Ok(stream) = TcpStream::connect(SocketAddr::from(([127, 0, 0, 1], port)))
+            && stream.local_addr().ok() != stream.peer_addr().ok()
+        {
+            return;
         }
         assert!(Instant::now() < deadline, "`{program}` did not listen on port {port} within 15 s");
         std::thread::sleep(Duration::from_millis(20));
