@@ -403,7 +403,8 @@ fn telemetry_exports_a_requests_trace_metrics_and_logs_over_otlp() {
     assert_eq!(attribute(invocation, "weft.component")["stringValue"], "hello");
     assert!(invocation["name"].as_str().unwrap().contains("incoming-handler"), "{invocation}");
 
-    let metrics = receiver.items("metrics");
+    // Exports reach this process through the receiver's reader thread: wait for them.
+    let metrics = receiver.wait_for("metrics", |m| m.iter().any(|m| m["name"] == "weft.invocation.duration"));
     let ok_invocations = metrics
         .iter()
         .filter(|m| m["name"] == "weft.invocations")
@@ -417,8 +418,9 @@ fn telemetry_exports_a_requests_trace_metrics_and_logs_over_otlp() {
     let durations = metrics.iter().find(|m| m["name"] == "weft.invocation.duration").expect("a duration histogram");
     assert_eq!(durations["histogram"]["dataPoints"][0]["count"], "1");
 
-    let logs = receiver.items("logs");
-    assert!(logs.iter().any(|l| l["body"]["stringValue"] == "running" && l["severityText"] == "INFO"), "{logs:#?}");
+    let is_running = |l: &serde_json::Value| l["body"]["stringValue"] == "running" && l["severityText"] == "INFO";
+    let logs = receiver.wait_for("logs", |logs| logs.iter().any(is_running));
+    assert!(logs.iter().any(is_running), "{logs:#?}");
 }
 
 /// The blobby-http REST round trip: store, list, read back, delete.
