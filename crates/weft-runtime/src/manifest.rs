@@ -99,6 +99,29 @@ pub struct ComponentSpec {
     /// Exports offered to the lattice over wRPC (nothing is, unless listed).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub serve: Vec<ServeSpec>,
+    /// How `weft build` makes the component's source; the host ignores it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub build: Option<BuildSpec>,
+}
+
+/// How `weft build` makes a component (`source` is what it makes). Without a
+/// `command`, the component is a Rust crate of the cargo project in `dir`, built
+/// for `wasm32-wasip2`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BuildSpec {
+    /// Run by `sh -c` in `dir`; any language's tool (componentize-py, TinyGo, …).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<String>,
+    /// Where the command writes the component, if not at `source` (then copied there).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output: Option<PathBuf>,
+    /// Where the build runs (the manifest's directory unless set).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dir: Option<PathBuf>,
+    /// Components whose builds must finish before this one starts.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub after: Vec<String>,
 }
 
 /// An export a component offers to other hosts of the lattice, over wRPC:
