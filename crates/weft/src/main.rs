@@ -7,7 +7,7 @@ use std::io::Write;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use weft_runtime::output::PrefixedStdio;
 
 #[derive(Parser)]
@@ -31,6 +31,12 @@ enum Command {
     Inspect(commands::inspect::InspectArgs),
     /// Push or pull a component as an OCI artifact.
     Oci(commands::oci::OciCommand),
+    /// Create a project from a template.
+    New(commands::new::NewArgs),
+    /// Build every component of a project for WebAssembly.
+    Build(commands::build::BuildArgs),
+    /// Print a shell's completion script for weft.
+    Completions(commands::completions::CompletionsArgs),
 }
 
 fn main() -> ExitCode {
@@ -58,6 +64,9 @@ fn main() -> ExitCode {
             Command::Workload(args) => commands::lattice::workload(args).await,
             Command::Inspect(args) => commands::inspect::inspect(args).await,
             Command::Oci(args) => commands::oci::oci(args).await,
+            Command::New(args) => commands::new::new(args),
+            Command::Build(args) => tokio::task::block_in_place(|| commands::build::build(args)),
+            Command::Completions(args) => commands::completions::completions(args, Cli::command()),
         }
     });
     let code = match result {

@@ -1253,3 +1253,226 @@ links:
     assert!(Command::new("kill").args(["-TERM", &fresh.id().to_string()]).status().unwrap().success());
     wait_at_most(&mut fresh, Duration::from_secs(30));
 }
+
+/// Projects `weft new` makes share one cargo target directory, so their
+/// dependencies (wasip2, wit-bindgen) compile once for all these tests and runs.
+const TEMPLATE_TARGET: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../target/template-projects");
+
+/// `weft new NAME --template T` in `dir`, then `weft build` in the new project: its path.
+fn new_and_build(dir: &Path, name: &str, template: &str) -> std::path::PathBuf {
+    let out = weft(&["new", name, "--template", template], dir);
+    assert!(out.status.success(), "{out:?}");
+    assert!(text(&out.stdout).contains(&format!("created `{name}` from template {template}")), "{out:?}");
+    let project = dir.join(name);
+    for file in ["weft.yaml", "README.md", ".gitignore"] {
+        assert!(project.join(file).is_file(), "{template} has no {file}");
+    }
+    let out = weft_build(&project, &[]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    project
+}
+
+fn weft_build(project: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_weft"))
+        .arg("build")
+        .args(args)
+        .current_dir(project)
+        .env("CARGO_TARGET_DIR", TEMPLATE_TARGET)
+        .output()
+        .expect("run weft build")
+}
+
+#[test]
+fn weft_new_lists_its_templates_and_writes_over_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = weft(&["new", "--list"], dir.path());
+    assert!(out.status.success(), "{out:?}");
+    let listed: Vec<String> =
+        text(&out.stdout).lines().map(|l| l.split_whitespace().next().unwrap().to_string()).collect();
+    assert_eq!(listed, ["http", "http-keyvalue", "provider", "service"]);
+
+    std::fs::create_dir(dir.path().join("taken")).unwrap();
+    std::fs::write(dir.path().join("taken/keep.txt"), "mine").unwrap();
+    let out = weft(&["new", "taken"], dir.path());
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(text(&out.stderr).contains("exists and is not empty"), "{out:?}");
+    assert_eq!(std::fs::read_dir(dir.path().join("taken")).unwrap().count(), 1);
+    assert_eq!(std::fs::read_to_string(dir.path().join("taken/keep.txt")).unwrap(), "mine");
+
+    for bad in ["My_App", "2fast", "a--b", "fn"] {
+        let out = weft(&["new", bad], dir.path());
+        assert_eq!(out.status.code(), Some(2), "{bad}: {out:?}");
+        assert!(!dir.path().join(bad).exists(), "{bad}");
+    }
+    let out = weft(&["new", "app", "--template", "nope"], dir.path());
+    assert!(text(&out.stderr).contains("the embedded ones are http, http-keyvalue, provider, service"), "{out:?}");
+    assert!(!dir.path().join("app").exists());
+
+    // A local template directory: placeholders in contents and paths, `.tmpl` dropped.
+    let template = dir.path().join("mine");
+    std::fs::create_dir_all(template.join("src")).unwrap();
+    std::fs::write(template.join("Cargo.toml.tmpl"), "name = \"{{name}}\"\n").unwrap();
+    std::fs::write(template.join("src/{{crate_name}}.txt"), "{{crate_name}} of {{name}}\n").unwrap();
+    let out = weft(&["new", "my-app", "--template", template.to_str().unwrap(), "--dir", "elsewhere"], dir.path());
+    assert!(out.status.success(), "{out:?}");
+    let made = dir.path().join("elsewhere");
+    assert_eq!(std::fs::read_to_string(made.join("Cargo.toml")).unwrap(), "name = \"my-app\"\n");
+    assert_eq!(std::fs::read_to_string(made.join("src/my_app.txt")).unwrap(), "my_app of my-app\n");
+}
+
+#[test]
+fn template_http_builds_and_serves() {
+    let dir = tempfile::tempdir().unwrap();
+    let project = new_and_build(dir.path(), "hello-site", "http");
+    let serving = Serving::start("weft.yaml", &project);
+    let (status, body) = serving.text("GET", "/greet", b"");
+    assert_eq!((status, body.as_str()), (200, "Hello from hello-site! You asked for /greet\n"));
+    serving.stop();
+
+    // Without a weft.yaml, the directory is a plain cargo component project.
+    std::fs::remove_file(project.join("weft.yaml")).unwrap();
+    let out = weft_build(&project, &[]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("hello_site.wasm"), "{}", text(&out.stdout));
+
+    // A compiler error: the compiler's own message, and a failed build.
+    std::fs::write(
+        project.join("weft.yaml"),
+        "name: x\ncomponents: [{ name: x, source: target/wasm32-wasip2/release/hello_site.wasm }]\n",
+    )
+    .unwrap();
+    let lib = project.join("src/lib.rs");
+    std::fs::write(&lib, std::fs::read_to_string(&lib).unwrap().replace("struct Handler;", "struct Handler")).unwrap();
+    let out = weft_build(&project, &[]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("error: expected") && stderr.contains("src/lib.rs"), "{stderr}");
+    assert!(stderr.contains("error: 1 of 1 builds failed"), "{stderr}");
+}
+
+#[test]
+fn template_http_keyvalue_builds_and_counts() {
+    let dir = tempfile::tempdir().unwrap();
+    let project = new_and_build(dir.path(), "counter", "http-keyvalue");
+    let serving = Serving::start("weft.yaml", &project);
+    for expected in ["1\n", "2\n"] {
+        assert_eq!(serving.text("POST", "/", b""), (200, expected.to_string()));
+    }
+    assert_eq!(serving.text("GET", "/count", b""), (200, "2\n".to_string()));
+    serving.stop();
+}
+
+#[test]
+fn template_service_builds_and_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let project = new_and_build(dir.path(), "pulse", "service");
+    let yaml = std::fs::read_to_string(project.join("weft.yaml")).unwrap();
+    std::fs::write(project.join("weft.yaml"), yaml.replace("\"1000\"", "\"50\"")).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_weft"))
+        .args(["run", "weft.yaml"])
+        .current_dir(&project)
+        .env("WEFT_CACHE_DIR", dir.path().join("cache"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(child.stdout.take().unwrap()));
+    assert_eq!(lines.next().unwrap().unwrap(), "[pulse/pulse] pulse started, reporting every 50 ms");
+    assert_eq!(lines.next().unwrap().unwrap(), "[pulse/pulse] pulse: tick 1");
+    assert_eq!(lines.next().unwrap().unwrap(), "[pulse/pulse] pulse: tick 2");
+    assert!(Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap().success());
+    assert!(wait_at_most(&mut child, std::time::Duration::from_secs(30)).success());
+}
+
+/// The provider template's two crates, and a third component made by a command
+/// that must run after the provider's build.
+#[test]
+fn template_provider_builds_with_a_custom_command_and_links() {
+    let dir = tempfile::tempdir().unwrap();
+    let project = new_and_build(dir.path(), "greetings", "provider");
+    let out = weft(&["run", "weft.yaml"], &project);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(text(&out.stdout), "[greetings/consumer] Hello, world!\n");
+    let out = weft(&["inspect", "weft.yaml", "-o", "json"], &project);
+    assert!(text(&out.stdout).contains("\"mode\": \"fused\""), "{out:?}");
+
+    // Built from scratch: remove what the first build made.
+    std::fs::remove_dir_all(project.join("target")).unwrap();
+    let provider_wasm = "target/wasm32-wasip2/release/greetings_provider.wasm";
+    let yaml = std::fs::read_to_string(project.join("weft.yaml")).unwrap();
+    let extra = format!(
+        "  - name: tool-made\n    source: dist/tool-made.wasm\n    build:\n      command: \
+         test -f {provider_wasm} && mkdir -p out && cp \"{}\" out/made.wasm && echo made $WEFT_COMPONENT\n      \
+         output: out/made.wasm\n      after: [provider]\n",
+        weft_guests::GREETER
+    );
+    let yaml = yaml.replace("service:", &format!("{extra}service:"));
+    std::fs::write(project.join("weft.yaml"), yaml).unwrap();
+    let out = weft_build(&project, &[]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    for (name, path) in [
+        ("provider", provider_wasm),
+        ("consumer", "target/wasm32-wasip2/release/greetings-consumer.wasm"),
+        ("tool-made", "dist/tool-made.wasm"),
+    ] {
+        let line =
+            stdout.lines().find(|l| l.starts_with(&format!("built {name}  "))).unwrap_or_else(|| panic!("{stdout}"));
+        let size = std::fs::metadata(project.join(path)).unwrap().len();
+        assert!(size > 1000 && line.contains(path) && (line.contains("KiB") || line.contains("MiB")), "{line}");
+    }
+    assert!(stdout.contains("built 3 components in "), "{stdout}");
+    assert_eq!(
+        std::fs::read(project.join("dist/tool-made.wasm")).unwrap(),
+        std::fs::read(weft_guests::GREETER).unwrap()
+    );
+
+    // A failing tool: its own output, the failure, and what came after it skipped.
+    let yaml = std::fs::read_to_string(project.join("weft.yaml")).unwrap();
+    let yaml = yaml.replace("test -f", "echo 'made.py line 3, syntax error' >&2; exit 3; test -f").replace(
+        "service:",
+        "  - name: later\n    source: dist/later.wasm\n    build: { command: 'true', after: [tool-made] }\nservice:",
+    );
+    std::fs::write(project.join("weft.yaml"), yaml).unwrap();
+    let out = weft_build(&project, &[]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("component `tool-made`:") && stderr.contains("failed (exit status: 3)"), "{stderr}");
+    assert!(stderr.contains("made.py line 3, syntax error"), "{stderr}");
+    assert!(stderr.contains("not building later: a build it comes after failed"), "{stderr}");
+}
+
+#[test]
+fn bash_completes_subcommands_and_their_values() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = weft(&["completions", "bash"], dir.path());
+    assert!(out.status.success(), "{out:?}");
+    std::fs::write(dir.path().join("weft.bash"), &out.stdout).unwrap();
+    // What bash does on <Tab>: the function `complete` registered for weft, called
+    // with the words of the line.
+    let complete = |line: &str| -> Vec<String> {
+        let script = r#"
+            source ./weft.bash
+            read -ra COMP_WORDS <<< "$LINE"
+            [[ "$LINE" == *" " ]] && COMP_WORDS+=("")
+            COMP_CWORD=$(( ${#COMP_WORDS[@]} - 1 ))
+            COMP_LINE="$LINE"; COMP_POINT=${#LINE}
+            spec=$(complete -p weft)
+            function=$(sed -E 's/.* -F ([^ ]+) .*/\1/' <<< "$spec")
+            "$function" weft "${COMP_WORDS[COMP_CWORD]}" "${COMP_WORDS[COMP_CWORD-1]}"
+            printf '%s\n' "${COMPREPLY[@]}"
+        "#;
+        let out = Command::new("bash").args(["-c", script]).env("LINE", line).current_dir(dir.path()).output().unwrap();
+        assert!(out.status.success(), "{out:?}");
+        text(&out.stdout).lines().map(str::to_string).collect()
+    };
+    assert_eq!(complete("weft n"), ["new"]);
+    let oci = complete("weft oci ");
+    assert!(oci.contains(&"push".to_string()) && oci.contains(&"pull".to_string()), "{oci:?}");
+    let templates = complete("weft new app --template ");
+    for t in ["http", "http-keyvalue", "provider", "service"] {
+        assert!(templates.contains(&t.to_string()), "{templates:?}");
+    }
+    assert_eq!(complete("weft completions fi"), ["fish"]);
+    assert_eq!(complete("weft inspect x.wasm -o j"), ["json"]);
+}
