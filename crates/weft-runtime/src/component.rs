@@ -80,6 +80,11 @@ impl ComponentCache {
         }
     }
 
+    /// Where compiled code is kept on disk, if anywhere.
+    pub fn dir(&self) -> Option<&Path> {
+        self.dir.as_deref()
+    }
+
     pub fn stats(&self) -> CacheStats {
         CacheStats {
             compiled: self.compiled.load(Ordering::Relaxed),

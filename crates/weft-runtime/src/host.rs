@@ -1,7 +1,7 @@
 //! The host: runs workloads, behind the [`HostApi`] trait that the lattice later
 //! serves over NATS. Everything here works in-process, without any network.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -147,9 +147,10 @@ struct HostInner {
     started: Instant,
     cx: HostContext,
     workloads: Mutex<IndexMap<WorkloadId, Arc<RunningWorkload>>>,
-    /// `(namespace, name)` of every workload starting or running: a name names
-    /// one workload's data, so two at once would share it.
-    names: Mutex<HashSet<(String, String)>>,
+    /// `(namespace, name)` of every workload starting or running, and the id
+    /// holding it: a name names one workload's data, so two at once would share
+    /// it (but for a replacement, which takes the name over from the one it replaces).
+    names: Mutex<HashMap<(String, String), WorkloadId>>,
     /// Ids of workloads being validated and started, so that one id starts once.
     starting: Mutex<HashSet<WorkloadId>>,
     stopped: Mutex<VecDeque<WorkloadStatus>>,
@@ -274,6 +275,83 @@ impl Host {
         self.inner.workloads.lock().unwrap().get(id).cloned()
     }
 
+    /// Starts `spec` in place of the running workload `old` (`weft dev` after a
+    /// rebuild): the new workload is validated and started while `old` still
+    /// serves, takes over its HTTP routes (and its name, so its key-value and
+    /// blob data), then `old` stops, finishing the invocations it has in flight.
+    /// A rejected replacement leaves `old` running as it was.
+    pub async fn workload_replace(&self, old: &WorkloadId, spec: WorkloadSpec) -> Result<WorkloadStatus, HostError> {
+        let Some(running) = self.workload(old) else { return Err(HostError::NotFound(old.clone())) };
+        if !running.state().is_active() {
+            return Err(HostError::NotFound(old.clone()));
+        }
+        let status = self.start_workload(WorkloadId::generate(), spec, Some(&running)).await?;
+        self.workload_stop(old).await?;
+        Ok(status)
+    }
+
+    async fn start_workload(
+        &self,
+        id: WorkloadId,
+        spec: WorkloadSpec,
+        replacing: Option<&Arc<RunningWorkload>>,
+    ) -> Result<WorkloadStatus, HostError> {
+        if self.workload_known(&id) || !self.inner.starting.lock().unwrap().insert(id.clone()) {
+            return Err(HostError::DuplicateId(id));
+        }
+        let _starting = IdReservation { ids: &self.inner.starting, id: id.clone() };
+        let name = spec.name.clone();
+        let key = (spec.namespace.clone(), spec.name.clone());
+        let takes_over = replacing.is_some_and(|old| old.namespace == key.0 && old.name == key.1);
+        let reservation = if takes_over {
+            // The name stays with `replacing` until the replacement runs.
+            NameReservation { names: &self.inner.names, key: None }
+        } else {
+            let mut names = self.inner.names.lock().unwrap();
+            if names.contains_key(&key) {
+                let problem = Problem::new(
+                    "manifest",
+                    format!(
+                        "a workload named `{}` is already running in namespace `{}` on this host (stop it first)",
+                        key.1, key.0
+                    ),
+                );
+                return Err(Rejection { workload: name, problems: vec![problem] }.into());
+            }
+            names.insert(key.clone(), id.clone());
+            // Dropped half-way (the caller gave up), the name is released too.
+            NameReservation { names: &self.inner.names, key: Some(key.clone()) }
+        };
+        let replaces = replacing.map(|w| w.id().clone());
+        let started = async {
+            let validated = workload::validate(&self.inner.cx, id.clone(), spec).await.inspect_err(|rejection| {
+                tracing::info!(workload = %name, "{rejection}");
+            })?;
+            Ok::<_, HostError>(
+                RunningWorkload::start(self.engine().clone(), validated, self.telemetry().clone(), replaces).await?,
+            )
+        };
+        let running = started.await?;
+        tracing::info!(workload = %name, id = %id, "running");
+        if let Some(remote) = &self.inner.cx.remote {
+            for c in &running.plan().components {
+                for link in &c.imports {
+                    let crate::workload::Provider::Remote { group } = &link.provider else { continue };
+                    if !remote.is_served(group.as_deref(), &link.import).await {
+                        tracing::warn!(workload = %name, component = %c.component,
+                            "no host of the lattice serves `{}` now: its calls fail until one does", link.import);
+                    }
+                }
+            }
+        }
+        self.inner.workloads.lock().unwrap().insert(id.clone(), running.clone());
+        if takes_over {
+            self.inner.names.lock().unwrap().insert(key, id);
+        }
+        reservation.keep();
+        Ok(running.status())
+    }
+
     /// Stops the plugins first (so no new work arrives, and servers drain the
     /// requests in flight), then every workload.
     pub async fn shutdown(&self) {
@@ -319,48 +397,7 @@ impl HostApi for Host {
     }
 
     async fn workload_start_as(&self, id: WorkloadId, spec: WorkloadSpec) -> Result<WorkloadStatus, HostError> {
-        if self.workload_known(&id) || !self.inner.starting.lock().unwrap().insert(id.clone()) {
-            return Err(HostError::DuplicateId(id));
-        }
-        let _starting = IdReservation { ids: &self.inner.starting, id: id.clone() };
-        let name = spec.name.clone();
-        let key = (spec.namespace.clone(), spec.name.clone());
-        if !self.inner.names.lock().unwrap().insert(key.clone()) {
-            let problem = Problem::new(
-                "manifest",
-                format!(
-                    "a workload named `{}` is already running in namespace `{}` on this host (stop it first)",
-                    key.1, key.0
-                ),
-            );
-            return Err(Rejection { workload: name, problems: vec![problem] }.into());
-        }
-        // Dropped half-way (the caller gave up), the name is released too.
-        let reservation = NameReservation { names: &self.inner.names, key: Some(key) };
-        let started = async {
-            let validated = workload::validate(&self.inner.cx, id.clone(), spec).await.inspect_err(|rejection| {
-                tracing::info!(workload = %name, "{rejection}");
-            })?;
-            Ok::<_, HostError>(
-                RunningWorkload::start(self.engine().clone(), validated, self.telemetry().clone()).await?,
-            )
-        };
-        let running = started.await?;
-        tracing::info!(workload = %name, id = %id, "running");
-        if let Some(remote) = &self.inner.cx.remote {
-            for c in &running.plan().components {
-                for link in &c.imports {
-                    let crate::workload::Provider::Remote { group } = &link.provider else { continue };
-                    if !remote.is_served(group.as_deref(), &link.import).await {
-                        tracing::warn!(workload = %name, component = %c.component,
-                            "no host of the lattice serves `{}` now: its calls fail until one does", link.import);
-                    }
-                }
-            }
-        }
-        self.inner.workloads.lock().unwrap().insert(id, running.clone());
-        reservation.keep();
-        Ok(running.status())
+        self.start_workload(id, spec, None).await
     }
 
     async fn workload_list(&self) -> Result<Vec<WorkloadStatus>, HostError> {
@@ -382,7 +419,14 @@ impl HostApi for Host {
         };
         let status = workload.stop().await;
         self.inner.workloads.lock().unwrap().shift_remove(id);
-        self.inner.names.lock().unwrap().remove(&(workload.namespace.clone(), workload.name.clone()));
+        {
+            // Unless a replacement has taken the name over.
+            let mut names = self.inner.names.lock().unwrap();
+            let key = (workload.namespace.clone(), workload.name.clone());
+            if names.get(&key) == Some(id) {
+                names.remove(&key);
+            }
+        }
         let mut stopped = self.inner.stopped.lock().unwrap();
         if stopped.len() == STOPPED_KEPT {
             stopped.pop_front();
@@ -406,7 +450,7 @@ impl Drop for IdReservation<'_> {
 
 /// A workload name held while its workload starts; released unless kept.
 struct NameReservation<'a> {
-    names: &'a Mutex<HashSet<(String, String)>>,
+    names: &'a Mutex<HashMap<(String, String), WorkloadId>>,
     key: Option<(String, String)>,
 }
 

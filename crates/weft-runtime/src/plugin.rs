@@ -16,6 +16,8 @@
 //!   one of the plugin's interfaces, exports one it drives, or is named by a
 //!   `hostInterfaces` entry for it; a plugin may refuse, which rejects the workload
 //!   (nothing of it keeps running); [`HostPlugin::unbind`] when the workload stops;
+//!   a workload started in place of another ([`Binding::replacing`]) is bound
+//!   before the other one is unbound;
 //! * [`HostPlugin::add_to_linker`] while the workload is validated, for each import
 //!   it serves.
 //!
@@ -83,6 +85,10 @@ pub struct Binding {
     pub settings: BindingSettings,
     /// The running workload, to call the component (an HTTP request, a message).
     pub workload: Arc<RunningWorkload>,
+    /// The workload this one replaces (`Host::workload_replace`), still running:
+    /// what its bindings hold exclusively (an HTTP route) passes to this one
+    /// instead of being a conflict.
+    pub replacing: Option<WorkloadId>,
 }
 
 impl std::ops::Deref for Binding {

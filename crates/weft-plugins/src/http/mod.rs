@@ -256,15 +256,20 @@ impl HostPlugin for HttpPlugin {
             if routes.is_empty() {
                 return Ok(());
             }
-            // Routes first: once the server listens, a request must find them.
-            self.shared.routes.write().unwrap().add(routes)?;
+            // The workload, then its routes (which may take over those of the workload
+            // it replaces): a request that finds a route finds its workload. All
+            // before the server listens.
+            self.shared.workloads.write().unwrap().insert(binding.identity.clone(), binding.workload.clone());
+            if let Err(e) = self.shared.routes.write().unwrap().add(routes, binding.replacing.as_ref()) {
+                self.shared.workloads.write().unwrap().remove(&binding.identity);
+                return Err(e);
+            }
             if default {
                 tracing::info!(workload = %binding.identity.workload, component = %binding.identity.component,
                     "served on `/*`: the workload's only HTTP component, with no routes");
                 self.shared.defaults.write().unwrap().insert(binding.identity.clone());
             }
             self.shared.telemetry.get_or_init(|| binding.workload.telemetry().clone());
-            self.shared.workloads.write().unwrap().insert(binding.identity.clone(), binding.workload.clone());
             let mut server = self.server.lock().await;
             if server.is_none() {
                 match server::Server::start(&self.settings, self.shared.clone()).await {

@@ -15,6 +15,7 @@
 use std::fmt;
 
 use serde::Deserialize;
+use weft_runtime::WorkloadId;
 use weft_runtime::plugin::ComponentIdentity;
 
 /// A route as written in a manifest.
@@ -214,16 +215,21 @@ pub struct Routes {
 
 impl Routes {
     /// Adds a component's routes, all or none: a conflict with another route is an
-    /// error naming the workload that holds it.
-    pub fn add(&mut self, new: Vec<Route>) -> Result<(), String> {
+    /// error naming the workload that holds it, except with a route of the
+    /// workload `replacing`, which the new route takes over in the same step (no
+    /// request finds neither).
+    pub fn add(&mut self, new: Vec<Route>, replacing: Option<&WorkloadId>) -> Result<(), String> {
+        let replaced = |r: &Route| replacing == Some(&r.target.workload_id);
         for (i, route) in new.iter().enumerate() {
-            if let Some(held) = self.routes.iter().chain(&new[..i]).find(|r| r.conflicts_with(route)) {
+            let others = self.routes.iter().filter(|r| !replaced(r)).chain(&new[..i]);
+            if let Some(held) = others.into_iter().find(|r| r.conflicts_with(route)) {
                 return Err(format!(
                     "route `{route}` conflicts with route `{held}` of component `{}` in workload `{}`",
                     held.target.component, held.target.workload
                 ));
             }
         }
+        self.routes.retain(|held| !(replaced(held) && new.iter().any(|r| r.conflicts_with(held))));
         self.routes.extend(new);
         Ok(())
     }
@@ -266,7 +272,6 @@ fn normalise_host(host: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use weft_runtime::WorkloadId;
 
     fn id(workload: &str, component: &str) -> ComponentIdentity {
         ComponentIdentity {
@@ -297,14 +302,17 @@ mod tests {
     fn the_most_specific_route_wins() {
         let mut routes = Routes::default();
         routes
-            .add(vec![
-                route(None, "/*", &[], "fallback"),
-                route(None, "/users/{id}", &["GET"], "users"),
-                route(None, "/users/me", &[], "me"),
-                route(Some("api.example.com"), "/*", &[], "api"),
-                route(Some("*.example.com"), "/*", &[], "wild"),
-                route(None, "/static/*", &[], "static"),
-            ])
+            .add(
+                vec![
+                    route(None, "/*", &[], "fallback"),
+                    route(None, "/users/{id}", &["GET"], "users"),
+                    route(None, "/users/me", &[], "me"),
+                    route(Some("api.example.com"), "/*", &[], "api"),
+                    route(Some("*.example.com"), "/*", &[], "wild"),
+                    route(None, "/static/*", &[], "static"),
+                ],
+                None,
+            )
             .unwrap();
         assert_eq!(find(&routes, "x", "/users/42", "GET"), Some(("users".into(), vec![("id".into(), "42".into())])));
         assert_eq!(find(&routes, "x", "/users/me", "GET").unwrap().0, "me");
@@ -321,11 +329,14 @@ mod tests {
     fn a_final_dot_ports_case_and_ipv6_literals_name_the_same_host() {
         let mut routes = Routes::default();
         routes
-            .add(vec![
-                route(Some("api.local"), "/*", &[], "api"),
-                route(Some("*.example.com."), "/*", &[], "wild"),
-                route(Some("[::1]"), "/*", &[], "v6"),
-            ])
+            .add(
+                vec![
+                    route(Some("api.local"), "/*", &[], "api"),
+                    route(Some("*.example.com."), "/*", &[], "wild"),
+                    route(Some("[::1]"), "/*", &[], "v6"),
+                ],
+                None,
+            )
             .unwrap();
         for host in ["api.local", "api.local.", "API.Local.:8080", "api.local:80"] {
             assert_eq!(find(&routes, host, "/", "GET").unwrap().0, "api", "{host}");
@@ -340,7 +351,7 @@ mod tests {
     #[test]
     fn unknown_paths_and_methods() {
         let mut routes = Routes::default();
-        routes.add(vec![route(None, "/only", &["POST"], "a")]).unwrap();
+        routes.add(vec![route(None, "/only", &["POST"], "a")], None).unwrap();
         assert!(matches!(routes.lookup("x", "/nope", &http::Method::GET), Lookup::NotFound));
         match routes.lookup("x", "/only", &http::Method::GET) {
             Lookup::MethodNotAllowed(allowed) => assert_eq!(allowed, [http::Method::POST]),
@@ -351,12 +362,37 @@ mod tests {
     #[test]
     fn conflicts_name_the_holder_and_add_nothing() {
         let mut routes = Routes::default();
-        routes.add(vec![route(None, "/users/{id}", &["GET"], "a")]).unwrap();
-        let err =
-            routes.add(vec![route(None, "/other", &[], "b"), route(None, "/users/{name}", &[], "b")]).unwrap_err();
+        routes.add(vec![route(None, "/users/{id}", &["GET"], "a")], None).unwrap();
+        let err = routes
+            .add(vec![route(None, "/other", &[], "b"), route(None, "/users/{name}", &[], "b")], None)
+            .unwrap_err();
         assert!(err.contains("conflicts with route `GET /users/{id}` of component `a` in workload `w`"), "{err}");
         assert!(matches!(routes.lookup("x", "/other", &http::Method::GET), Lookup::NotFound));
-        routes.add(vec![route(None, "/users/{id}", &["POST"], "c")]).unwrap();
+        routes.add(vec![route(None, "/users/{id}", &["POST"], "c")], None).unwrap();
+    }
+
+    #[test]
+    fn a_replacement_takes_over_the_routes_it_conflicts_with_and_only_those() {
+        let mut routes = Routes::default();
+        let of = |workload: &str, path: &str, component: &str| {
+            let spec = RouteSpec { host: None, path: path.into(), methods: Vec::new() };
+            Route::parse(&spec, id(workload, component), "wasi:http/incoming-handler@0.2.0".into()).unwrap()
+        };
+        routes.add(vec![of("old", "/*", "site"), of("old", "/api/*", "api")], None).unwrap();
+        routes.add(vec![of("other", "/admin", "admin")], None).unwrap();
+        let old = WorkloadId("old".into());
+        // A conflict with a third workload is still one, and changes nothing.
+        let err = routes.add(vec![of("new", "/*", "site"), of("new", "/admin", "x")], Some(&old)).unwrap_err();
+        assert!(err.contains("workload `other`"), "{err}");
+        assert_eq!(find(&routes, "x", "/", "GET").unwrap().0, "site");
+        assert_eq!(routes.routes.iter().filter(|r| r.target.workload_id.0 == "old").count(), 2);
+
+        routes.add(vec![of("new", "/*", "site")], Some(&old)).unwrap();
+        let holders: Vec<(&str, &str)> =
+            routes.routes.iter().map(|r| (r.target.workload_id.0.as_str(), &*r.target.component)).collect();
+        assert_eq!(holders, [("old", "api"), ("other", "admin"), ("new", "site")]);
+        // Without `replacing`, the same route conflicts.
+        assert!(routes.add(vec![of("third", "/*", "site")], None).is_err());
     }
 
     #[test]
@@ -391,7 +427,7 @@ mod tests {
                 let mut routes = Routes::default();
                 let spec = RouteSpec { host, path, methods };
                 if let Ok(route) = Route::parse(&spec, id("w", "c"), "x".into()) {
-                    routes.add(vec![route]).unwrap();
+                    routes.add(vec![route], None).unwrap();
                 }
                 let _ = routes.lookup(&request_host, &request_path, &http::Method::GET);
             }
@@ -430,7 +466,7 @@ mod tests {
                     request.push('/');
                 }
                 let mut routes = Routes::default();
-                routes.add(vec![route(None, &pattern, &[], "c")]).unwrap();
+                routes.add(vec![route(None, &pattern, &[], "c")], None).unwrap();
                 prop_assert_eq!(find(&routes, "any.host", &request, "GET"), Some(("c".to_string(), expected)));
                 let longer = format!("{}/extra", request.trim_end_matches('/'));
                 prop_assert_eq!(find(&routes, "any.host", &longer, "GET").is_some(), rest);

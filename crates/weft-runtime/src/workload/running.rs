@@ -248,11 +248,14 @@ impl Drop for Invocation {
 
 impl RunningWorkload {
     /// Creates the workload's emptyDirs, binds it to the plugins its components
-    /// use (any of which may refuse it), and starts its service.
+    /// use (any of which may refuse it), and starts its service. A workload
+    /// `replacing` another one that still runs may take over what its bindings
+    /// hold (HTTP routes).
     pub(crate) async fn start(
         engine: Arc<Engine>,
         validated: ValidatedWorkload,
         telemetry: crate::telemetry::Telemetry,
+        replacing: Option<WorkloadId>,
     ) -> Result<Arc<RunningWorkload>, Rejection> {
         let ValidatedWorkload { id, spec, components, service, volumes, plan, bindings } = validated;
         let reject = |problem| Rejection { workload: spec.name.clone(), problems: vec![problem] };
@@ -285,7 +288,7 @@ impl RunningWorkload {
         // Every plugin is asked, so that a rejection lists every refusal at once.
         let mut refusals = Vec::new();
         for PlannedBinding { plugin, settings } in bindings {
-            let binding = Binding { settings, workload: workload.clone() };
+            let binding = Binding { settings, workload: workload.clone(), replacing: replacing.clone() };
             match plugin.bind(&binding).await {
                 Ok(()) => workload.bound.lock().await.push((plugin, binding.settings.identity)),
                 Err(reason) => {
