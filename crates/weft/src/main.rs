@@ -35,6 +35,8 @@ enum Command {
     New(commands::new::NewArgs),
     /// Build every component of a project for WebAssembly.
     Build(commands::build::BuildArgs),
+    /// Build and run a project, and swap each saved change in while it serves.
+    Dev(commands::dev::DevArgs),
     /// Print a shell's completion script for weft.
     Completions(commands::completions::CompletionsArgs),
 }
@@ -66,6 +68,7 @@ fn main() -> ExitCode {
             Command::Oci(args) => commands::oci::oci(args).await,
             Command::New(args) => commands::new::new(args),
             Command::Build(args) => tokio::task::block_in_place(|| commands::build::build(args)),
+            Command::Dev(args) => commands::dev::dev(args).await,
             Command::Completions(args) => commands::completions::completions(args, Cli::command()),
         }
     });

@@ -1476,3 +1476,106 @@ fn bash_completes_subcommands_and_their_values() {
     assert_eq!(complete("weft completions fi"), ["fish"]);
     assert_eq!(complete("weft inspect x.wasm -o j"), ["json"]);
 }
+
+/// A stderr line of `serving` that `wanted` picks, within `limit`.
+fn line_within(serving: &Serving, limit: std::time::Duration, wanted: impl Fn(&str) -> bool) -> String {
+    let deadline = std::time::Instant::now() + limit;
+    let mut seen = Vec::new();
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match serving.stderr.recv_timeout(left) {
+            Ok(line) if wanted(&line) => return line,
+            Ok(line) => seen.push(line),
+            Err(_) => panic!("no such line within {limit:?}: {seen:#?}"),
+        }
+    }
+}
+
+/// `GET /count` until it answers `body` (a swap lands a moment after the save).
+fn answers_within(serving: &Serving, body: &str, limit: std::time::Duration) {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        let (status, got) = serving.text("GET", "/count", b"");
+        if status == 200 && got == body {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "still {status} {got:?}, not {body:?}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// The developer's loop on the http-keyvalue template: edit, save, the answer
+/// changes; a broken build keeps the old version serving; a loop of requests
+/// across the swaps sees every request answered by one version or the other; the
+/// counter's data survives; a manifest edit re-plans.
+#[test]
+fn weft_dev_swaps_each_saved_change_in_while_serving() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::time::Duration;
+    let dir = tempfile::tempdir().unwrap();
+    let project = new_and_build(dir.path(), "tally", "http-keyvalue");
+    let mut command = Command::new(env!("CARGO_BIN_EXE_weft"));
+    command.env("CARGO_TARGET_DIR", TEMPLATE_TARGET).stdout(std::process::Stdio::null());
+    let serving = Serving::start_args(&mut command, &["dev", "--poll", "100ms"], &project);
+    assert_eq!(serving.text("POST", "/", b""), (200, "1\n".to_string()));
+    assert_eq!(serving.text("POST", "/", b""), (200, "2\n".to_string()));
+
+    // Requests all along, each on a new connection: every one answered 200.
+    let stop = Arc::new(AtomicBool::new(false));
+    let load = {
+        let (stop, addr) = (stop.clone(), serving.addr);
+        std::thread::spawn(move || {
+            let mut answers: Vec<String> = Vec::new();
+            let mut count = 0;
+            while !stop.load(Ordering::Relaxed) {
+                let (status, body) = get_within(addr, "/count", Duration::from_secs(10));
+                assert_eq!(status, 200, "request {count}: {body}");
+                if answers.last() != Some(&body) {
+                    answers.push(body);
+                }
+                count += 1;
+            }
+            (count, answers)
+        })
+    };
+    let lib = project.join("src/lib.rs");
+    let source = std::fs::read_to_string(&lib).unwrap();
+    assert!(source.contains(r#"format!("{n}\n")"#));
+    std::fs::write(&lib, source.replace(r#"format!("{n}\n")"#, r#"format!("count: {n}\n")"#)).unwrap();
+    let swapped = line_within(&serving, Duration::from_secs(180), |l| l.starts_with("weft: swapped in `tally`"));
+    assert!(swapped.contains("src/lib.rs changed; build ") && swapped.contains(" ms"), "{swapped}");
+    answers_within(&serving, "count: 2\n", Duration::from_secs(10));
+
+    // A syntax error: the compiler's message, and the old version still serves.
+    let broken = source.replace(r#"format!("{n}\n")"#, r#"format!("count: {n}\n")"#);
+    std::fs::write(&lib, broken.replace("struct Handler;", "struct Handler")).unwrap();
+    let compiler = line_within(&serving, Duration::from_secs(180), |l| l.starts_with("error: expected"));
+    assert!(compiler.contains(';') || compiler.contains("struct"), "{compiler}");
+    line_within(&serving, Duration::from_secs(60), |l| l.contains("the previous version still serves"));
+    assert_eq!(serving.text("GET", "/count", b""), (200, "count: 2\n".to_string()));
+
+    // Fixed: swapped again.
+    std::fs::write(&lib, source.replace(r#"format!("{n}\n")"#, r#"format!("total: {n}\n")"#)).unwrap();
+    line_within(&serving, Duration::from_secs(180), |l| l.starts_with("weft: swapped in `tally`"));
+    answers_within(&serving, "total: 2\n", Duration::from_secs(10));
+    stop.store(true, Ordering::Relaxed);
+    let (count, answers) = load.join().unwrap();
+    assert!(count > 10, "{count} requests");
+    assert_eq!(answers.first().map(String::as_str), Some("2\n"), "{answers:?}");
+    assert_eq!(answers.last().map(String::as_str), Some("total: 2\n"), "{answers:?}");
+    assert_eq!(serving.text("POST", "/", b""), (200, "total: 3\n".to_string()));
+
+    // An invalid manifest keeps the old version; a valid edit re-plans the routes.
+    let manifest = project.join("weft.yaml");
+    let yaml = std::fs::read_to_string(&manifest).unwrap();
+    std::fs::write(&manifest, yaml.replace("components:", "components: [")).unwrap();
+    line_within(&serving, Duration::from_secs(60), |l| l.ends_with("; the previous version still serves"));
+    assert_eq!(serving.text("GET", "/count", b""), (200, "total: 3\n".to_string()));
+    std::fs::write(&manifest, yaml.replace(r#"path: "/*""#, r#"path: "/api/*""#)).unwrap();
+    let swapped = line_within(&serving, Duration::from_secs(180), |l| l.starts_with("weft: swapped in `tally`"));
+    assert!(swapped.contains("the manifest changed"), "{swapped}");
+    assert_eq!(serving.text("GET", "/api/count", b""), (200, "total: 3\n".to_string()));
+    assert_eq!(serving.text("GET", "/count", b"").0, 404);
+    serving.stop();
+}

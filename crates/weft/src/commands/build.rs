@@ -13,6 +13,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -49,29 +50,87 @@ pub fn build(args: BuildArgs) -> anyhow::Result<ExitCode> {
         args.path.clone()
     };
     let spec = WorkloadSpec::from_file(&manifest)?;
-    let units = plan(&spec)?;
-    if units.is_empty() {
+    let builds = Builds::plan(&spec)?;
+    if builds.units.is_empty() {
         bail!("{}: no component has a file source to build", manifest.display());
     }
-    if units.iter().any(|u| matches!(u.how, How::Cargo { .. })) {
-        ensure_target()?;
-    }
-    let jobs = args.jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())).max(1);
-    let results = run_units(units, jobs);
-    let mut failed = 0;
-    let mut built = 0;
-    for result in &results {
-        match result {
-            Ok(n) => built += n,
-            Err(_) => failed += 1,
+    builds.ensure_toolchain()?;
+    match builds.run(None, jobs(args.jobs)) {
+        Ok(built) => {
+            out(&format!("built {built} components in {}\n", seconds(started.elapsed())))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(failed) => {
+            crate::print::stderr_line(format!("error: {failed} of {} builds failed", builds.units.len()));
+            Ok(ExitCode::from(1))
         }
     }
-    if failed > 0 {
-        crate::print::stderr_line(format!("error: {failed} of {} builds failed", results.len()));
-        return Ok(ExitCode::from(1));
+}
+
+/// How many builds run at once: `asked`, or one per CPU.
+pub(crate) fn jobs(asked: Option<usize>) -> usize {
+    asked.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())).max(1)
+}
+
+/// The builds a manifest asks for (what `weft build` runs, and `weft dev` after
+/// every change).
+pub(crate) struct Builds {
+    units: Vec<Arc<Unit>>,
+}
+
+impl Builds {
+    pub(crate) fn plan(spec: &WorkloadSpec) -> anyhow::Result<Builds> {
+        Ok(Builds { units: plan(spec)?.into_iter().map(Arc::new).collect() })
     }
-    out(&format!("built {built} components in {}\n", seconds(started.elapsed())))?;
-    Ok(ExitCode::SUCCESS)
+
+    /// Adds the Rust target when a build needs it and it is missing.
+    pub(crate) fn ensure_toolchain(&self) -> anyhow::Result<()> {
+        if self.units.iter().any(|u| matches!(u.how, How::Cargo { .. })) {
+            ensure_target()?;
+        }
+        Ok(())
+    }
+
+    /// The directories the builds read: a cargo workspace's, a command's `dir`.
+    pub(crate) fn inputs(&self) -> Vec<PathBuf> {
+        let mut dirs: Vec<PathBuf> = self.units.iter().map(|u| u.root().to_path_buf()).collect();
+        dirs.sort();
+        dirs.dedup();
+        dirs
+    }
+
+    /// The files the builds write where they are not a build's own directory
+    /// (`target/`): each component's `source` and a command's `output`.
+    pub(crate) fn outputs(&self) -> Vec<PathBuf> {
+        let made = self.units.iter().flat_map(|u| &u.components);
+        made.flat_map(|m| [Some(m.source.clone()), m.output.clone()]).flatten().collect()
+    }
+
+    /// Runs the builds, at most `jobs` at once: all of them, or (with `changed`)
+    /// those whose directory holds a changed file and those that come after them.
+    /// How many components were built, or how many builds failed (each reported).
+    pub(crate) fn run(&self, changed: Option<&[PathBuf]>, jobs: usize) -> Result<usize, usize> {
+        let mut wanted: Vec<bool> = self
+            .units
+            .iter()
+            .map(|u| changed.is_none_or(|files| files.iter().any(|f| f.starts_with(u.root()))))
+            .collect();
+        // What comes after a wanted build is wanted too.
+        loop {
+            let more: Vec<usize> = (0..self.units.len())
+                .filter(|&i| !wanted[i] && self.units[i].after.iter().any(|&j| wanted[j]))
+                .collect();
+            if more.is_empty() {
+                break;
+            }
+            for i in more {
+                wanted[i] = true;
+            }
+        }
+        let results = run_units(&self.units, &wanted, jobs);
+        let failed = results.iter().filter(|r| r.is_err()).count();
+        if failed > 0 { Err(failed) } else { Ok(results.into_iter().flatten().sum()) }
+    }
 }
 
 /// One build: a cargo invocation for one or more crates, or one command.
@@ -97,6 +156,16 @@ struct Made {
 enum How {
     Cargo { workspace: PathBuf },
     Command { command: String, dir: PathBuf },
+}
+
+impl Unit {
+    /// The directory it builds from.
+    fn root(&self) -> &Path {
+        match &self.how {
+            How::Cargo { workspace } => workspace,
+            How::Command { dir, .. } => dir,
+        }
+    }
 }
 
 /// The builds the manifest asks for, in an order that keeps `after`.
@@ -226,13 +295,14 @@ fn find_cycle(units: &[Unit]) -> Option<Vec<String>> {
     })
 }
 
-/// Runs the units, at most `jobs` at once, each when the ones it comes after have
-/// succeeded. Per unit: how many components it made, or that it failed (already
-/// reported).
-fn run_units(units: Vec<Unit>, jobs: usize) -> Vec<Result<usize, ()>> {
+/// Runs the `wanted` units, at most `jobs` at once, each when the ones it comes
+/// after have succeeded (an unwanted one counts as done). Per unit: how many
+/// components it made, or that it failed (already reported).
+fn run_units(units: &[Arc<Unit>], wanted: &[bool], jobs: usize) -> Vec<Result<usize, ()>> {
     let count = units.len();
-    let mut results: Vec<Option<Result<usize, ()>>> = (0..count).map(|_| None).collect();
-    let mut waiting: Vec<Option<Unit>> = units.into_iter().map(Some).collect();
+    let mut results: Vec<Option<Result<usize, ()>>> =
+        wanted.iter().map(|&w| if w { None } else { Some(Ok(0)) }).collect();
+    let mut waiting: Vec<Option<Arc<Unit>>> = units.iter().zip(wanted).map(|(u, &w)| w.then(|| u.clone())).collect();
     let (done, finished) = std::sync::mpsc::channel();
     let mut running = 0;
     loop {

@@ -1,0 +1,331 @@
+//! `weft dev`: builds a project, runs its workload on a host of embedded
+//! defaults, and on every saved change rebuilds what changed and swaps the new
+//! build in, once it has built and the new workload validates
+//! ([`Host::workload_replace`]): the HTTP server keeps listening, requests in
+//! flight finish on the old version, key-value and blob data stay (they belong
+//! to the workload's name). Anything that fails keeps the old version serving.
+//!
+//! Sources are the files under the manifest's directory and the builds'
+//! directories, but for build outputs (`target/`, each component's `source`),
+//! hidden directories, `node_modules`, the compile cache and `hostPath` volumes.
+//! They are watched by polling their modification times and sizes (no
+//! platform notification API to set up, and edits over network mounts or in
+//! containers are seen the same way). A change is acted on once the files have
+//! been still for one poll interval, so an editor's save of several files is one
+//! rebuild.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use anyhow::bail;
+use clap::Args;
+use weft_runtime::limits::{ByteSize, duration};
+use weft_runtime::output::PrefixedStdio;
+use weft_runtime::wasi::GuestStdio;
+use weft_runtime::{Host, HostApi, HostError, WorkloadId, WorkloadSpec, WorkloadState};
+
+use super::build::{Builds, jobs};
+use super::host::HostArgs;
+use super::run::Signals;
+use crate::print::note;
+
+#[derive(Args)]
+pub struct DevArgs {
+    /// A workload manifest, or a directory holding `weft.yaml`.
+    #[arg(default_value = ".", value_name = "MANIFEST|DIR")]
+    path: PathBuf,
+    /// How often the sources are looked at for changes.
+    #[arg(long, value_name = "DURATION", default_value = "200ms", value_parser = duration::parse)]
+    poll: Duration,
+    /// How many builds run at once (a cargo workspace is one build).
+    #[arg(long, short, value_name = "N")]
+    jobs: Option<usize>,
+    #[command(flatten)]
+    host: HostArgs,
+}
+
+/// The most files one watch looks at; past it, the rest are not watched (and
+/// weft says so once).
+const MAX_WATCHED_FILES: usize = 20_000;
+
+/// How many rounds in a row may be started by files saved during the round
+/// before: more, and those files are taken for ones the build writes.
+const MAX_STREAK: usize = 3;
+
+/// Directories never watched: build outputs, version control, package caches.
+const SKIPPED_DIRS: &[&str] = &["target", "node_modules", "__pycache__"];
+
+pub async fn dev(args: DevArgs) -> anyhow::Result<ExitCode> {
+    let manifest = if args.path.is_dir() { args.path.join("weft.yaml") } else { args.path.clone() };
+    if !manifest.is_file() {
+        bail!("{} is not a workload manifest (weft dev needs a weft.yaml)", manifest.display());
+    }
+    let manifest = std::path::absolute(&manifest)?;
+    let mut signals = Signals::new()?;
+    let host = match signals.before(args.host.start(GuestStdio::Sink(Arc::new(PrefixedStdio)))).await {
+        Ok(host) => host?,
+        Err(_) => return Ok(ExitCode::from(130)),
+    };
+    let mut dev = Dev {
+        host: host.clone(),
+        manifest: manifest.clone(),
+        limit: args.host.max_manifest_size,
+        jobs: jobs(args.jobs),
+        running: None,
+        builds: None,
+        written: host.engine().cache().dir().map(Path::to_path_buf).into_iter().collect(),
+    };
+    let mut changed: Option<Vec<PathBuf>> = None;
+    // Rounds in a row started by files saved while the previous round ran.
+    let mut streak = 0;
+    let stopped_by = loop {
+        let before = dev.snapshot();
+        if let Err(signal) = signals.before(dev.round(changed.as_deref())).await {
+            break signal;
+        }
+        let after = dev.snapshot();
+        // Saved while the round ran: the next round starts at once. Unless that
+        // keeps happening, as it would for a file the build itself rewrites.
+        let since = before.changes(&after);
+        let next = if !since.is_empty() && streak < MAX_STREAK {
+            streak += 1;
+            since
+        } else {
+            if streak == MAX_STREAK && !since.is_empty() {
+                note!(
+                    "weft: {} at every build (does the build write it?); waiting for the next change",
+                    dev.describe(&since)
+                );
+            }
+            streak = 0;
+            match signals.before(dev.next_change(after, args.poll)).await {
+                Ok(files) => files,
+                Err(signal) => break signal,
+            }
+        };
+        changed = if next.contains(&manifest) { None } else { Some(next) };
+    };
+    note!("weft: stopping ({stopped_by})");
+    host.shutdown().await;
+    if let Some(id) = &dev.running
+        && let Ok(status) = host.workload_status(id).await
+    {
+        note!("weft: workload `{}` is {}", status.name, status.state);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+struct Dev {
+    host: Host,
+    manifest: PathBuf,
+    limit: ByteSize,
+    jobs: usize,
+    /// The workload serving now.
+    running: Option<WorkloadId>,
+    /// The builds of the manifest last read.
+    builds: Option<Arc<Builds>>,
+    /// Where the host and the workload write (the compile cache, `hostPath`
+    /// volumes): not sources, even inside the project.
+    written: Vec<PathBuf>,
+}
+
+impl Dev {
+    /// Reads the manifest, rebuilds (everything, or what `changed` touches),
+    /// then starts the workload or swaps it in.
+    async fn round(&mut self, changed: Option<&[PathBuf]>) {
+        let keeping = if self.running.is_some() { "the previous version still serves" } else { "nothing runs yet" };
+        let (path, limit) = (self.manifest.clone(), self.limit);
+        let spec = match tokio::task::spawn_blocking(move || WorkloadSpec::from_file_limited(&path, limit)).await {
+            Ok(Ok(spec)) => spec,
+            Ok(Err(e)) => {
+                note!("weft: {}: {e}; {keeping}", self.manifest.display());
+                return;
+            }
+            Err(e) => {
+                note!("weft: reading the manifest failed: {e}; {keeping}");
+                return;
+            }
+        };
+        self.written.truncate(usize::from(self.host.engine().cache().dir().is_some()));
+        let volumes = spec.volumes.iter().filter_map(|v| v.host_path.as_ref());
+        self.written.extend(volumes.map(|v| spec.resolve_path(&v.path)));
+        if changed.is_none() || self.builds.is_none() {
+            let planned = {
+                let spec = spec.clone();
+                tokio::task::spawn_blocking(move || Builds::plan(&spec).and_then(|b| b.ensure_toolchain().map(|_| b)))
+                    .await
+            };
+            match planned {
+                Ok(Ok(builds)) => self.builds = Some(Arc::new(builds)),
+                Ok(Err(e)) => {
+                    note!("weft: cannot build: {e:#}; {keeping}");
+                    return;
+                }
+                Err(e) => {
+                    note!("weft: cannot build: {e}; {keeping}");
+                    return;
+                }
+            }
+        }
+        let builds = self.builds.clone().expect("planned above");
+        let build_started = Instant::now();
+        let (owned, jobs) = (changed.map(<[PathBuf]>::to_vec), self.jobs);
+        let built = tokio::task::spawn_blocking(move || builds.run(owned.as_deref(), jobs)).await;
+        let build_time = build_started.elapsed();
+        match built {
+            Ok(Ok(_)) => {}
+            Ok(Err(failed)) => {
+                note!("weft: {failed} build(s) failed; {keeping}");
+                return;
+            }
+            Err(e) => {
+                note!("weft: the build stopped: {e}; {keeping}");
+                return;
+            }
+        }
+        let swap_started = Instant::now();
+        let name = spec.name.clone();
+        let result = match &self.running {
+            None => self.host.workload_start(spec).await,
+            Some(old) => self.host.workload_replace(old, spec).await,
+        };
+        let status = match result {
+            Ok(status) => status,
+            Err(HostError::Rejected(rejection)) => {
+                note!("weft: {rejection}");
+                note!("weft: `{name}` was not swapped in; {keeping}");
+                return;
+            }
+            Err(e) => {
+                note!("weft: `{name}` was not started: {e}; {keeping}");
+                return;
+            }
+        };
+        let swap_time = swap_started.elapsed();
+        if self.running.is_none() {
+            note!("weft: workload `{}` ({}) is {}", status.name, status.id, WorkloadState::Running);
+        } else {
+            let what = match changed {
+                None => "the manifest changed".to_string(),
+                Some(files) => self.describe(files),
+            };
+            note!(
+                "weft: swapped in `{}` ({}): {what}; build {:.1} s, swap {} ms",
+                status.name,
+                status.id,
+                build_time.as_secs_f64(),
+                swap_time.as_millis()
+            );
+        }
+        self.running = Some(status.id);
+    }
+
+    /// What changed, briefly: up to three paths relative to the project.
+    fn describe(&self, files: &[PathBuf]) -> String {
+        let mut shown: Vec<String> = files.iter().take(3).map(|f| self.shown(f)).collect();
+        if files.len() > 3 {
+            shown.push(format!("and {} more", files.len() - 3));
+        }
+        format!("{} changed", shown.join(", "))
+    }
+
+    fn shown(&self, file: &Path) -> String {
+        let base = self.manifest.parent().unwrap_or(Path::new("/"));
+        file.strip_prefix(base).unwrap_or(file).display().to_string()
+    }
+
+    /// The files watched now: the manifest, and every file under the builds'
+    /// directories but build outputs, hidden directories and [`SKIPPED_DIRS`].
+    fn snapshot(&self) -> Snapshot {
+        let mut roots = vec![self.manifest.parent().unwrap_or(Path::new("/")).to_path_buf()];
+        if let Some(builds) = &self.builds {
+            roots.extend(builds.inputs());
+        }
+        let mut skipped: Vec<PathBuf> = self.builds.iter().flat_map(|b| b.outputs()).collect();
+        skipped.extend(self.written.iter().cloned());
+        Snapshot::take(&roots, &skipped)
+    }
+
+    /// Waits until a file differs from `from` and then the files are still for one
+    /// poll: those that changed.
+    async fn next_change(&self, from: Snapshot, poll: Duration) -> Vec<PathBuf> {
+        let mut seen = from.clone();
+        let mut moving = false;
+        loop {
+            tokio::time::sleep(poll).await;
+            let now = tokio::task::block_in_place(|| self.snapshot());
+            if now == seen {
+                if moving {
+                    return from.changes(&now);
+                }
+                continue;
+            }
+            moving = !from.changes(&now).is_empty();
+            seen = now;
+        }
+    }
+}
+
+/// Every watched file's modification time and size.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct Snapshot {
+    files: BTreeMap<PathBuf, (SystemTime, u64)>,
+}
+
+impl Snapshot {
+    fn take(roots: &[PathBuf], skipped: &[PathBuf]) -> Snapshot {
+        let mut files = BTreeMap::new();
+        let mut dirs: Vec<PathBuf> = roots.to_vec();
+        let mut seen_dirs = std::collections::HashSet::new();
+        while let Some(dir) = dirs.pop() {
+            if !seen_dirs.insert(dir.clone()) {
+                continue;
+            }
+            let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+            for entry in entries.flatten() {
+                let path = entry.path();
+                let name = entry.file_name();
+                let name = name.to_string_lossy();
+                let Ok(kind) = entry.file_type() else { continue };
+                if skipped.iter().any(|s| path.starts_with(s)) {
+                    continue;
+                }
+                if kind.is_dir() {
+                    if !name.starts_with('.') && !SKIPPED_DIRS.contains(&name.as_ref()) {
+                        dirs.push(path);
+                    }
+                    continue;
+                }
+                // Cargo rewrites its lock file while building; weft's partial copies come and go.
+                if name == "Cargo.lock" || name.ends_with(".partial") {
+                    continue;
+                }
+                if files.len() == MAX_WATCHED_FILES {
+                    warn_too_many();
+                    return Snapshot { files };
+                }
+                if let Ok(meta) = entry.metadata() {
+                    files.insert(path, (meta.modified().unwrap_or(SystemTime::UNIX_EPOCH), meta.len()));
+                }
+            }
+        }
+        Snapshot { files }
+    }
+
+    /// The files added, removed or changed in `later`.
+    fn changes(&self, later: &Snapshot) -> Vec<PathBuf> {
+        let mut changed: Vec<PathBuf> =
+            later.files.iter().filter(|(p, m)| self.files.get(*p) != Some(m)).map(|(p, _)| p.clone()).collect();
+        changed.extend(self.files.keys().filter(|p| !later.files.contains_key(*p)).cloned());
+        changed.sort();
+        changed
+    }
+}
+
+fn warn_too_many() {
+    static WARNED: std::sync::Once = std::sync::Once::new();
+    WARNED.call_once(|| note!("weft: watching only the first {MAX_WATCHED_FILES} files of the project"));
+}
