@@ -1,13 +1,14 @@
 //! `weft`: run WebAssembly components as workloads.
 
 mod commands;
+mod plugins;
 mod print;
 
 use std::io::Write;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{CommandFactory, Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use weft_runtime::output::PrefixedStdio;
 
 #[derive(Parser)]
@@ -39,6 +40,8 @@ enum Command {
     Dev(commands::dev::DevArgs),
     /// Print a shell's completion script for weft.
     Completions(commands::completions::CompletionsArgs),
+    /// Install, list or remove CLI plugins (components whose commands become weft's).
+    Plugin(commands::plugin::PluginCommand),
 }
 
 fn main() -> ExitCode {
@@ -56,9 +59,25 @@ fn main() -> ExitCode {
         );
     // The OTLP log export has its own level (`telemetry.logLevel`), apart from the terminal's.
     tracing_subscriber::registry().with(terminal).with(weft_runtime::telemetry::logs::Layer).init();
-    let cli = Cli::parse();
+    let installed = plugins::installed();
+    let builtins: Vec<String> = Cli::command()
+        .get_subcommands()
+        .flat_map(|c| std::iter::once(c.get_name().to_string()).chain(c.get_all_aliases().map(str::to_string)))
+        .chain(["help".to_string()])
+        .collect();
+    let command = cli_command(&installed);
+    let matches = command.clone().get_matches();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("start the Tokio runtime");
+    // A plugin's command: the words after it go to the plugin as the user typed them.
+    let plugin_command = matches.subcommand_name().and_then(|name| {
+        installed.iter().find(|p| p.commands.iter().any(|c| c.name == name)).map(|p| (p.clone(), name.to_string()))
+    });
     let result = runtime.block_on(async {
+        if let Some((plugin, name)) = plugin_command {
+            let args: Vec<String> = std::env::args().skip_while(|a| *a != name).skip(1).collect();
+            return plugins::run(&plugin, &name, args).await.map(ExitCode::from);
+        }
+        let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
         match cli.command {
             Command::Run(args) => commands::run::run(args).await,
             Command::Serve(args) => commands::run::serve(args).await,
@@ -69,7 +88,8 @@ fn main() -> ExitCode {
             Command::New(args) => commands::new::new(args),
             Command::Build(args) => tokio::task::block_in_place(|| commands::build::build(args)),
             Command::Dev(args) => commands::dev::dev(args).await,
-            Command::Completions(args) => commands::completions::completions(args, Cli::command()),
+            Command::Completions(args) => commands::completions::completions(args, command),
+            Command::Plugin(args) => commands::plugin::plugin(args, builtins).await,
         }
     });
     let code = match result {
@@ -87,6 +107,21 @@ fn main() -> ExitCode {
     // A compilation that Ctrl-C left running is not waited for.
     runtime.shutdown_timeout(Duration::from_millis(200));
     code
+}
+
+/// weft's commands, those of the installed plugins, and the installed plugins'
+/// names where a command takes one.
+fn cli_command(installed: &[plugins::Installed]) -> clap::Command {
+    let mut cli = plugins::with_plugin_commands(Cli::command(), installed);
+    if !installed.is_empty() {
+        let names: Vec<&'static str> = installed.iter().map(|p| &*Box::leak(p.name.clone().into_boxed_str())).collect();
+        cli = cli.mut_subcommand("plugin", |p| {
+            p.mut_subcommand("uninstall", |u| {
+                u.mut_arg("name", |a| a.value_parser(clap::builder::PossibleValuesParser::new(names)))
+            })
+        });
+    }
+    cli
 }
 
 /// The output writer is stuck on a stdout or stderr nobody reads: says so on

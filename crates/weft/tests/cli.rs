@@ -1289,7 +1289,7 @@ fn weft_new_lists_its_templates_and_writes_over_nothing() {
     assert!(out.status.success(), "{out:?}");
     let listed: Vec<String> =
         text(&out.stdout).lines().map(|l| l.split_whitespace().next().unwrap().to_string()).collect();
-    assert_eq!(listed, ["http", "http-keyvalue", "provider", "service"]);
+    assert_eq!(listed, ["http", "http-keyvalue", "plugin", "provider", "service"]);
 
     std::fs::create_dir(dir.path().join("taken")).unwrap();
     std::fs::write(dir.path().join("taken/keep.txt"), "mine").unwrap();
@@ -1305,7 +1305,10 @@ fn weft_new_lists_its_templates_and_writes_over_nothing() {
         assert!(!dir.path().join(bad).exists(), "{bad}");
     }
     let out = weft(&["new", "app", "--template", "nope"], dir.path());
-    assert!(text(&out.stderr).contains("the embedded ones are http, http-keyvalue, provider, service"), "{out:?}");
+    assert!(
+        text(&out.stderr).contains("the embedded ones are http, http-keyvalue, plugin, provider, service"),
+        "{out:?}"
+    );
     assert!(!dir.path().join("app").exists());
 
     // A local template directory: placeholders in contents and paths, `.tmpl` dropped.
@@ -1442,17 +1445,20 @@ fn template_provider_builds_with_a_custom_command_and_links() {
     assert!(stderr.contains("not building later: a build it comes after failed"), "{stderr}");
 }
 
-#[test]
-fn bash_completes_subcommands_and_their_values() {
-    let dir = tempfile::tempdir().unwrap();
-    let out = weft(&["completions", "bash"], dir.path());
+/// What bash offers on <Tab> for a line: the completion function that weft's
+/// script registered, called with the line's words. Plugins from `plugin_dir`.
+fn bash_completer(dir: &Path, plugin_dir: &Path) -> impl Fn(&str) -> Vec<String> + use<> {
+    let out = Command::new(env!("CARGO_BIN_EXE_weft"))
+        .args(["completions", "bash"])
+        .env("WEFT_PLUGIN_DIR", plugin_dir)
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{out:?}");
-    std::fs::write(dir.path().join("weft.bash"), &out.stdout).unwrap();
-    // What bash does on <Tab>: the function `complete` registered for weft, called
-    // with the words of the line.
-    let complete = |line: &str| -> Vec<String> {
-        let script = r#"
-            source ./weft.bash
+    let script = dir.join("weft.bash");
+    std::fs::write(&script, &out.stdout).unwrap();
+    move |line: &str| {
+        let program = r#"
+            source "$SCRIPT"
             read -ra COMP_WORDS <<< "$LINE"
             [[ "$LINE" == *" " ]] && COMP_WORDS+=("")
             COMP_CWORD=$(( ${#COMP_WORDS[@]} - 1 ))
@@ -1462,15 +1468,21 @@ fn bash_completes_subcommands_and_their_values() {
             "$function" weft "${COMP_WORDS[COMP_CWORD]}" "${COMP_WORDS[COMP_CWORD-1]}"
             printf '%s\n' "${COMPREPLY[@]}"
         "#;
-        let out = Command::new("bash").args(["-c", script]).env("LINE", line).current_dir(dir.path()).output().unwrap();
+        let out = Command::new("bash").args(["-c", program]).env("LINE", line).env("SCRIPT", &script).output().unwrap();
         assert!(out.status.success(), "{out:?}");
         text(&out.stdout).lines().map(str::to_string).collect()
-    };
+    }
+}
+
+#[test]
+fn bash_completes_subcommands_and_their_values() {
+    let dir = tempfile::tempdir().unwrap();
+    let complete = bash_completer(dir.path(), &dir.path().join("no-plugins"));
     assert_eq!(complete("weft n"), ["new"]);
     let oci = complete("weft oci ");
     assert!(oci.contains(&"push".to_string()) && oci.contains(&"pull".to_string()), "{oci:?}");
     let templates = complete("weft new app --template ");
-    for t in ["http", "http-keyvalue", "provider", "service"] {
+    for t in ["http", "http-keyvalue", "plugin", "provider", "service"] {
         assert!(templates.contains(&t.to_string()), "{templates:?}");
     }
     assert_eq!(complete("weft completions fi"), ["fish"]);
@@ -1578,4 +1590,91 @@ fn weft_dev_swaps_each_saved_change_in_while_serving() {
     assert_eq!(serving.text("GET", "/api/count", b""), (200, "total: 3\n".to_string()));
     assert_eq!(serving.text("GET", "/count", b"").0, 404);
     serving.stop();
+}
+
+/// The plugin template, installed: `weft lines` runs it, sandboxed (the working
+/// directory only, no network), its hook runs in `weft build`, bash completes it,
+/// and plugins whose commands collide are refused.
+#[test]
+fn a_plugin_from_the_template_runs_as_a_weft_command_in_its_sandbox() {
+    let dir = tempfile::tempdir().unwrap();
+    let plugins = dir.path().join("plugins");
+    let weft_with_plugins = |args: &[&str], cwd: &Path| {
+        Command::new(env!("CARGO_BIN_EXE_weft"))
+            .args(args)
+            .current_dir(cwd)
+            .env("WEFT_PLUGIN_DIR", &plugins)
+            .env("WEFT_CACHE_DIR", dir.path().join("cache"))
+            .env("CARGO_TARGET_DIR", TEMPLATE_TARGET)
+            .output()
+            .unwrap()
+    };
+    let project = new_and_build(dir.path(), "lines", "plugin");
+    let out =
+        weft_with_plugins(&["plugin", "install", "target/wasm32-wasip2/release/lines.wasm", "--allow-dir"], &project);
+    assert!(out.status.success(), "{out:?}");
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("installed plugin `lines` 0.1.0: weft lines"), "{stderr}");
+    assert!(stderr.contains("it asks for the network, which it does not get"), "{stderr}");
+    let out = weft_with_plugins(&["plugin", "list"], &project);
+    assert!(text(&out.stdout).starts_with("lines\t0.1.0\tcommands: lines\tgranted: working directory\t"), "{out:?}");
+    let help = text(&weft_with_plugins(&["--help"], &project).stdout);
+    assert!(help.lines().any(|l| l.trim_start().starts_with("lines") && l.contains("(plugin `lines`)")), "{help}");
+
+    let work = dir.path().join("work");
+    std::fs::create_dir(&work).unwrap();
+    std::fs::write(work.join("two.txt"), "a\nb\n").unwrap();
+    std::fs::write(dir.path().join("outside.txt"), "secret\n").unwrap();
+    let out = weft_with_plugins(&["lines", "two.txt"], &work);
+    assert_eq!((out.status.code(), text(&out.stdout).as_str()), (Some(0), "     2 two.txt\n"), "{out:?}");
+    let outside = dir.path().join("outside.txt");
+    for path in ["../outside.txt", outside.to_str().unwrap()] {
+        let out = weft_with_plugins(&["lines", path], &work);
+        assert_eq!(out.status.code(), Some(1), "{path}: {out:?}");
+        assert!(text(&out.stderr).contains(&format!("cannot read {path}")), "{out:?}");
+        assert!(!text(&out.stdout).contains("secret") && text(&out.stdout).is_empty(), "{out:?}");
+    }
+    // No network: a connection to a listener here is refused before it is made.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let address = listener.local_addr().unwrap().to_string();
+    let out = weft_with_plugins(&["lines", "--connect", &address], &work);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(text(&out.stderr).contains(&format!("cannot connect to {address}")), "{out:?}");
+    assert_eq!(listener.accept().unwrap_err().kind(), std::io::ErrorKind::WouldBlock);
+
+    // Its after-build hook, in weft build.
+    let out = weft_with_plugins(&["build"], &project);
+    assert!(out.status.success(), "{out:?}");
+    assert!(text(&out.stderr).contains("lines: built ./weft.yaml"), "{out:?}");
+
+    let complete = bash_completer(dir.path(), &plugins);
+    assert_eq!(complete("weft lin"), ["lines"]);
+    assert!(complete("weft lines --c").contains(&"--connect".to_string()));
+    assert_eq!(complete("weft plugin uninstall l"), ["lines"]);
+
+    // Colliding commands: with another plugin's, with a built-in.
+    let other = new_and_build(dir.path(), "other", "plugin");
+    let lib = other.join("src/lib.rs");
+    let source = std::fs::read_to_string(&lib).unwrap();
+    let command_name = "name: \"other\".into(),\n                about: \"Count the lines of files\"";
+    assert!(source.contains(command_name), "{source}");
+    for (command, refusal) in [
+        ("lines", "its command `lines` collides with command `lines` of the installed plugin `lines`"),
+        ("build", "its command `build` collides with weft's built-in command `build`"),
+    ] {
+        std::fs::write(&lib, source.replace(command_name, &command_name.replace("other", command))).unwrap();
+        assert!(weft_build(&other, &[]).status.success());
+        let out = weft_with_plugins(&["plugin", "install", "target/wasm32-wasip2/release/other.wasm"], &other);
+        assert_eq!(out.status.code(), Some(2), "{out:?}");
+        assert!(text(&out.stderr).contains(&format!("plugin `other`: {refusal}")), "{out:?}");
+    }
+    let out = weft_with_plugins(&["plugin", "list"], &project);
+    assert_eq!(text(&out.stdout).lines().count(), 1, "{out:?}");
+
+    let out = weft_with_plugins(&["plugin", "uninstall", "lines"], &project);
+    assert!(out.status.success(), "{out:?}");
+    let out = weft_with_plugins(&["lines", "two.txt"], &work);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(text(&out.stderr).contains("unrecognized subcommand 'lines'"), "{out:?}");
 }

@@ -21,6 +21,7 @@ use clap::Args;
 use weft_runtime::WorkloadSpec;
 use weft_runtime::manifest::{BuildSpec, Source};
 
+use crate::plugins::Hook;
 use crate::print::out;
 
 const TARGET: &str = "wasm32-wasip2";
@@ -50,6 +51,7 @@ pub fn build(args: BuildArgs) -> anyhow::Result<ExitCode> {
         args.path.clone()
     };
     let spec = WorkloadSpec::from_file(&manifest)?;
+    hooks(Hook::BeforeBuild, &manifest)?;
     let builds = Builds::plan(&spec)?;
     if builds.units.is_empty() {
         bail!("{}: no component has a file source to build", manifest.display());
@@ -58,6 +60,7 @@ pub fn build(args: BuildArgs) -> anyhow::Result<ExitCode> {
     match builds.run(None, jobs(args.jobs)) {
         Ok(built) => {
             out(&format!("built {built} components in {}\n", seconds(started.elapsed())))?;
+            hooks(Hook::AfterBuild, &manifest)?;
             Ok(ExitCode::SUCCESS)
         }
         Err(failed) => {
@@ -65,6 +68,11 @@ pub fn build(args: BuildArgs) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::from(1))
         }
     }
+}
+
+/// The installed plugins' `hook`, from this blocking command.
+fn hooks(hook: Hook, manifest: &Path) -> anyhow::Result<()> {
+    tokio::runtime::Handle::current().block_on(crate::plugins::run_hooks(hook, manifest))
 }
 
 /// How many builds run at once: `asked`, or one per CPU.

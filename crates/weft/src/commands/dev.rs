@@ -30,6 +30,7 @@ use weft_runtime::{Host, HostApi, HostError, WorkloadId, WorkloadSpec, WorkloadS
 use super::build::{Builds, jobs};
 use super::host::HostArgs;
 use super::run::Signals;
+use crate::plugins::{Hook, run_hooks};
 use crate::print::note;
 
 #[derive(Args)]
@@ -78,6 +79,10 @@ pub async fn dev(args: DevArgs) -> anyhow::Result<ExitCode> {
         builds: None,
         written: host.engine().cache().dir().map(Path::to_path_buf).into_iter().collect(),
     };
+    if let Err(e) = signals.before(run_hooks(Hook::BeforeDev, &manifest)).await.unwrap_or(Ok(())) {
+        host.shutdown().await;
+        return Err(e);
+    }
     let mut changed: Option<Vec<PathBuf>> = None;
     // Rounds in a row started by files saved while the previous round ran.
     let mut streak = 0;
@@ -172,11 +177,20 @@ impl Dev {
         }
         let builds = self.builds.clone().expect("planned above");
         let build_started = Instant::now();
+        if let Err(e) = run_hooks(Hook::BeforeBuild, &self.manifest).await {
+            note!("weft: {e:#}; {keeping}");
+            return;
+        }
         let (owned, jobs) = (changed.map(<[PathBuf]>::to_vec), self.jobs);
         let built = tokio::task::spawn_blocking(move || builds.run(owned.as_deref(), jobs)).await;
         let build_time = build_started.elapsed();
         match built {
-            Ok(Ok(_)) => {}
+            Ok(Ok(_)) => {
+                if let Err(e) = run_hooks(Hook::AfterBuild, &self.manifest).await {
+                    note!("weft: {e:#}; {keeping}");
+                    return;
+                }
+            }
             Ok(Err(failed)) => {
                 note!("weft: {failed} build(s) failed; {keeping}");
                 return;

@@ -6,4 +6,5 @@ pub mod inspect;
 pub mod lattice;
 pub mod new;
 pub mod oci;
+pub mod plugin;
 pub mod run;

@@ -77,13 +77,28 @@ pub fn new(args: NewArgs) -> anyhow::Result<ExitCode> {
         }
         return Err(e);
     }
-    out(&format!(
-        "created `{name}` from template {} in {}\nnext:\n  cd {}\n  weft build\n  weft run weft.yaml\n",
-        args.template,
-        dir.display(),
-        dir.display()
-    ))?;
+    let mut next = format!("  cd {}\n", dir.display());
+    for step in next_steps(&dir) {
+        next.push_str(&format!("  {step}\n"));
+    }
+    out(&format!("created `{name}` from template {} in {}\nnext:\n{next}", args.template, dir.display()))?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// What to run next, from the `# weft …` lines that open the project's
+/// weft.yaml (each template says there how it is built and run).
+fn next_steps(dir: &Path) -> Vec<String> {
+    let yaml = std::fs::read_to_string(dir.join("weft.yaml")).unwrap_or_default();
+    let steps: Vec<String> = yaml
+        .lines()
+        .map_while(|l| l.strip_prefix('#'))
+        .filter_map(|l| {
+            let l = l.trim_start();
+            let command = l.split("  ").next()?.trim_end();
+            command.starts_with("weft ").then(|| command.to_string())
+        })
+        .collect();
+    if steps.is_empty() { vec!["weft build".into(), "weft run weft.yaml".into()] } else { steps }
 }
 
 /// Any string (a template directory's path is one too), but completions and help
