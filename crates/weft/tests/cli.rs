@@ -1677,4 +1677,15 @@ fn a_plugin_from_the_template_runs_as_a_weft_command_in_its_sandbox() {
     let out = weft_with_plugins(&["lines", "two.txt"], &work);
     assert_eq!(out.status.code(), Some(2), "{out:?}");
     assert!(text(&out.stderr).contains("unrecognized subcommand 'lines'"), "{out:?}");
+
+    // From a registry, as pushed by `weft oci push`.
+    let registry = weft_testkit::Server::registry(None);
+    let reference = format!("{}/plugins/lines:0.1.0", registry.url());
+    let wasm = "target/wasm32-wasip2/release/lines.wasm";
+    assert!(weft_with_plugins(&["oci", "push", "--insecure", wasm, &reference], &project).status.success());
+    let source = format!("oci://{reference}");
+    let out = weft_with_plugins(&["plugin", "install", "--insecure", "--allow-dir", &source], &work);
+    assert!(out.status.success(), "{out:?}");
+    let out = weft_with_plugins(&["lines", "two.txt"], &work);
+    assert_eq!((out.status.code(), text(&out.stdout).as_str()), (Some(0), "     2 two.txt\n"), "{out:?}");
 }
