@@ -5,6 +5,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
+use weft_runtime::{HostApi, WorkloadState};
 
 /// Every `tracing` event of this test binary, as `LEVEL message field=value ...`
 /// (one global subscriber, installed by the first test that asks).
@@ -749,4 +750,47 @@ async fn the_heartbeat_reports_the_servers_port_once_it_listens_and_what_it_driv
     t.start_ok(&format!("name: bare\ncomponents:\n{}", probe("p", ""))).await;
     let port = t.http.local_addrs().await[0].port();
     assert_eq!(t.host.heartbeat().await.unwrap().http_port, Some(port));
+}
+
+/// `Host::workload_replace` (what `weft dev` swaps with): a rejected replacement
+/// changes nothing; an accepted one takes the routes over at once, while a slow
+/// request the old version is serving finishes there, and then the old one stops.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_replacement_takes_over_the_routes_while_the_old_version_finishes_its_requests() {
+    let t = host().await;
+    let spec = |component: &str, routes: &str| {
+        let yaml =
+            format!("name: swap\ncomponents:\n{}hostInterfaces:\n{}", probe(component, ""), serve(component, routes));
+        let mut spec = weft_runtime::WorkloadSpec::from_yaml(&yaml).unwrap();
+        spec.base_dir = Some(t.dir.path().to_path_buf());
+        spec
+    };
+    let old = t.host.workload_start(spec("old", r#"[{ path: "/*" }]"#)).await.unwrap();
+    let base = t.base().await;
+    let slow = {
+        let url = format!("{base}/slow?ms=1500");
+        tokio::spawn(async move { get(&url).await })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    let err = t.host.workload_replace(&old.id, spec("new", r#"[{ path: "no-slash" }]"#)).await.unwrap_err();
+    assert!(err.to_string().contains("must start with `/`"), "{err}");
+    assert_eq!(get(&format!("{base}/x")).await, (200, "old GET /x\n".into()));
+
+    let new = t.host.workload_replace(&old.id, spec("new", r#"[{ path: "/*" }]"#)).await.unwrap();
+    assert_eq!(get(&format!("{base}/x")).await, (200, "new GET /x\n".into()));
+    assert_eq!(t.host.workload_status(&old.id).await.unwrap().state, WorkloadState::Running);
+    // Past the half second a stopping workload gives its calls: the replaced one
+    // waited for it.
+    assert_eq!(slow.await.unwrap(), (200, "slept\n".into()));
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while t.host.workload_status(&old.id).await.unwrap().state != WorkloadState::Stopped {
+        assert!(std::time::Instant::now() < deadline, "the replaced workload never stopped");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let listed: Vec<_> = t.host.workload_list().await.unwrap().into_iter().map(|s| s.id).collect();
+    assert_eq!(listed, [new.id]);
+    // The name is the new workload's: another of that name is still refused.
+    let err = t.host.workload_start(spec("third", r#"[{ path: "/other" }]"#)).await.unwrap_err();
+    assert!(err.to_string().contains("a workload named `swap` is already running"), "{err}");
 }

@@ -131,6 +131,10 @@ impl Default for HostConfig {
     }
 }
 
+/// How long a replaced workload may take to finish the calls it has in flight
+/// before it is stopped (which cancels what is left).
+pub const REPLACED_DRAIN: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Statuses of stopped workloads kept for `workload_status`.
 const STOPPED_KEPT: usize = 64;
 
@@ -277,8 +281,9 @@ impl Host {
 
     /// Starts `spec` in place of the running workload `old` (`weft dev` after a
     /// rebuild): the new workload is validated and started while `old` still
-    /// serves, takes over its HTTP routes (and its name, so its key-value and
-    /// blob data), then `old` stops, finishing the invocations it has in flight.
+    /// serves, and takes over its HTTP routes (and its name, so its key-value and
+    /// blob data). `old` then gets no new requests; it stops once the calls it
+    /// has in flight are done (or after [`REPLACED_DRAIN`]), in the background.
     /// A rejected replacement leaves `old` running as it was.
     pub async fn workload_replace(&self, old: &WorkloadId, spec: WorkloadSpec) -> Result<WorkloadStatus, HostError> {
         let Some(running) = self.workload(old) else { return Err(HostError::NotFound(old.clone())) };
@@ -286,7 +291,14 @@ impl Host {
             return Err(HostError::NotFound(old.clone()));
         }
         let status = self.start_workload(WorkloadId::generate(), spec, Some(&running)).await?;
-        self.workload_stop(old).await?;
+        let (host, old) = (self.clone(), old.clone());
+        tokio::spawn(async move {
+            let deadline = Instant::now() + REPLACED_DRAIN;
+            while running.calls_in_flight() > 0 && Instant::now() < deadline {
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+            let _ = host.workload_stop(&old).await;
+        });
         Ok(status)
     }
 

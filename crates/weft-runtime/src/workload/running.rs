@@ -362,6 +362,12 @@ impl RunningWorkload {
         &self.plan
     }
 
+    /// Invocations of its components in flight, the service's own run aside.
+    pub fn calls_in_flight(&self) -> u32 {
+        let service = self.service.as_ref().map(|(index, _)| *index);
+        self.components.iter().enumerate().filter(|(i, _)| Some(*i) != service).map(|(_, c)| c.gate.in_use()).sum()
+    }
+
     pub fn state(&self) -> WorkloadState {
         self.lifecycle.borrow().state
     }
