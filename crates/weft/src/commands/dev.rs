@@ -79,9 +79,16 @@ pub async fn dev(args: DevArgs) -> anyhow::Result<ExitCode> {
         builds: None,
         written: host.engine().cache().dir().map(Path::to_path_buf).into_iter().collect(),
     };
-    if let Err(e) = signals.before(run_hooks(Hook::BeforeDev, &manifest)).await.unwrap_or(Ok(())) {
-        host.shutdown().await;
-        return Err(e);
+    match signals.before(run_hooks(Hook::BeforeDev, &manifest)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            host.shutdown().await;
+            return Err(e);
+        }
+        Err(_) => {
+            host.shutdown().await;
+            return Ok(ExitCode::from(130));
+        }
     }
     let mut changed: Option<Vec<PathBuf>> = None;
     // Rounds in a row started by files saved while the previous round ran.
@@ -94,7 +101,11 @@ pub async fn dev(args: DevArgs) -> anyhow::Result<ExitCode> {
         let after = dev.snapshot();
         // Saved while the round ran: the next round starts at once. Unless that
         // keeps happening, as it would for a file the build itself rewrites.
-        let since = before.changes(&after);
+        // (What the first round learnt is output, such as a `source` outside
+        // `target/`, is not a change.)
+        let skipped = dev.skipped();
+        let mut since = before.changes(&after);
+        since.retain(|f| !skipped.iter().any(|s| f.starts_with(s)));
         let next = if !since.is_empty() && streak < MAX_STREAK {
             streak += 1;
             since
@@ -258,9 +269,14 @@ impl Dev {
         if let Some(builds) = &self.builds {
             roots.extend(builds.inputs());
         }
+        Snapshot::take(&roots, &self.skipped())
+    }
+
+    /// Build outputs, and where the host and the workload write.
+    fn skipped(&self) -> Vec<PathBuf> {
         let mut skipped: Vec<PathBuf> = self.builds.iter().flat_map(|b| b.outputs()).collect();
         skipped.extend(self.written.iter().cloned());
-        Snapshot::take(&roots, &skipped)
+        skipped
     }
 
     /// Waits until a file differs from `from` and then the files are still for one
