@@ -1406,7 +1406,8 @@ fn template_provider_builds_with_a_custom_command_and_links() {
     let extra = format!(
         "  - name: tool-made\n    source: dist/tool-made.wasm\n    build:\n      command: \
          test -f {provider_wasm} && mkdir -p out && cp \"{}\" out/made.wasm && echo made $WEFT_COMPONENT\n      \
-         output: out/made.wasm\n      after: [provider]\n",
+         output: out/made.wasm\n      after: [provider]\n  - name: prebuilt\n    source: {}\n",
+        weft_guests::GREETER,
         weft_guests::GREETER
     );
     let yaml = yaml.replace("service:", &format!("{extra}service:"));
@@ -1425,6 +1426,8 @@ fn template_provider_builds_with_a_custom_command_and_links() {
         assert!(size > 1000 && line.contains(path) && (line.contains("KiB") || line.contains("MiB")), "{line}");
     }
     assert!(stdout.contains("built 3 components in "), "{stdout}");
+    // A component no build makes, whose file is there, is used as it is.
+    assert!(text(&out.stderr).contains("component `prebuilt`: no crate builds"), "{}", text(&out.stderr));
     assert_eq!(
         std::fs::read(project.join("dist/tool-made.wasm")).unwrap(),
         std::fs::read(weft_guests::GREETER).unwrap()

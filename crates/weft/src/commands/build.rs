@@ -22,7 +22,7 @@ use weft_runtime::WorkloadSpec;
 use weft_runtime::manifest::{BuildSpec, Source};
 
 use crate::plugins::Hook;
-use crate::print::out;
+use crate::print::{note, out};
 
 const TARGET: &str = "wasm32-wasip2";
 
@@ -54,7 +54,7 @@ pub fn build(args: BuildArgs) -> anyhow::Result<ExitCode> {
     hooks(Hook::BeforeBuild, &manifest)?;
     let builds = Builds::plan(&spec)?;
     if builds.units.is_empty() {
-        bail!("{}: no component has a file source to build", manifest.display());
+        bail!("{}: nothing to build (no component is made by a build)", manifest.display());
     }
     builds.ensure_toolchain()?;
     match builds.run(None, jobs(args.jobs)) {
@@ -220,25 +220,51 @@ fn plan(spec: &WorkloadSpec) -> anyhow::Result<Vec<Unit>> {
         if output.is_some() {
             bail!("component `{}`: build.output is for a build.command (cargo's own output is found)", component.name);
         }
+        // Without a build section, a component no crate of the project makes is
+        // used as it is, if its file is there (a prebuilt or downloaded component).
+        let prebuilt = component.build.is_none() && source.is_file();
         if !metadata.contains_key(&dir) {
-            let m = cargo_metadata(&dir).with_context(|| {
-                format!(
-                    "component `{}` has no build.command, so it is built with cargo in {}",
-                    component.name,
-                    dir.display()
-                )
-            })?;
-            metadata.insert(dir.clone(), m);
+            match cargo_metadata(&dir) {
+                Ok(m) => {
+                    metadata.insert(dir.clone(), m);
+                }
+                Err(_) if prebuilt => {
+                    note!(
+                        "weft: component `{}`: {} is used as it is (no cargo project here)",
+                        component.name,
+                        source.display()
+                    );
+                    continue;
+                }
+                Err(e) => {
+                    return Err(e.context(format!(
+                        "component `{}` has no build.command, so it is built with cargo in {}",
+                        component.name,
+                        dir.display()
+                    )));
+                }
+            }
         }
         let meta = &metadata[&dir];
         let file = source.file_name().and_then(|f| f.to_str()).unwrap_or_default();
-        let package = meta.package_making(file).with_context(|| {
-            format!(
-                "component `{}`: no crate of the cargo workspace at {} builds `{file}`",
-                component.name,
-                meta.root.display()
-            )
-        })?;
+        let package = match meta.package_making(file) {
+            Ok(package) => package,
+            Err(_) if prebuilt => {
+                note!(
+                    "weft: component `{}`: no crate builds `{file}`; {} is used as it is",
+                    component.name,
+                    source.display()
+                );
+                continue;
+            }
+            Err(e) => {
+                return Err(e.context(format!(
+                    "component `{}`: no crate of the cargo workspace at {} builds `{file}`",
+                    component.name,
+                    meta.root.display()
+                )));
+            }
+        };
         let made = Made { name: component.name.clone(), source, output: None, package: Some(package) };
         let workspace = meta.root.clone();
         if after.is_empty()
