@@ -77,7 +77,8 @@ pub async fn dev(args: DevArgs) -> anyhow::Result<ExitCode> {
         jobs: jobs(args.jobs),
         running: None,
         builds: None,
-        written: host.engine().cache().dir().map(Path::to_path_buf).into_iter().collect(),
+        cache_dir: host.engine().cache().dir().map(Path::to_path_buf),
+        volumes: Vec::new(),
     };
     match signals.before(run_hooks(Hook::BeforeDev, &manifest)).await {
         Ok(Ok(())) => {}
@@ -143,74 +144,48 @@ struct Dev {
     running: Option<WorkloadId>,
     /// The builds of the manifest last read.
     builds: Option<Arc<Builds>>,
-    /// Where the host and the workload write (the compile cache, `hostPath`
-    /// volumes): not sources, even inside the project.
-    written: Vec<PathBuf>,
+    /// Where the host keeps compiled code, and the workload's `hostPath`
+    /// volumes: written while it runs, not sources, even inside the project.
+    cache_dir: Option<PathBuf>,
+    volumes: Vec<PathBuf>,
 }
 
 impl Dev {
     /// Reads the manifest, rebuilds (everything, or what `changed` touches),
-    /// then starts the workload or swaps it in.
+    /// then starts the workload or swaps it in. Whatever fails is printed, and
+    /// what ran before keeps running.
     async fn round(&mut self, changed: Option<&[PathBuf]>) {
-        let keeping = if self.running.is_some() { "the previous version still serves" } else { "nothing runs yet" };
+        if let Err(why) = self.try_round(changed).await {
+            let keeping = if self.running.is_some() { "the previous version still serves" } else { "nothing runs yet" };
+            note!("weft: {why}; {keeping}");
+        }
+    }
+
+    async fn try_round(&mut self, changed: Option<&[PathBuf]>) -> Result<(), String> {
         let (path, limit) = (self.manifest.clone(), self.limit);
-        let spec = match tokio::task::spawn_blocking(move || WorkloadSpec::from_file_limited(&path, limit)).await {
-            Ok(Ok(spec)) => spec,
-            Ok(Err(e)) => {
-                note!("weft: {}: {e}; {keeping}", self.manifest.display());
-                return;
-            }
-            Err(e) => {
-                note!("weft: reading the manifest failed: {e}; {keeping}");
-                return;
-            }
-        };
-        self.written.truncate(usize::from(self.host.engine().cache().dir().is_some()));
-        let volumes = spec.volumes.iter().filter_map(|v| v.host_path.as_ref());
-        self.written.extend(volumes.map(|v| spec.resolve_path(&v.path)));
+        let spec = blocking(move || WorkloadSpec::from_file_limited(&path, limit))
+            .await
+            .map_err(|e| format!("reading the manifest failed: {e}"))?
+            .map_err(|e| format!("{}: {e}", self.manifest.display()))?;
+        self.volumes =
+            spec.volumes.iter().filter_map(|v| v.host_path.as_ref()).map(|v| spec.resolve_path(&v.path)).collect();
         if changed.is_none() || self.builds.is_none() {
-            let planned = {
-                let spec = spec.clone();
-                tokio::task::spawn_blocking(move || Builds::plan(&spec).and_then(|b| b.ensure_toolchain().map(|_| b)))
-                    .await
-            };
-            match planned {
-                Ok(Ok(builds)) => self.builds = Some(Arc::new(builds)),
-                Ok(Err(e)) => {
-                    note!("weft: cannot build: {e:#}; {keeping}");
-                    return;
-                }
-                Err(e) => {
-                    note!("weft: cannot build: {e}; {keeping}");
-                    return;
-                }
-            }
+            let spec = spec.clone();
+            let plan = move || Builds::plan(&spec).and_then(|b| b.ensure_toolchain().map(|()| b));
+            let builds =
+                blocking(plan).await.and_then(|planned| planned).map_err(|e| format!("cannot build: {e:#}"))?;
+            self.builds = Some(Arc::new(builds));
         }
         let builds = self.builds.clone().expect("planned above");
         let build_started = Instant::now();
-        if let Err(e) = run_hooks(Hook::BeforeBuild, &self.manifest).await {
-            note!("weft: {e:#}; {keeping}");
-            return;
-        }
+        run_hooks(Hook::BeforeBuild, &self.manifest).await.map_err(|e| format!("{e:#}"))?;
         let (owned, jobs) = (changed.map(<[PathBuf]>::to_vec), self.jobs);
-        let built = tokio::task::spawn_blocking(move || builds.run(owned.as_deref(), jobs)).await;
+        blocking(move || builds.run(owned.as_deref(), jobs))
+            .await
+            .map_err(|e| format!("the build stopped: {e}"))?
+            .map_err(|failed| format!("{failed} build(s) failed"))?;
         let build_time = build_started.elapsed();
-        match built {
-            Ok(Ok(_)) => {
-                if let Err(e) = run_hooks(Hook::AfterBuild, &self.manifest).await {
-                    note!("weft: {e:#}; {keeping}");
-                    return;
-                }
-            }
-            Ok(Err(failed)) => {
-                note!("weft: {failed} build(s) failed; {keeping}");
-                return;
-            }
-            Err(e) => {
-                note!("weft: the build stopped: {e}; {keeping}");
-                return;
-            }
-        }
+        run_hooks(Hook::AfterBuild, &self.manifest).await.map_err(|e| format!("{e:#}"))?;
         let swap_started = Instant::now();
         let name = spec.name.clone();
         let result = match &self.running {
@@ -220,14 +195,9 @@ impl Dev {
         let status = match result {
             Ok(status) => status,
             Err(HostError::Rejected(rejection)) => {
-                note!("weft: {rejection}");
-                note!("weft: `{name}` was not swapped in; {keeping}");
-                return;
+                return Err(format!("{rejection}\nweft: `{name}` was not swapped in"));
             }
-            Err(e) => {
-                note!("weft: `{name}` was not started: {e}; {keeping}");
-                return;
-            }
+            Err(e) => return Err(format!("`{name}` was not started: {e}")),
         };
         let swap_time = swap_started.elapsed();
         if self.running.is_none() {
@@ -246,6 +216,7 @@ impl Dev {
             );
         }
         self.running = Some(status.id);
+        Ok(())
     }
 
     /// What changed, briefly: up to three paths relative to the project.
@@ -275,7 +246,7 @@ impl Dev {
     /// Build outputs, and where the host and the workload write.
     fn skipped(&self) -> Vec<PathBuf> {
         let mut skipped: Vec<PathBuf> = self.builds.iter().flat_map(|b| b.outputs()).collect();
-        skipped.extend(self.written.iter().cloned());
+        skipped.extend(self.cache_dir.iter().chain(&self.volumes).cloned());
         skipped
     }
 
@@ -353,6 +324,11 @@ impl Snapshot {
         changed.sort();
         changed
     }
+}
+
+/// `work` on a thread that may block; a panic there is an error here.
+async fn blocking<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> anyhow::Result<T> {
+    tokio::task::spawn_blocking(work).await.map_err(anyhow::Error::from)
 }
 
 fn warn_too_many() {
