@@ -186,7 +186,7 @@ fn plan(spec: &WorkloadSpec) -> anyhow::Result<Vec<Unit>> {
     let mut units: Vec<Unit> = Vec::new();
     // A cargo workspace with the crates of components that need no ordering is one unit.
     let mut workspaces: HashMap<PathBuf, usize> = HashMap::new();
-    let mut metadata: HashMap<PathBuf, CargoMetadata> = HashMap::new();
+    let mut metadata: HashMap<PathBuf, Result<CargoMetadata, String>> = HashMap::new();
     for component in &all {
         let Source::Path(source) = &component.source else {
             continue;
@@ -223,50 +223,36 @@ fn plan(spec: &WorkloadSpec) -> anyhow::Result<Vec<Unit>> {
         // Without a build section, a component no crate of the project makes is
         // used as it is, if its file is there (a prebuilt or downloaded component).
         let prebuilt = component.build.is_none() && source.is_file();
-        if !metadata.contains_key(&dir) {
-            match cargo_metadata(&dir) {
-                Ok(m) => {
-                    metadata.insert(dir.clone(), m);
-                }
-                Err(_) if prebuilt => {
-                    note!(
-                        "weft: component `{}`: {} is used as it is (no cargo project here)",
+        let file = source.file_name().and_then(|f| f.to_str()).unwrap_or_default();
+        // One `cargo metadata` per directory, whatever it answered.
+        let found =
+            match metadata.entry(dir.clone()).or_insert_with(|| cargo_metadata(&dir).map_err(|e| format!("{e:#}"))) {
+                Ok(meta) => meta.package_making(file).map(|p| (p, meta.root.clone())).map_err(|e| {
+                    let why = format!(
+                        "component `{}`: no crate of the cargo workspace at {} builds `{file}`: {e:#}",
                         component.name,
-                        source.display()
+                        meta.root.display()
                     );
-                    continue;
-                }
-                Err(e) => {
-                    return Err(e.context(format!(
-                        "component `{}` has no build.command, so it is built with cargo in {}",
+                    (format!("no crate builds `{file}`"), why)
+                }),
+                Err(e) => Err((
+                    format!("no cargo project in {}", dir.display()),
+                    format!(
+                        "component `{}` has no build.command, so it is built with cargo in {}: {e}",
                         component.name,
                         dir.display()
-                    )));
-                }
-            }
-        }
-        let meta = &metadata[&dir];
-        let file = source.file_name().and_then(|f| f.to_str()).unwrap_or_default();
-        let package = match meta.package_making(file) {
-            Ok(package) => package,
-            Err(_) if prebuilt => {
-                note!(
-                    "weft: component `{}`: no crate builds `{file}`; {} is used as it is",
-                    component.name,
-                    source.display()
-                );
+                    ),
+                )),
+            };
+        let (package, workspace) = match found {
+            Ok(found) => found,
+            Err((reason, _)) if prebuilt => {
+                note!("weft: component `{}`: {reason}; {} is used as it is", component.name, source.display());
                 continue;
             }
-            Err(e) => {
-                return Err(e.context(format!(
-                    "component `{}`: no crate of the cargo workspace at {} builds `{file}`",
-                    component.name,
-                    meta.root.display()
-                )));
-            }
+            Err((_, why)) => bail!(why),
         };
         let made = Made { name: component.name.clone(), source, output: None, package: Some(package) };
-        let workspace = meta.root.clone();
         if after.is_empty()
             && let Some(&unit) = workspaces.get(&workspace)
         {
@@ -357,7 +343,9 @@ fn run_units(units: &[Arc<Unit>], wanted: &[bool], jobs: usize) -> Vec<Result<us
                 let done = done.clone();
                 running += 1;
                 std::thread::spawn(move || {
-                    let result = build_unit(&unit);
+                    // A panic is this build failing, not a wait for ever for its report.
+                    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| build_unit(&unit)))
+                        .unwrap_or_else(|_| Err(anyhow::anyhow!("the build of {} panicked", unit.components[0].name)));
                     if let Err(e) = &result {
                         crate::print::stderr_line(format!("error: {e:#}"));
                     }
