@@ -80,6 +80,11 @@ impl ComponentCache {
         }
     }
 
+    /// The engine it compiles for.
+    pub fn engine(&self) -> &wasmtime::Engine {
+        &self.engine
+    }
+
     /// Where compiled code is kept on disk, if anywhere.
     pub fn dir(&self) -> Option<&Path> {
         self.dir.as_deref()

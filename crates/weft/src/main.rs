@@ -60,12 +60,13 @@ fn main() -> ExitCode {
     // The OTLP log export has its own level (`telemetry.logLevel`), apart from the terminal's.
     tracing_subscriber::registry().with(terminal).with(weft_runtime::telemetry::logs::Layer).init();
     let installed = plugins::installed();
-    let builtins: Vec<String> = Cli::command()
+    let base = Cli::command();
+    let builtins: Vec<String> = base
         .get_subcommands()
         .flat_map(|c| std::iter::once(c.get_name().to_string()).chain(c.get_all_aliases().map(str::to_string)))
         .chain(["help".to_string()])
         .collect();
-    let command = cli_command(&installed);
+    let command = cli_command(base, &installed, &builtins);
     let matches = command.clone().get_matches();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("start the Tokio runtime");
     // A plugin's command: the words after it go to the plugin as the user typed them.
@@ -74,7 +75,8 @@ fn main() -> ExitCode {
     });
     let result = runtime.block_on(async {
         if let Some((plugin, name)) = plugin_command {
-            let args: Vec<String> = std::env::args().skip_while(|a| *a != name).skip(1).collect();
+            // weft has no global options: the command is the first word.
+            let args: Vec<String> = std::env::args().skip(2).collect();
             return plugins::run(&plugin, &name, args).await.map(ExitCode::from);
         }
         let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
@@ -111,8 +113,8 @@ fn main() -> ExitCode {
 
 /// weft's commands, those of the installed plugins, and the installed plugins'
 /// names where a command takes one.
-fn cli_command(installed: &[plugins::Installed]) -> clap::Command {
-    let mut cli = plugins::with_plugin_commands(Cli::command(), installed);
+fn cli_command(base: clap::Command, installed: &[plugins::Installed], builtins: &[String]) -> clap::Command {
+    let mut cli = plugins::with_plugin_commands(base, installed, builtins);
     if !installed.is_empty() {
         let names: Vec<&'static str> = installed.iter().map(|p| &*Box::leak(p.name.clone().into_boxed_str())).collect();
         cli = cli.mut_subcommand("plugin", |p| {

@@ -80,6 +80,26 @@ pub enum Hook {
     BeforeDev,
 }
 
+impl From<api::Hook> for Hook {
+    fn from(hook: api::Hook) -> Hook {
+        match hook {
+            api::Hook::BeforeBuild => Hook::BeforeBuild,
+            api::Hook::AfterBuild => Hook::AfterBuild,
+            api::Hook::BeforeDev => Hook::BeforeDev,
+        }
+    }
+}
+
+impl From<Hook> for api::Hook {
+    fn from(hook: Hook) -> api::Hook {
+        match hook {
+            Hook::BeforeBuild => api::Hook::BeforeBuild,
+            Hook::AfterBuild => api::Hook::AfterBuild,
+            Hook::BeforeDev => api::Hook::BeforeDev,
+        }
+    }
+}
+
 impl Hook {
     pub fn as_str(self) -> &'static str {
         match self {
@@ -196,17 +216,28 @@ impl WasiView for PluginState {
     }
 }
 
+/// One engine and compile cache for every plugin run of the process (`weft dev`
+/// runs hooks at every rebuild).
+fn compiled() -> anyhow::Result<&'static weft_runtime::component::ComponentCache> {
+    static CACHE: std::sync::OnceLock<weft_runtime::component::ComponentCache> = std::sync::OnceLock::new();
+    if let Some(cache) = CACHE.get() {
+        return Ok(cache);
+    }
+    let mut config = wasmtime::Config::new();
+    config.wasm_component_model(true);
+    let engine = wasmtime::Engine::new(&config)?;
+    let cache = weft_runtime::component::ComponentCache::new(engine, crate::commands::host::default_cache_dir());
+    Ok(CACHE.get_or_init(|| cache))
+}
+
 /// A fresh instance of the plugin component `bytes`, with `access`.
 async fn instantiate(
     bytes: &[u8],
     access: Access,
     argv: &[String],
 ) -> anyhow::Result<(Store<PluginState>, bindings::CliPlugin)> {
-    let mut config = wasmtime::Config::new();
-    config.wasm_component_model(true);
-    let engine = wasmtime::Engine::new(&config)?;
-    let cache =
-        weft_runtime::component::ComponentCache::new(engine.clone(), crate::commands::host::default_cache_dir());
+    let cache = compiled()?;
+    let engine = cache.engine().clone();
     let (_, component) = tokio::task::block_in_place(|| cache.load(bytes)).map_err(anyhow::Error::msg)?;
     let mut wasi = WasiCtxBuilder::new();
     wasi.inherit_stdio().args(argv);
@@ -271,15 +302,7 @@ pub async fn describe(bytes: &[u8], source: String, granted: Access) -> anyhow::
                     .collect(),
             })
             .collect(),
-        hooks: meta
-            .hooks
-            .into_iter()
-            .map(|h| match h {
-                api::Hook::BeforeBuild => Hook::BeforeBuild,
-                api::Hook::AfterBuild => Hook::AfterBuild,
-                api::Hook::BeforeDev => Hook::BeforeDev,
-            })
-            .collect(),
+        hooks: meta.hooks.into_iter().map(Hook::from).collect(),
         // Only what it asks for, of what the user granted.
         granted: Access {
             working_dir: wants.working_dir && granted.working_dir,
@@ -371,12 +394,7 @@ pub async fn run_hooks(hook: Hook, manifest: &Path) -> anyhow::Result<()> {
     for plugin in installed().into_iter().filter(|p| p.hooks.contains(&hook)) {
         let bytes = read_component(&plugin)?;
         let (mut store, instance) = instantiate(&bytes, plugin.granted, &[hook.as_str().to_string()]).await?;
-        let hook_arg = match hook {
-            Hook::BeforeBuild => api::Hook::BeforeBuild,
-            Hook::AfterBuild => api::Hook::AfterBuild,
-            Hook::BeforeDev => api::Hook::BeforeDev,
-        };
-        let outcome = instance.weft_cli_plugin().call_on_hook(&mut store, hook_arg, &manifest).await;
+        let outcome = instance.weft_cli_plugin().call_on_hook(&mut store, hook.into(), &manifest).await;
         match outcome {
             Ok(Ok(())) => {}
             Ok(Err(message)) => bail!("plugin `{}` stopped {}: {message}", plugin.name, hook.as_str()),
@@ -387,15 +405,23 @@ pub async fn run_hooks(hook: Hook, manifest: &Path) -> anyhow::Result<()> {
 }
 
 /// `cli` with a subcommand for every installed plugin's command, arguments
-/// included (so help and completions know them).
-pub fn with_plugin_commands(mut cli: clap::Command, plugins: &[Installed]) -> clap::Command {
+/// included (so help and completions know them). Install refuses collisions; a
+/// record edited by hand may still bring one, which is left out (clap would
+/// refuse the whole CLI).
+pub fn with_plugin_commands(mut cli: clap::Command, plugins: &[Installed], builtins: &[String]) -> clap::Command {
     use clap::{Arg, ArgAction};
     // clap keeps names as `&'static str` here; a process builds its CLI once.
     fn leak(s: &str) -> &'static str {
         Box::leak(s.to_owned().into_boxed_str())
     }
+    let mut taken: Vec<&str> = builtins.iter().map(String::as_str).collect();
     for plugin in plugins {
         for command in &plugin.commands {
+            if taken.contains(&command.name.as_str()) {
+                tracing::warn!("plugin `{}`: command `{}` is taken; left out", plugin.name, command.name);
+                continue;
+            }
+            taken.push(&command.name);
             let mut sub =
                 clap::Command::new(leak(&command.name)).about(format!("{} (plugin `{}`)", command.about, plugin.name));
             for arg in &command.arguments {
