@@ -148,32 +148,47 @@ impl WorkloadComponent {
         Some((store, instance))
     }
 
-    /// Starts making a spare instance unless one is ready or being made, or the
-    /// workload is stopping. One that cannot be made is not retried here: the
-    /// next invocation instantiates in its own path and reports why.
+    /// Starts making a spare instance in a task of its own (see [`Self::make_spare_here`]).
     pub fn make_spare(self: &Arc<Self>, engine: &Arc<Engine>, stop: &Arc<AtomicBool>) {
         // An invocation dropped outside the runtime (at exit) leaves none.
         let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
-        if stop.load(Ordering::Relaxed)
-            || self.spare.ready.lock().unwrap().is_some()
-            || self.spare.making.swap(true, Ordering::AcqRel)
-        {
-            return;
+        if self.spare_wanted(stop) {
+            let (c, engine, stop) = (self.clone(), engine.clone(), stop.clone());
+            runtime.spawn(async move { c.make_wanted_spare(&engine, stop).await });
         }
-        let (c, engine, stop) = (self.clone(), engine.clone(), stop.clone());
-        runtime.spawn(async move {
-            let made = c.instantiate(&engine, stop).await;
-            {
-                let mut ready = c.spare.ready.lock().unwrap();
-                match made {
-                    // Checked under the lock `drop_idle` takes after the flag is set.
-                    Ok(live) if !live.0.data().is_stopping() => *ready = Some(live),
-                    Ok(_) => {}
-                    Err(e) => tracing::debug!(component = %c.name, "no spare instance: {e}"),
-                }
+    }
+
+    /// Makes a spare instance in the calling task, unless one is ready or being
+    /// made, or the workload is stopping: for a caller that has answered its own
+    /// client and has nothing better to do, which spares the runtime a task and
+    /// the machine a thread woken to run it. One that cannot be made is not
+    /// retried here: the next invocation instantiates in its own path and
+    /// reports why.
+    pub async fn make_spare_here(&self, engine: &Engine, stop: &Arc<AtomicBool>) {
+        if self.spare_wanted(stop) {
+            self.make_wanted_spare(engine, stop.clone()).await;
+        }
+    }
+
+    /// Whether a spare should be made, claiming the making of it if so.
+    fn spare_wanted(&self, stop: &AtomicBool) -> bool {
+        !(stop.load(Ordering::Relaxed)
+            || self.spare.ready.lock().unwrap().is_some()
+            || self.spare.making.swap(true, Ordering::AcqRel))
+    }
+
+    async fn make_wanted_spare(&self, engine: &Engine, stop: Arc<AtomicBool>) {
+        let made = self.instantiate(engine, stop).await;
+        {
+            let mut ready = self.spare.ready.lock().unwrap();
+            match made {
+                // Checked under the lock `drop_idle` takes after the flag is set.
+                Ok(live) if !live.0.data().is_stopping() => *ready = Some(live),
+                Ok(_) => {}
+                Err(e) => tracing::debug!(component = %self.name, "no spare instance: {e}"),
             }
-            c.spare.making.store(false, Ordering::Release);
-        });
+        }
+        self.spare.making.store(false, Ordering::Release);
     }
 
     /// How many instances wait to be reused.

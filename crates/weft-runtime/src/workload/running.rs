@@ -123,6 +123,18 @@ impl Invocation {
         outcome.map(|()| results)
     }
 
+    /// Ends the invocation, and makes the component's next fresh instance (when
+    /// it does not reuse instances) in this task rather than in one of its own:
+    /// for a caller that has already answered its client.
+    pub async fn finish(mut self) {
+        let spare_from = self.spare_from.take();
+        let component = self.component.clone();
+        drop(self);
+        if let Some((engine, stop)) = spare_from {
+            component.make_spare_here(&engine, &stop).await;
+        }
+    }
+
     /// Sets the span this invocation's calls are children of (the caller's
     /// request), when tracing is on.
     pub fn set_trace_parent(&mut self, parent: Option<SpanContext>) {
