@@ -66,8 +66,8 @@ pub struct WrpcLinks {
     errors: Arc<ErrorInbox>,
     replies: direct::Replies,
     fallbacks: direct::Fallbacks,
-    /// The accept loops of each serving component.
-    served: Mutex<HashMap<ComponentIdentity, Vec<tokio::task::JoinHandle<()>>>>,
+    /// What serves each serving component's exports.
+    served: Mutex<HashMap<ComponentIdentity, Serving>>,
 }
 
 impl WrpcLinks {
@@ -232,10 +232,13 @@ impl WrpcLinks {
         Ok(results)
     }
 
-    async fn serve_component(&self, binding: &Binding) -> Result<Vec<tokio::task::JoinHandle<()>>, String> {
-        let mut loops = Vec::new();
+    /// Serves the component's exports: the tasks doing so go into `serving`, so
+    /// that they end with it, also when serving fails half-way.
+    async fn serve_component(&self, binding: &Binding, serving: &mut Serving) -> Result<(), String> {
+        let loops = &mut serving.loops;
+        let group_of = |export: &str| binding.config_for(export).and_then(|c| c.get("group")).and_then(|g| g.as_str());
         for export in &binding.exports {
-            let group = binding.config_for(export).and_then(|c| c.get("group")).and_then(|g| g.as_str());
+            let group = group_of(export);
             let client = self.client(group).await?;
             let nats = self.nats()?.clone();
             let answering = nats.clone();
@@ -261,7 +264,7 @@ impl WrpcLinks {
                     .serve(export, &name, no_paths)
                     .await
                     .map_err(|e| format!("cannot serve `{export}#{name}`: {e:#}"))?;
-                let mut calls = nats
+                let calls = nats
                     .queue_subscribe(direct::subject(&prefix, export, &name), QUEUE_GROUP.into())
                     .await
                     .map_err(|e| format!("cannot serve `{export}#{name}`: {e}"))?;
@@ -273,12 +276,7 @@ impl WrpcLinks {
                     shape: Shape::of(&func),
                     func,
                 });
-                let direct = served.clone();
-                loops.push(tokio::spawn(async move {
-                    while let Some(call) = calls.next().await {
-                        tokio::spawn(direct.clone().answer_direct(call));
-                    }
-                }));
+                tokio::spawn(answer_calls(served.clone(), calls, serving.stop.subscribe()));
                 loops.push(tokio::spawn(async move {
                     let mut invocations = std::pin::pin!(invocations);
                     while let Some(accepted) = invocations.next().await {
@@ -292,7 +290,72 @@ impl WrpcLinks {
                 }));
             }
         }
-        Ok(loops)
+        // Other hosts can call the component once the server has taken these
+        // subscriptions, which it has once a request sent after them on the same
+        // connection has been through it (a server reads a connection in order).
+        if let Some(export) = binding.exports.first() {
+            self.is_served(group_of(export), export).await;
+        }
+        Ok(())
+    }
+}
+
+/// Answers the calls of one function in weft's framing until told to stop. One
+/// call at a time runs in this task itself, and calls that arrive meanwhile run
+/// in tasks of their own: a hand-off to another task for every call costs a
+/// thread woken on a small machine (Tokio runs a few tasks woken by one another
+/// in a row on one thread, and then wakes another thread to share them).
+async fn answer_calls(
+    served: Arc<Served>,
+    mut calls: async_nats::Subscriber,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut here: Option<std::pin::Pin<Box<dyn Future<Output = ()> + Send>>> = None;
+    loop {
+        tokio::select! {
+            biased;
+            _ = stop.changed() => break,
+            () = async {
+                if let Some(answer) = here.as_mut() {
+                    answer.await;
+                }
+            }, if here.is_some() => here = None,
+            call = calls.next() => {
+                let Some(call) = call else { break };
+                let answer = Box::pin(served.clone().answer_direct(call));
+                if here.is_none() {
+                    here = Some(answer);
+                } else {
+                    tokio::spawn(answer);
+                }
+            }
+        }
+    }
+    // Calls in flight when the component is unbound finish (the workload drains them).
+    if let Some(answer) = here {
+        tokio::spawn(answer);
+    }
+}
+
+/// The tasks serving one component's exports.
+struct Serving {
+    /// Loops that only accept (calls run in tasks of their own): aborted when
+    /// the component is unbound.
+    loops: Vec<tokio::task::JoinHandle<()>>,
+    /// Tells the loops that also run calls ([`answer_calls`]) to stop accepting.
+    stop: tokio::sync::watch::Sender<bool>,
+}
+
+impl Serving {
+    fn new() -> Serving {
+        Serving { loops: Vec::new(), stop: tokio::sync::watch::Sender::new(false) }
+    }
+
+    fn end(self) {
+        let _ = self.stop.send(true);
+        for accept in self.loops {
+            accept.abort();
+        }
     }
 }
 
@@ -338,8 +401,8 @@ impl Served {
     /// One call, a top-level invocation of the component: admitted, then its
     /// parameters read, then run, within what is left of the caller's deadline.
     /// The encoded results, or why there are none; and the instance, for the
-    /// caller to drop once it has answered (giving an instance back to the pool
-    /// costs the kernel some work, which need not delay the answer).
+    /// caller to [finish](Invocation::finish) once it has answered (giving an
+    /// instance back and making the next need not delay the answer).
     async fn run(
         &self,
         asked: Asked,
@@ -385,7 +448,12 @@ impl Served {
         match self.run(Asked::read(call.headers.as_ref()), params).await {
             Ok((results, invocation)) => {
                 direct::reply_results(&self.nats, reply, parts_to, results).await;
-                drop(invocation);
+                // Publishing only queues the answer for the connection's task: it
+                // leaves before this task gives the instance back and makes the next.
+                if self.nats.connection_state() == async_nats::connection::State::Connected {
+                    let _ = self.nats.flush().await;
+                }
+                invocation.finish().await;
             }
             Err(reason) => direct::reply_failure(&self.nats, reply, reason).await,
         }
@@ -420,7 +488,7 @@ impl Served {
                 {
                     tracing::debug!(function = %self.function, "results not sent: {e}");
                 }
-                drop(invocation);
+                invocation.finish().await;
             }
             Err(reason) => {
                 if let Some(to) = error_to {
@@ -513,8 +581,15 @@ impl HostPlugin for WrpcLinks {
 
     fn bind<'a>(&'a self, binding: &'a Binding) -> BoxFuture<'a, Result<(), String>> {
         Box::pin(async move {
-            let loops = self.serve_component(binding).await?;
-            self.served.lock().unwrap().entry(binding.identity.clone()).or_default().extend(loops);
+            let mut serving = Serving::new();
+            if let Err(e) = self.serve_component(binding, &mut serving).await {
+                serving.end();
+                return Err(e);
+            }
+            let replaced = self.served.lock().unwrap().insert(binding.identity.clone(), serving);
+            if let Some(replaced) = replaced {
+                replaced.end();
+            }
             Ok(())
         })
     }
@@ -522,9 +597,9 @@ impl HostPlugin for WrpcLinks {
     /// Stops taking calls; those in flight finish (the workload drains them).
     fn unbind<'a>(&'a self, identity: &'a ComponentIdentity) -> BoxFuture<'a, ()> {
         Box::pin(async move {
-            let loops = self.served.lock().unwrap().remove(identity).unwrap_or_default();
-            for accept in loops {
-                accept.abort();
+            let serving = self.served.lock().unwrap().remove(identity);
+            if let Some(serving) = serving {
+                serving.end();
             }
         })
     }
