@@ -8,7 +8,7 @@
 //!
 //! `cargo bench -p weft-lattice --bench links` (or `cargo bench --bench links` for
 //! the in-process modes too): criterion statistics, then a summary table (medians
-//! of 3 runs) in the form `docs/benchmarks.md` records. Needs `nats-server`.
+//! of 7 interleaved rounds) in the form `docs/benchmarks.md` records. Needs `nats-server`.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -258,32 +258,71 @@ fn criterion_remote(c: &mut Criterion, s: &mut Setup) {
     group.finish();
 }
 
-/// ns per call: median of 3 runs of `n` calls.
-fn median_ns(n: u32, mut run: impl FnMut(u32) -> Duration) -> f64 {
-    let mut runs: Vec<f64> = (0..3).map(|_| run(n).as_nanos() as f64 / f64::from(n)).collect();
-    runs.sort_by(f64::total_cmp);
-    runs[1]
+/// Rounds of each hop per kind in the summary.
+const ROUNDS: usize = 7;
+
+/// The hops of the summary, in the order each round measures them.
+#[derive(Clone, Copy)]
+enum Hop {
+    Remote,
+    Reusing,
+    Upstream,
+    Nats,
+}
+
+const HOPS: [Hop; 4] = [Hop::Remote, Hop::Reusing, Hop::Upstream, Hop::Nats];
+
+impl Setup {
+    /// ns per call of `n` calls of kind `k` (the `k`th of [`KINDS`]) over `hop`.
+    fn per_call(&mut self, hop: Hop, k: usize, n: u32) -> f64 {
+        let kind = KINDS[k];
+        let took = match hop {
+            Hop::Remote => self.remote(kind, n),
+            Hop::Reusing => self.remote_reusing(kind, n),
+            Hop::Upstream => self.upstream(kind, n),
+            Hop::Nats => self.nats(k, n),
+        };
+        took.as_nanos() as f64 / f64::from(n)
+    }
+}
+
+/// Medians of [`ROUNDS`] rounds, `[hop][kind]`. Each round measures every hop
+/// once, one after the other, so that the machine drifting (a shared VM does)
+/// moves all four alike instead of the ones measured last.
+fn medians(s: &mut Setup) -> [Vec<f64>; 4] {
+    let mut medians: [Vec<f64>; 4] = Default::default();
+    for (k, kind) in KINDS.iter().enumerate() {
+        let n = if *kind == "bytes64k" { 150 } else { 800 };
+        let mut runs: [Vec<f64>; 4] = Default::default();
+        for _ in 0..ROUNDS {
+            for (h, hop) in HOPS.into_iter().enumerate() {
+                runs[h].push(s.per_call(hop, k, n));
+            }
+        }
+        for (h, mut runs) in runs.into_iter().enumerate() {
+            runs.sort_by(f64::total_cmp);
+            medians[h].push(runs[ROUNDS / 2]);
+        }
+    }
+    medians
 }
 
 fn summary(s: &mut Setup) {
     s.remote("add", 200); // warm up: clients, subscriptions, the provider's code
+    s.remote_reusing("add", 200);
     s.upstream("add", 200);
-    let n = |kind: &str| if kind == "bytes64k" { 500 } else { 3_000 };
+    let [remote, reusing, upstream, nats] = medians(s);
     println!("\n| hop (µs per call) | {} |", KINDS.join(" | "));
     println!("|---|{}", "---|".repeat(KINDS.len()));
-    let row = |figures: Vec<f64>| figures.iter().map(|f| format!("{:.1}", f / 1000.0)).collect::<Vec<_>>().join(" | ");
-    s.remote_reusing("add", 200);
-    let remote: Vec<f64> = KINDS.iter().map(|k| median_ns(n(k), |m| s.remote(k, m))).collect();
-    let reusing: Vec<f64> = KINDS.iter().map(|k| median_ns(n(k), |m| s.remote_reusing(k, m))).collect();
-    let upstream: Vec<f64> = KINDS.iter().map(|k| median_ns(n(k), |m| s.upstream(k, m))).collect();
-    let nats: Vec<f64> = KINDS.iter().enumerate().map(|(i, k)| median_ns(n(k), |m| s.nats(i, m))).collect();
-    println!("| weft `remote` link, caller → provider on another host | {} |", row(remote.clone()));
-    println!("| the same, the provider with `reuseInstances` | {} |", row(reusing.clone()));
-    println!("| upstream wRPC, generated client → generated server | {} |", row(upstream.clone()));
-    println!("| request/reply through the same nats-server | {} |", row(nats.clone()));
+    let row = |figures: &[f64]| figures.iter().map(|f| format!("{:.1}", f / 1000.0)).collect::<Vec<_>>().join(" | ");
+    println!("| weft `remote` link, caller → provider on another host | {} |", row(&remote));
+    println!("| the same, the provider with `reuseInstances` | {} |", row(&reusing));
+    println!("| upstream wRPC, generated client → generated server | {} |", row(&upstream));
+    println!("| request/reply through the same nats-server | {} |", row(&nats));
     let ratio =
         |a: &[f64], b: &[f64]| a.iter().zip(b).map(|(a, b)| format!("{:.2}×", a / b)).collect::<Vec<_>>().join(" | ");
     println!("| weft ÷ plain NATS | {} |", ratio(&remote, &nats));
+    println!("| weft (`reuseInstances`) ÷ plain NATS | {} |", ratio(&reusing, &nats));
     println!("| weft ÷ upstream wRPC | {} |", ratio(&remote, &upstream));
     println!("| weft (`reuseInstances`) ÷ upstream wRPC | {} |", ratio(&reusing, &upstream));
     println!("\n| `add` with {CONCURRENT} concurrent callers | calls/s |\n|---|---|");
