@@ -304,7 +304,9 @@ impl WrpcLinks {
 /// call at a time runs in this task itself, and calls that arrive meanwhile run
 /// in tasks of their own: a hand-off to another task for every call costs a
 /// thread woken on a small machine (Tokio runs a few tasks woken by one another
-/// in a row on one thread, and then wakes another thread to share them).
+/// in a row on one thread, and then wakes another thread to share them). A call
+/// that arrives while the one here runs Wasm is taken when that yields: at its
+/// next host call, or at the latest at the next epoch tick.
 async fn answer_calls(
     served: Arc<Served>,
     mut calls: async_nats::Subscriber,

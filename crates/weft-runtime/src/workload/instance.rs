@@ -178,17 +178,23 @@ impl WorkloadComponent {
     }
 
     async fn make_wanted_spare(&self, engine: &Engine, stop: Arc<AtomicBool>) {
-        let made = self.instantiate(engine, stop).await;
-        {
-            let mut ready = self.spare.ready.lock().unwrap();
-            match made {
-                // Checked under the lock `drop_idle` takes after the flag is set.
-                Ok(live) if !live.0.data().is_stopping() => *ready = Some(live),
-                Ok(_) => {}
-                Err(e) => tracing::debug!(component = %self.name, "no spare instance: {e}"),
+        /// Lets the next invocation make a spare again, also when this making is
+        /// dropped half-way (the caller's task cancelled).
+        struct Making<'a>(&'a AtomicBool);
+        impl Drop for Making<'_> {
+            fn drop(&mut self) {
+                self.0.store(false, Ordering::Release);
             }
         }
-        self.spare.making.store(false, Ordering::Release);
+        let _making = Making(&self.spare.making);
+        let made = self.instantiate(engine, stop).await;
+        let mut ready = self.spare.ready.lock().unwrap();
+        match made {
+            // Checked under the lock `drop_idle` takes after the flag is set.
+            Ok(live) if !live.0.data().is_stopping() => *ready = Some(live),
+            Ok(_) => {}
+            Err(e) => tracing::debug!(component = %self.name, "no spare instance: {e}"),
+        }
     }
 
     /// How many instances wait to be reused.
