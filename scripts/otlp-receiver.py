@@ -10,6 +10,7 @@ each export as one line of JSON (the protobuf JSON mapping, ids in hex) on stdou
 import base64
 import json
 import sys
+import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from google.protobuf import json_format
@@ -36,12 +37,24 @@ def base64_ids(value):
     return value
 
 
+# Exports arrive on several threads at once (two hosts exporting): `print` writes
+# the text and the newline apart, so lines could interleave without it.
+STDOUT = threading.Lock()
+
+
+def say(value):
+    line = json.dumps(value) + "\n"
+    with STDOUT:
+        sys.stdout.write(line)
+        sys.stdout.flush()
+
+
 def emit(signal, encoding, request):
-    print(json.dumps({
+    say({
         "signal": signal,
         "encoding": encoding,
         "body": hex_ids(json_format.MessageToDict(request)),
-    }), flush=True)
+    })
 
 
 def hex_ids(value):
@@ -68,7 +81,7 @@ class Handler(BaseHTTPRequestHandler):
             else:
                 request.ParseFromString(body)
         except Exception as e:  # a malformed export is what the tests must see
-            print(json.dumps({"signal": self.path[4:], "error": str(e)}), flush=True)
+            say({"signal": self.path[4:], "error": str(e)})
             self.send_error(400, str(e))
             return
         emit(self.path[4:], "json" if json_body else "protobuf", request)
@@ -111,7 +124,7 @@ def serve_grpc(port):
         servicer(logs_grpc.LogsServiceServicer, "logs", logs.ExportLogsServiceResponse), server)
     server.add_insecure_port(f"127.0.0.1:{port}")
     server.start()
-    print(json.dumps({"listening": port}), flush=True)
+    say({"listening": port})
     server.wait_for_termination()
 
 
@@ -121,5 +134,5 @@ if __name__ == "__main__":
         serve_grpc(port)
     else:
         server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
-        print(json.dumps({"listening": server.server_address[1]}), flush=True)
+        say({"listening": server.server_address[1]})
         server.serve_forever()
