@@ -352,11 +352,41 @@ fn summary(s: &mut Setup) {
     }
 }
 
+/// `WEFT_LINKS_PROFILE=<hop>:<kind>:<n>` (hop: remote, reusing, upstream, nats)
+/// makes only those calls, for a profiler or `perf stat` to watch one hop;
+/// `WEFT_LINKS_PROFILE=summary` prints only the summary.
+fn profile(s: &mut Setup, what: &str) {
+    if what == "summary" {
+        return summary(s);
+    }
+    let mut parts = what.split(':');
+    let (hop, kind, n) = (parts.next(), parts.next(), parts.next().and_then(|n| n.parse::<u32>().ok()));
+    let hop = match hop {
+        Some("remote") => Hop::Remote,
+        Some("reusing") => Hop::Reusing,
+        Some("upstream") => Hop::Upstream,
+        Some("nats") => Hop::Nats,
+        _ => panic!("WEFT_LINKS_PROFILE: hop is one of remote, reusing, upstream, nats, not {what:?}"),
+    };
+    let k = KINDS
+        .iter()
+        .position(|k| Some(*k) == kind)
+        .unwrap_or_else(|| panic!("WEFT_LINKS_PROFILE: kind is one of {KINDS:?}"));
+    let n = n.unwrap_or(10_000);
+    s.per_call(hop, k, 200); // warm up
+    let ns = s.per_call(hop, k, n);
+    println!("{what}: {:.1} µs per call", ns / 1000.0);
+}
+
 fn main() {
     let _entered = rt().enter();
     // One lattice for both parts: a second one's nats-server could take the
     // first's port, and the first's clients would find it.
     let mut s = setup();
+    if let Ok(what) = std::env::var("WEFT_LINKS_PROFILE") {
+        profile(&mut s, &what);
+        return;
+    }
     let mut criterion = Criterion::default().configure_from_args();
     criterion_remote(&mut criterion, &mut s);
     criterion.final_summary();
