@@ -113,6 +113,7 @@ fn status(wire: wire::WorkloadStatus, name: &str, namespace: &str) -> Result<Wor
             message: (!wire.message.is_empty()).then_some(wire.message),
             components: Vec::new(),
             service: None,
+            concurrency: None,
             uptime_ms: 0,
         }),
     }

@@ -366,6 +366,8 @@ pub fn weft_heartbeat(beat: &wire::HostHeartbeat, uptime_secs: u64) -> Heartbeat
         http_port: u16::try_from(beat.http_port).ok().filter(|p| *p != 0),
         environment: Some(beat.environment.clone()).filter(|e| !e.is_empty()),
         allocator: weft_runtime::engine::AllocatorKind::OnDemand,
+        // wasmCloud's heartbeat does not carry them.
+        engines: Vec::new(),
     }
 }
 
@@ -486,6 +488,7 @@ mod tests {
             http_port: Some(8080),
             environment: Some("tenant-a".into()),
             allocator: weft_runtime::engine::AllocatorKind::OnDemand,
+            engines: Vec::new(),
         };
         let wire = wire_heartbeat(&beat, "2026-12-03T00:00:00Z");
         let json = serde_json::to_value(&wire).unwrap();

@@ -18,6 +18,7 @@ use serde::Serialize;
 use sha2::{Digest as _, Sha256};
 use wasmtime::component::Component;
 
+use crate::engine::Concurrency;
 use crate::limits::ByteSize;
 
 /// sha256 of a component's bytes.
@@ -58,7 +59,7 @@ pub struct CacheStats {
 
 pub struct ComponentCache {
     engine: wasmtime::Engine,
-    /// `<cache dir>/<engine compatibility key>`.
+    /// `<cache dir>/<engine compatibility key>-concurrency-<on|off>`.
     dir: Option<PathBuf>,
     /// One slot per digest; its mutex serialises compiles of the same bytes.
     entries: Mutex<HashMap<Digest, Arc<Mutex<Option<Component>>>>>,
@@ -68,8 +69,10 @@ pub struct ComponentCache {
 }
 
 impl ComponentCache {
-    pub fn new(engine: wasmtime::Engine, cache_dir: Option<PathBuf>) -> ComponentCache {
-        let dir = cache_dir.map(|d| d.join(engine_key(&engine)));
+    pub fn new(engine: wasmtime::Engine, concurrency: Concurrency, cache_dir: Option<PathBuf>) -> ComponentCache {
+        // The concurrency setting is named too: an engine's compatibility hash
+        // need not cover it, and code compiled with one is not for the other.
+        let dir = cache_dir.map(|d| d.join(format!("{}-concurrency-{}", engine_key(&engine), concurrency.as_str())));
         ComponentCache {
             engine,
             dir,
@@ -191,6 +194,22 @@ fn engine_key(engine: &wasmtime::Engine) -> String {
     format!("wasmtime-{}", &hex::encode(hasher.0.finalize())[..16])
 }
 
+/// Whether a component uses component-model async (`async` functions, `stream`,
+/// `future`, the async ABI: WASI 0.3), which only an engine with concurrency
+/// support runs: it is valid with those features and not without them. Bytes
+/// invalid either way say `Off`, and compiling them reports why.
+pub fn concurrency_needed(bytes: &[u8]) -> Concurrency {
+    use wasmparser::{Validator, WasmFeatures};
+    let async_features = WasmFeatures::CM_ASYNC
+        | WasmFeatures::CM_MORE_ASYNC_BUILTINS
+        | WasmFeatures::CM_ASYNC_STACKFUL
+        | WasmFeatures::CM_THREADING
+        | WasmFeatures::CM_ERROR_CONTEXT;
+    let all = WasmFeatures::default() | async_features;
+    let valid = |features: WasmFeatures| Validator::new_with_features(features).validate_all(bytes).is_ok();
+    if !valid(all - async_features) && valid(all) { Concurrency::On } else { Concurrency::Off }
+}
+
 const WASM_MAGIC: &[u8; 4] = b"\0asm";
 const CORE_MODULE_VERSION: [u8; 4] = [1, 0, 0, 0];
 
@@ -218,12 +237,6 @@ pub fn describe_invalid(bytes: &[u8], error: &wasmtime::Error) -> String {
             .into();
     }
     let message = root_message(error);
-    if message.contains("component model async") {
-        return format!(
-            "it targets WASI 0.3 (component-model async: `stream`, `future`, async functions), which weft does \
-             not run yet: weft runs WASI 0.2 components (build for `wasm32-wasip2`, with a WASI 0.2 SDK) ({message})"
-        );
-    }
     if message.contains("unexpected end") || message.contains(&format!("(bound = {})", bytes.len())) {
         return format!("invalid component: the file ends early (truncated?): {message}");
     }

@@ -1,4 +1,7 @@
-//! The Wasmtime engine weft runs everything on: one per host.
+//! The Wasmtime engines weft runs everything on: per host, one with
+//! component-model concurrency off for WASI 0.2 components, and one with it on for
+//! components that use component-model async (WASI 0.3), created on first need
+//! ([`Engines`], docs/engine.md). Both:
 //!
 //! * async execution, so that guests run on Tokio without blocking it;
 //! * the pooling instance allocator where the machine allows it (it reserves a large
@@ -63,9 +66,71 @@ impl Default for EngineConfig {
     }
 }
 
+/// Whether an engine has Wasmtime's component-model concurrency support.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Concurrency {
+    /// WASI 0.2 and synchronous component functions: every host-mediated call is
+    /// cheaper without concurrency support.
+    Off,
+    /// Component-model async: `async` functions, `stream`, `future`, WASI 0.3.
+    On,
+}
+
+impl Concurrency {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Concurrency::Off => "off",
+            Concurrency::On => "on",
+        }
+    }
+}
+
+/// A host's engines: the one without concurrency support, made with the host,
+/// and the one with it, made the first time a workload needs it.
+pub struct Engines {
+    config: EngineConfig,
+    off: Arc<Engine>,
+    on: std::sync::Mutex<Option<Arc<Engine>>>,
+}
+
+impl Engines {
+    pub fn new(config: &EngineConfig) -> wasmtime::Result<Engines> {
+        Ok(Engines { config: config.clone(), off: Engine::new(config, Concurrency::Off)?, on: Default::default() })
+    }
+
+    /// The engine without concurrency support, which WASI 0.2 workloads run on.
+    pub fn default_engine(&self) -> &Arc<Engine> {
+        &self.off
+    }
+
+    /// The engine for `concurrency`, made now if it is the first need of it.
+    pub fn get(&self, concurrency: Concurrency) -> wasmtime::Result<Arc<Engine>> {
+        match concurrency {
+            Concurrency::Off => Ok(self.off.clone()),
+            Concurrency::On => {
+                let mut on = self.on.lock().unwrap();
+                if let Some(engine) = &*on {
+                    return Ok(engine.clone());
+                }
+                let engine = Engine::new(&self.config, Concurrency::On)?;
+                tracing::info!(allocator = ?engine.allocator(), "engine with component-model concurrency started");
+                *on = Some(engine.clone());
+                Ok(engine)
+            }
+        }
+    }
+
+    /// The engines made so far.
+    pub fn started(&self) -> Vec<Arc<Engine>> {
+        std::iter::once(self.off.clone()).chain(self.on.lock().unwrap().clone()).collect()
+    }
+}
+
 /// A configured Wasmtime engine, its epoch ticker and its compiled-component cache.
 pub struct Engine {
     engine: wasmtime::Engine,
+    concurrency: Concurrency,
     allocator: AllocatorKind,
     epoch_tick: Duration,
     max_component_size: ByteSize,
@@ -74,22 +139,24 @@ pub struct Engine {
 }
 
 impl Engine {
-    pub fn new(config: &EngineConfig) -> wasmtime::Result<Arc<Engine>> {
+    pub fn new(config: &EngineConfig, concurrency: Concurrency) -> wasmtime::Result<Arc<Engine>> {
+        let on_demand = || wasmtime::Engine::new(&base_config(concurrency));
         let (engine, allocator) = match config.allocator {
-            AllocatorChoice::OnDemand => (wasmtime::Engine::new(&base_config())?, AllocatorKind::OnDemand),
-            AllocatorChoice::Pooling => (pooling_engine(config)?, AllocatorKind::Pooling),
-            AllocatorChoice::Auto => match pooling_engine(config) {
+            AllocatorChoice::OnDemand => (on_demand()?, AllocatorKind::OnDemand),
+            AllocatorChoice::Pooling => (pooling_engine(config, concurrency)?, AllocatorKind::Pooling),
+            AllocatorChoice::Auto => match pooling_engine(config, concurrency) {
                 Ok(engine) => (engine, AllocatorKind::Pooling),
                 Err(e) => {
                     tracing::info!("pooling allocator unavailable ({e}); using on-demand allocation");
-                    (wasmtime::Engine::new(&base_config())?, AllocatorKind::OnDemand)
+                    (on_demand()?, AllocatorKind::OnDemand)
                 }
             },
         };
-        let cache = ComponentCache::new(engine.clone(), config.cache_dir.clone());
+        let cache = ComponentCache::new(engine.clone(), concurrency, config.cache_dir.clone());
         let ticker = EpochTicker::start(engine.clone(), config.epoch_tick);
         Ok(Arc::new(Engine {
             engine,
+            concurrency,
             allocator,
             epoch_tick: config.epoch_tick,
             max_component_size: config.max_component_size,
@@ -100,6 +167,10 @@ impl Engine {
 
     pub fn wasmtime(&self) -> &wasmtime::Engine {
         &self.engine
+    }
+
+    pub fn concurrency(&self) -> Concurrency {
+        self.concurrency
     }
 
     pub fn allocator(&self) -> AllocatorKind {
@@ -124,7 +195,7 @@ impl Engine {
     }
 }
 
-fn base_config() -> wasmtime::Config {
+fn base_config(concurrency: Concurrency) -> wasmtime::Config {
     let mut config = wasmtime::Config::new();
     config
         .wasm_component_model(true)
@@ -133,7 +204,7 @@ fn base_config() -> wasmtime::Config {
         .epoch_interruption(true)
         // WASI 0.2 components need no component-model concurrency, and leaving it
         // off keeps every host-mediated call cheaper (docs/engine.md).
-        .concurrency_support(cfg!(feature = "concurrency"))
+        .concurrency_support(concurrency == Concurrency::On)
         .cranelift_opt_level(OptLevel::Speed);
     config
 }
@@ -148,7 +219,7 @@ pub const MEMORY_KEEP_RESIDENT: usize = 1 << 20;
 /// The same for tables, which are small.
 const TABLE_KEEP_RESIDENT: usize = 64 << 10;
 
-fn pooling_engine(config: &EngineConfig) -> wasmtime::Result<wasmtime::Engine> {
+fn pooling_engine(config: &EngineConfig, concurrency: Concurrency) -> wasmtime::Result<wasmtime::Engine> {
     let n = config.max_instances.max(1);
     let mut pool = PoolingAllocationConfig::new();
     // A Rust component built for wasm32-wasip2 holds a handful of core instances,
@@ -162,7 +233,7 @@ fn pooling_engine(config: &EngineConfig) -> wasmtime::Result<wasmtime::Engine> {
         .linear_memory_keep_resident(MEMORY_KEEP_RESIDENT)
         .table_keep_resident(TABLE_KEEP_RESIDENT)
         .pagemap_scan(wasmtime::Enabled::Auto);
-    let mut wasm_config = base_config();
+    let mut wasm_config = base_config(concurrency);
     wasm_config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     wasmtime::Engine::new(&wasm_config)
 }

@@ -11,7 +11,7 @@ use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
 
 use crate::component::CacheStats;
-use crate::engine::{AllocatorKind, Engine, EngineConfig};
+use crate::engine::{AllocatorKind, Concurrency, Engine, EngineConfig, Engines};
 use crate::error::{Problem, Rejection};
 use crate::manifest::WorkloadSpec;
 use crate::output::PrefixedStdio;
@@ -47,7 +47,21 @@ pub struct Heartbeat {
     /// schedulers that keep tenants apart.
     #[serde(default)]
     pub environment: Option<String>,
+    /// The allocator of the engine WASI 0.2 workloads run on.
     pub allocator: AllocatorKind,
+    /// The engines started so far: the one without component-model concurrency
+    /// always, the one with it once a workload has needed it.
+    #[serde(default)]
+    pub engines: Vec<EngineStatus>,
+}
+
+/// One of a host's engines, in its heartbeat.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EngineStatus {
+    pub concurrency: Concurrency,
+    pub allocator: AllocatorKind,
+    /// Workloads not yet stopped that run on it.
+    pub workloads: usize,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, thiserror::Error)]
@@ -164,7 +178,7 @@ struct HostInner {
 impl Host {
     /// Creates the host and starts its plugins.
     pub async fn new(config: HostConfig) -> anyhow::Result<Host> {
-        let engine = Engine::new(&config.engine).map_err(anyhow::Error::from)?;
+        let engines = Engines::new(&config.engine).map_err(anyhow::Error::from)?;
         let mut plugins = config.plugins;
         if let Some(remote) = &config.remote {
             plugins.push(remote.clone());
@@ -201,7 +215,7 @@ impl Host {
             .map_err(|e| anyhow::anyhow!("telemetry: {e}"))?,
             None => Telemetry::disabled(),
         };
-        tracing::info!(host = %id, name = %friendly_name, allocator = ?engine.allocator(), "host started");
+        tracing::info!(host = %id, name = %friendly_name, allocator = ?engines.default_engine().allocator(), "host started");
         let host = Host {
             inner: Arc::new(HostInner {
                 id,
@@ -210,7 +224,7 @@ impl Host {
                 environment: config.environment,
                 started: Instant::now(),
                 cx: HostContext {
-                    engine,
+                    engines,
                     plugins,
                     stdio: config.stdio,
                     scratch_dir,
@@ -250,12 +264,20 @@ impl Host {
         &self.inner.id
     }
 
+    /// The engine WASI 0.2 workloads run on (component-model concurrency off).
     pub fn engine(&self) -> &Arc<Engine> {
-        &self.inner.cx.engine
+        self.inner.cx.engines.default_engine()
     }
 
+    /// Compiled-component cache counters, summed over the engines started.
     pub fn cache_stats(&self) -> CacheStats {
-        self.engine().cache().stats()
+        self.inner.cx.engines.started().iter().map(|e| e.cache().stats()).fold(CacheStats::default(), |a, b| {
+            CacheStats {
+                compiled: a.compiled + b.compiled,
+                memory_hits: a.memory_hits + b.memory_hits,
+                disk_hits: a.disk_hits + b.disk_hits,
+            }
+        })
     }
 
     /// What this host has fetched from registries.
@@ -339,9 +361,7 @@ impl Host {
             let validated = workload::validate(&self.inner.cx, id.clone(), spec).await.inspect_err(|rejection| {
                 tracing::info!(workload = %name, "{rejection}");
             })?;
-            Ok::<_, HostError>(
-                RunningWorkload::start(self.engine().clone(), validated, self.telemetry().clone(), replaces).await?,
-            )
+            Ok::<_, HostError>(RunningWorkload::start(validated, self.telemetry().clone(), replaces).await?)
         };
         let running = started.await?;
         tracing::info!(workload = %name, id = %id, "running");
@@ -380,11 +400,25 @@ impl Host {
 
 impl HostApi for Host {
     async fn heartbeat(&self) -> Result<Heartbeat, HostError> {
-        let (workloads, components) = {
+        let (workloads, components, on_engine) = {
             let map = self.inner.workloads.lock().unwrap();
             let active: Vec<_> = map.values().filter(|w| w.state().is_active()).collect();
-            (active.len(), active.iter().map(|w| w.components.len()).sum())
+            let on_engine = |c: Concurrency| active.iter().filter(|w| w.concurrency() == c).count();
+            let on_engine = [on_engine(Concurrency::Off), on_engine(Concurrency::On)];
+            (active.len(), active.iter().map(|w| w.components.len()).sum(), on_engine)
         };
+        let engines = self
+            .inner
+            .cx
+            .engines
+            .started()
+            .iter()
+            .map(|e| EngineStatus {
+                concurrency: e.concurrency(),
+                allocator: e.allocator(),
+                workloads: on_engine[usize::from(e.concurrency() == Concurrency::On)],
+            })
+            .collect();
         let mut interfaces: Vec<String> =
             wasi::interfaces().chain(self.inner.cx.plugins.interfaces()).map(|i| i.to_string()).collect();
         interfaces.sort();
@@ -405,6 +439,7 @@ impl HostApi for Host {
             http_port: self.inner.cx.plugins.all().find_map(|p| p.http_port()),
             environment: self.inner.environment.clone(),
             allocator: self.engine().allocator(),
+            engines,
         })
     }
 

@@ -52,8 +52,6 @@ async fn each_fault_is_rejected_with_its_cause_and_bystanders_are_untouched() {
     let hello = std::fs::read(HELLO).unwrap();
     t.file("truncated.wasm", &hello[..hello.len() / 2]);
     t.file("notes.wasm", b"these are not the bytes you are looking for");
-    // The least of a WASI 0.3 component: a component whose one type is `stream<u8>`.
-    t.file("async.wasm", b"\0asm\x0d\x00\x01\x00\x07\x04\x01\x66\x01\x7d");
 
     let cases: Vec<(&str, String, Vec<&str>)> = vec![
         (
@@ -80,16 +78,6 @@ async fn each_fault_is_rejected_with_its_cause_and_bystanders_are_untouched() {
             "text",
             "name: a\ncomponents: [{ name: c, source: notes.wasm }]\n".into(),
             vec!["component `c`", "starts with the text \"these ar\""],
-        ),
-        (
-            "WASI 0.3",
-            "name: a\ncomponents: [{ name: c, source: async.wasm }]\n".into(),
-            vec![
-                "component `c`",
-                "it targets WASI 0.3",
-                "build for `wasm32-wasip2`",
-                "requires the component model async feature",
-            ],
         ),
         (
             "truncated",

@@ -224,9 +224,15 @@ fn compiled() -> anyhow::Result<&'static weft_runtime::component::ComponentCache
         return Ok(cache);
     }
     let mut config = wasmtime::Config::new();
-    config.wasm_component_model(true);
+    // CLI plugins are WASI 0.2 commands: no component-model concurrency (on by
+    // default once Wasmtime is built with it).
+    config.wasm_component_model(true).concurrency_support(false);
     let engine = wasmtime::Engine::new(&config)?;
-    let cache = weft_runtime::component::ComponentCache::new(engine, crate::commands::host::default_cache_dir());
+    let cache = weft_runtime::component::ComponentCache::new(
+        engine,
+        weft_runtime::engine::Concurrency::Off,
+        crate::commands::host::default_cache_dir(),
+    );
     Ok(CACHE.get_or_init(|| cache))
 }
 

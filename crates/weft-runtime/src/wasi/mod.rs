@@ -1,5 +1,7 @@
-//! WASI 0.2: the only interfaces the runtime links by itself, `wasi:http` included
-//! (outgoing requests behind a per-component policy, see [`http`]).
+//! WASI: the only interfaces the runtime links by itself. WASI 0.2, `wasi:http`
+//! included (outgoing requests behind a per-component policy, see [`http`]), for
+//! every workload; WASI 0.3 (wasmtime-wasi's `p3`) as well for workloads on the
+//! engine with component-model concurrency, which its async functions need.
 
 pub mod http;
 
@@ -9,6 +11,7 @@ use std::sync::Arc;
 use wasmtime::component::Linker;
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder};
 
+use crate::engine::Concurrency;
 use crate::interface::{InterfaceName, ItemName};
 use crate::output::{GuestOutput, Origin, OutputSink, Stream};
 use crate::store::StoreState;
@@ -50,11 +53,55 @@ pub const WASI_INTERFACES: &[&str] = &[
     "wasi:sockets/udp-create-socket",
 ];
 
+/// The WASI 0.3 version wasmtime-wasi 48's `p3` implements. Its WIT is, but for
+/// the version, the same as 0.3.2's (what the `wasip3` crate imports), and both
+/// Wasmtime's linker and [`InterfaceName::satisfies`] match any 0.3.x to it.
+pub const WASI_P3_VERSION: &str = "0.3.0";
+
+/// Every interface `wasmtime_wasi::p3::add_to_linker` defines (on the engine
+/// with concurrency support only), and `wasi:cli/types`, which holds types only.
+pub const WASI_P3_INTERFACES: &[&str] = &[
+    "wasi:cli/environment",
+    "wasi:cli/types",
+    "wasi:cli/exit",
+    "wasi:cli/stderr",
+    "wasi:cli/stdin",
+    "wasi:cli/stdout",
+    "wasi:cli/terminal-input",
+    "wasi:cli/terminal-output",
+    "wasi:cli/terminal-stderr",
+    "wasi:cli/terminal-stdin",
+    "wasi:cli/terminal-stdout",
+    "wasi:clocks/monotonic-clock",
+    "wasi:clocks/system-clock",
+    "wasi:clocks/types",
+    "wasi:filesystem/preopens",
+    "wasi:filesystem/types",
+    "wasi:random/insecure",
+    "wasi:random/insecure-seed",
+    "wasi:random/random",
+    "wasi:sockets/ip-name-lookup",
+    "wasi:sockets/types",
+];
+
+/// `wasi:cli/run` as WASI 0.2 and 0.3 export it (0.3's `run` is async); a
+/// command or service exports one of them.
+pub const RUN_EXPORTS: [&str; 2] = ["wasi:cli/run@0.2.0", "wasi:cli/run@0.3.0"];
+
+/// Whether an export named `name` is a [`RUN_EXPORTS`] interface.
+pub fn is_run_export(name: &str) -> bool {
+    let name = ItemName::parse(name);
+    RUN_EXPORTS.iter().any(|run| name.satisfies(&ItemName::parse(run)))
+}
+
 /// The interfaces the runtime provides, with their versions.
 pub fn interfaces() -> impl Iterator<Item = InterfaceName> {
-    WASI_INTERFACES
-        .iter()
-        .map(|name| InterfaceName::parse(&format!("{name}@{WASI_VERSION}")).expect("valid WASI interface name"))
+    let versioned = |names: &'static [&'static str], version: &'static str| {
+        names
+            .iter()
+            .map(move |name| InterfaceName::parse(&format!("{name}@{version}")).expect("valid WASI interface name"))
+    };
+    versioned(WASI_INTERFACES, WASI_VERSION).chain(versioned(WASI_P3_INTERFACES, WASI_P3_VERSION))
 }
 
 /// Whether the runtime's WASI satisfies `import`.
@@ -63,9 +110,12 @@ pub fn provides(import: &ItemName) -> bool {
     interfaces().any(|offered| offered.satisfies(wanted))
 }
 
-pub(crate) fn add_to_linker(linker: &mut Linker<StoreState>) -> wasmtime::Result<()> {
+pub(crate) fn add_to_linker(linker: &mut Linker<StoreState>, concurrency: Concurrency) -> wasmtime::Result<()> {
     use wasmtime_wasi_http::p2::bindings::{LinkOptions, http::types};
     wasmtime_wasi::p2::add_to_linker_async(linker)?;
+    if concurrency == Concurrency::On {
+        wasmtime_wasi::p3::add_to_linker(linker)?;
+    }
     // `add_only_http_to_linker_async`, with weft's `outgoing-handler.handle`.
     types::add_to_linker::<_, wasmtime_wasi_http::WasiHttp>(linker, &LinkOptions::default().into(), |s| {
         wasmtime_wasi_http::WasiHttpView::http(s)

@@ -11,6 +11,7 @@ use super::instance::{Member, WorkloadComponent};
 use super::plan::{ImportLink, LinkMode, LinkPlan, Provider};
 use super::{HostContext, WorkloadId};
 use crate::component::Digest;
+use crate::engine::{Concurrency, Engine};
 use crate::error::Problem;
 use crate::interface::ItemName;
 use crate::limits::{ByteSize, ConcurrencyGate, Limits};
@@ -36,6 +37,8 @@ pub(super) struct Loaded {
 
 pub(super) struct Builder<'a> {
     pub cx: &'a HostContext,
+    /// The engine the workload runs on.
+    pub engine: &'a Arc<Engine>,
     pub id: &'a WorkloadId,
     pub spec: &'a WorkloadSpec,
     pub entries: &'a [(&'a ComponentSpec, bool)],
@@ -50,6 +53,7 @@ pub(super) struct Builder<'a> {
 
 /// What validation prepared for each component, index for index.
 pub(super) struct Prepared<'a> {
+    pub engine: &'a Arc<Engine>,
     pub entries: &'a [(&'a ComponentSpec, bool)],
     pub loaded: &'a [Result<Loaded, String>],
     pub preopens: &'a [Vec<Preopen>],
@@ -65,9 +69,10 @@ impl<'a> Builder<'a> {
         plan: &'a mut LinkPlan,
         problems: &'a mut Vec<Problem>,
     ) -> Builder<'a> {
-        let Prepared { entries, loaded, preopens, outgoing } = prepared;
+        let Prepared { engine, entries, loaded, preopens, outgoing } = prepared;
         Builder {
             cx,
+            engine,
             id,
             spec,
             entries,
@@ -133,6 +138,13 @@ impl<'a> Builder<'a> {
     pub fn decide_modes(&mut self) {
         let callers: Vec<String> = self.plan.components.iter().map(|c| c.component.clone()).collect();
         for caller in callers {
+            if self.engine.concurrency() == Concurrency::On {
+                // Per-member WASI (slots) covers WASI 0.2 only: fused, the members
+                // would share the entry's WASI 0.3 context.
+                let reason = "the workload uses component-model async (WASI 0.3), whose links weft keeps dynamic";
+                self.unfuse(&caller, |_| true, reason);
+                continue;
+            }
             let providers: Vec<String> = self
                 .plan
                 .imports_of(&caller)
@@ -248,7 +260,7 @@ impl<'a> Builder<'a> {
             })
             .collect();
         let composite = Composite { parts, entry: order.len() - 1 };
-        let engine = self.cx.engine.clone();
+        let engine = self.engine.clone();
         let component = tokio::task::spawn_blocking(move || {
             let key = composite.key();
             engine.cache().load_keyed(key, || composite.encode())
@@ -276,10 +288,10 @@ impl<'a> Builder<'a> {
     }
 
     fn base_linker(&self, name: &str) -> Result<Linker<StoreState>, Failure> {
-        let mut linker = Linker::new(self.cx.engine.wasmtime());
+        let mut linker = Linker::new(self.engine.wasmtime());
         // A component of the workload may serve a WASI interface in place of the runtime.
         linker.allow_shadowing(true);
-        wasi::add_to_linker(&mut linker).map_err(|e| self.cannot_link(name, &e))?;
+        wasi::add_to_linker(&mut linker, self.engine.concurrency()).map_err(|e| self.cannot_link(name, &e))?;
         Ok(linker)
     }
 
@@ -292,7 +304,7 @@ impl<'a> Builder<'a> {
         slot: Option<usize>,
     ) -> Result<(), Failure> {
         let loaded = self.loaded(self.index(part));
-        let engine = self.cx.engine.wasmtime();
+        let engine = self.engine.wasmtime();
         for import in self.plan.imports_of(part) {
             let name = match slot {
                 Some(slot) => slots::renamed(slot, &import.import),
@@ -387,7 +399,7 @@ impl<'a> Builder<'a> {
                 stdio: self.cx.stdio.clone(),
                 outgoing: self.outgoing[index].clone(),
             },
-            cpu_budget: limits.cpu_time.map(|t| self.cx.engine.ticks(t)),
+            cpu_budget: limits.cpu_time.map(|t| self.engine.ticks(t)),
             gate: ConcurrencyGate::new(&limits),
             idle: c.reuse_instances.then(Default::default),
             spare: Default::default(),

@@ -257,6 +257,18 @@ impl WorkloadComponent {
         Ok(index)
     }
 
+    /// Its `wasi:cli/run` function (WASI 0.2 or 0.3), and the name found.
+    pub fn run_func(&self) -> Result<(String, ComponentExportIndex), InvokeError> {
+        crate::wasi::RUN_EXPORTS
+            .map(|run| format!("{run}#run"))
+            .into_iter()
+            .find_map(|run| self.export_func(&run).ok().map(|index| (run, index)))
+            .ok_or_else(|| InvokeError::NoSuchFunction {
+                component: self.name.to_string(),
+                function: crate::wasi::RUN_EXPORTS.join(" or "),
+            })
+    }
+
     fn find_export_func(&self, path: &str) -> Result<ComponentExportIndex, InvokeError> {
         let missing = || InvokeError::NoSuchFunction { component: self.name.to_string(), function: path.to_string() };
         match path.split_once('#') {

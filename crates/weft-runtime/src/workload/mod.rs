@@ -24,14 +24,14 @@ pub use self::running::{Invocation, RunningWorkload};
 pub use self::service::{ServiceRun, ServiceStatus};
 pub use self::validate::ValidatedWorkload;
 pub(crate) use self::validate::validate;
-use crate::engine::Engine;
+use crate::engine::Engines;
 use crate::limits::Limits;
 use crate::plugin::PluginRegistry;
 use crate::wasi::GuestStdio;
 
 /// What validation and the running workload need from their host.
 pub(crate) struct HostContext {
-    pub engine: Arc<Engine>,
+    pub engines: Engines,
     pub plugins: PluginRegistry,
     pub stdio: GuestStdio,
     /// Where emptyDirs are created: `<scratch_dir>/<workload id>/<volume>`.
@@ -105,6 +105,11 @@ pub struct WorkloadStatus {
     pub components: Vec<ComponentStatus>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service: Option<ServiceStatus>,
+    /// Whether it runs on the engine with component-model concurrency support
+    /// (a component uses component-model async, as WASI 0.3 does) or without;
+    /// `None` where the status came from a host that does not say.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub concurrency: Option<crate::engine::Concurrency>,
     pub uptime_ms: u64,
 }
 

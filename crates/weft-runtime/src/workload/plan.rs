@@ -210,7 +210,7 @@ fn resolve_import(
             let loaded = if loaded.is_empty() { "none".to_string() } else { loaded.join(", ") };
             Err(format!(
                 "imports `{import}`, which nothing provides: no other component of this workload exports it, \
-                 the runtime's WASI 0.2 does not include it, and no host plugin provides it (plugins loaded: \
+                 the runtime's WASI (0.2; 0.3 for async components) does not include it, and no host plugin provides it (plugins loaded: \
                  {loaded}). Add a component that exports it, or run on a host with a plugin that provides it"
             ))
         }

@@ -56,9 +56,6 @@ pub struct RunningWorkload {
     telemetry: crate::telemetry::Telemetry,
 }
 
-/// A service run as its entry point: `wasi:cli/run.run`.
-const RUN: &str = "wasi:cli/run@0.2.0#run";
-
 /// An instance of a component, ready for calls (see [`RunningWorkload::instantiate`]).
 pub struct Invocation {
     component: Arc<WorkloadComponent>,
@@ -264,12 +261,11 @@ impl RunningWorkload {
     /// `replacing` another one that still runs may take over what its bindings
     /// hold (HTTP routes).
     pub(crate) async fn start(
-        engine: Arc<Engine>,
         validated: ValidatedWorkload,
         telemetry: crate::telemetry::Telemetry,
         replacing: Option<WorkloadId>,
     ) -> Result<Arc<RunningWorkload>, Rejection> {
-        let ValidatedWorkload { id, spec, components, service, volumes, plan, bindings } = validated;
+        let ValidatedWorkload { id, spec, components, service, volumes, engine, plan, bindings } = validated;
         let reject = |problem| Rejection { workload: spec.name.clone(), problems: vec![problem] };
         volumes::create(&volumes).map_err(|e| reject(Problem::new("volumes", e.to_string())))?;
         let service_status = service
@@ -380,6 +376,11 @@ impl RunningWorkload {
         self.components.iter().enumerate().filter(|(i, _)| Some(*i) != service).map(|(_, c)| c.gate.in_use()).sum()
     }
 
+    /// Whether its engine has component-model concurrency support.
+    pub fn concurrency(&self) -> crate::engine::Concurrency {
+        self.engine.concurrency()
+    }
+
     pub fn state(&self) -> WorkloadState {
         self.lifecycle.borrow().state
     }
@@ -411,6 +412,7 @@ impl RunningWorkload {
                 })
                 .collect(),
             service: l.service,
+            concurrency: Some(self.engine.concurrency()),
             uptime_ms: self.started.elapsed().as_millis() as u64,
         }
     }
@@ -472,7 +474,7 @@ impl RunningWorkload {
     }
 
     pub(crate) async fn run_component(&self, c: &WorkloadComponent) -> Result<(), InvokeError> {
-        let func = c.export_func(RUN)?;
+        let (run, func) = c.run_func()?;
         let deadline = c.deadline();
         let started = Instant::now();
         let mut span = c.telemetry.span(format!("{} run", c.name), SpanKind::Internal, None);
@@ -483,7 +485,7 @@ impl RunningWorkload {
             store.data_mut().swap_trace_context(span.context().cloned());
             store.data_mut().set_deadline(deadline);
             let run = instance.get_typed_func::<(), (Result<(), ()>,)>(&mut store, func).map_err(|e| {
-                InvokeError::NoSuchFunction { component: c.name.to_string(), function: format!("{RUN}: {e}") }
+                InvokeError::NoSuchFunction { component: c.name.to_string(), function: format!("{run}: {e}") }
             })?;
             match before_deadline(c, deadline, self.cancel.subscribe(), run.call_async(&mut store, ())).await? {
                 Ok((Ok(()),)) => Ok(()),

@@ -11,6 +11,7 @@ use super::instance::WorkloadComponent;
 use super::plan::{self, LinkPlan, Provider, Surface};
 use super::volumes::{self, Volume};
 use super::{HostContext, WorkloadId};
+use crate::engine::{Concurrency, Engine};
 use crate::error::{Problem, Rejection};
 use crate::interface::ItemName;
 use crate::link::compat;
@@ -28,12 +29,13 @@ pub struct ValidatedWorkload {
     pub(crate) components: Vec<Arc<WorkloadComponent>>,
     pub(crate) service: Option<(usize, RestartPolicy)>,
     pub(crate) volumes: Vec<Volume>,
+    /// The engine it runs on: with concurrency support when any component
+    /// uses component-model async.
+    pub(crate) engine: Arc<Engine>,
     pub plan: LinkPlan,
     /// The plugins to bind when it starts, each of which accepted its settings.
     pub(crate) bindings: Vec<PlannedBinding>,
 }
-
-const RUN_EXPORT: &str = "wasi:cli/run@0.2.0";
 
 pub(crate) async fn validate(
     cx: &HostContext,
@@ -69,20 +71,22 @@ pub(crate) async fn validate(
 
     let origins: Vec<Result<Origin, String>> = entries.iter().map(|(c, _)| source_origin(&spec, c)).collect();
     let fetched = fetch_all(cx, origins).await;
-    let engine = cx.engine.clone();
-    let loaded: Vec<Result<Loaded, String>> =
+    let engine = match choose_engine(cx, &fetched) {
+        Ok(engine) => engine,
+        Err(problem) => return Err(Rejection { workload: spec.name.clone(), problems: vec![problem] }),
+    };
+    let loaded: Vec<Result<Loaded, String>> = {
+        let engine = engine.clone();
         match tokio::task::spawn_blocking(move || fetched.into_iter().map(|f| load(&engine, f?)).collect()).await {
             Ok(loaded) => loaded,
             // A panic in the parser or compiler (a bug) rejects the workload, not the host.
             Err(e) => (0..entries.len()).map(|_| Err(format!("loading the components failed: {e}"))).collect(),
-        };
+        }
+    };
     for ((c, is_service), loaded) in entries.iter().zip(&loaded) {
         match loaded {
             Err(message) => problems.push(Problem::new(format!("component `{}`", c.name), message.clone())),
-            Ok(l)
-                if *is_service
-                    && !l.exports.iter().any(|e| ItemName::parse(e).satisfies(&ItemName::parse(RUN_EXPORT))) =>
-            {
+            Ok(l) if *is_service && !l.exports.iter().any(|e| wasi::is_run_export(e)) => {
                 problems.push(Problem::new(
                     format!("component `{}`", c.name),
                     format!("is the service, so it must export `wasi:cli/run` (it exports: {})", list(&l.exports)),
@@ -109,7 +113,7 @@ pub(crate) async fn validate(
         })
         .collect();
     let plan = plan::resolve(&surfaces, &spec.links, &cx.plugins, &mut problems);
-    check_link_types(cx, &plan, &entries, &loaded, &mut problems);
+    check_link_types(&engine, &plan, &entries, &loaded, &mut problems);
     check_host_interfaces(cx, &spec, &mut problems);
     super::served::need_lattice(cx, &spec, &plan, &mut problems);
 
@@ -119,7 +123,8 @@ pub(crate) async fn validate(
     }
 
     let mut plan = plan;
-    let prepared = Prepared { entries: &entries, loaded: &loaded, preopens: &preopens, outgoing: &outgoing };
+    let prepared =
+        Prepared { engine: &engine, entries: &entries, loaded: &loaded, preopens: &preopens, outgoing: &outgoing };
     let mut builder = Builder::new(cx, &id, &spec, prepared, &mut plan, &mut problems);
     builder.decide_modes();
     builder.build_all().await;
@@ -137,18 +142,30 @@ pub(crate) async fn validate(
     }
 
     let service = spec.service.as_ref().map(|s| (entries.len() - 1, s.restart.clone().unwrap_or_default()));
-    Ok(ValidatedWorkload { id, components, service, volumes, plan, spec, bindings })
+    Ok(ValidatedWorkload { id, components, service, volumes, engine, plan, spec, bindings })
+}
+
+/// The engine every component of the workload can run on (they share stores):
+/// the one with concurrency support when any uses component-model async. The
+/// decision reads the bytes, so it is made before anything is compiled.
+fn choose_engine(cx: &HostContext, fetched: &[Result<(String, Vec<u8>), String>]) -> Result<Arc<Engine>, Problem> {
+    let any_async =
+        fetched.iter().flatten().any(|(_, bytes)| crate::component::concurrency_needed(bytes) == Concurrency::On);
+    let needed = if any_async { Concurrency::On } else { Concurrency::Off };
+    cx.engines.get(needed).map_err(|e| {
+        Problem::new("host", format!("cannot start the engine with component-model concurrency support: {e:#}"))
+    })
 }
 
 /// Every component link joins an import and an export of matching types.
 fn check_link_types(
-    cx: &HostContext,
+    engine: &Engine,
     plan: &LinkPlan,
     entries: &[(&ComponentSpec, bool)],
     loaded: &[Result<Loaded, String>],
     problems: &mut Vec<Problem>,
 ) {
-    let engine = cx.engine.wasmtime();
+    let engine = engine.wasmtime();
     let find = |name: &str| {
         let index = entries.iter().position(|(c, _)| c.name == name)?;
         loaded[index].as_ref().ok()
@@ -266,7 +283,7 @@ fn source_origin(spec: &WorkloadSpec, c: &ComponentSpec) -> Result<Origin, Strin
 /// Every component's bytes, fetched at once (pulls from registries run in
 /// parallel); each with what names it in an error.
 async fn fetch_all(cx: &HostContext, origins: Vec<Result<Origin, String>>) -> Vec<Result<(String, Vec<u8>), String>> {
-    let limit = cx.engine.max_component_size();
+    let limit = cx.engines.default_engine().max_component_size();
     let mut results: Vec<Result<(String, Vec<u8>), String>> = Vec::with_capacity(origins.len());
     let mut fetches = tokio::task::JoinSet::new();
     for (index, origin) in origins.into_iter().enumerate() {
