@@ -113,6 +113,7 @@ fn example_manifest(name: &str, file: &str, dir: &Path) -> std::path::PathBuf {
         ("blobby_http.wasm", weft_guests::BLOBBY_HTTP),
         ("http_hello.wasm", weft_guests::HTTP_HELLO),
         ("http_keyvalue_counter.wasm", weft_guests::HTTP_KEYVALUE_COUNTER),
+        ("http_ticks_p3.wasm", weft_guests::HTTP_TICKS_P3),
     ] {
         yaml = yaml.replace(&format!("../../target/guests/wasm32-wasip2/release/{wasm}"), path);
     }
@@ -316,6 +317,18 @@ fn the_http_hello_example_answers() {
     example("http-hello", dir.path());
     let serving = Serving::start("workload.yaml", dir.path());
     assert_eq!(serving.text("GET", "/greet?me", b""), (200, "Hello from weft! You asked for /greet?me\n".into()));
+    serving.stop();
+}
+
+#[test]
+fn the_wasi_0_3_ticks_example_streams_its_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    example("http-ticks-p3", dir.path());
+    let serving = Serving::start("workload.yaml", dir.path());
+    let started = std::time::Instant::now();
+    assert_eq!(serving.text("GET", "/?ticks=3", b""), (200, "tick 1 of 3\ntick 2 of 3\ntick 3 of 3\n".into()));
+    // Two waits of 100 ms on WASI 0.3's async clock.
+    assert!(started.elapsed() >= std::time::Duration::from_millis(200));
     serving.stop();
 }
 

@@ -1,5 +1,7 @@
 //! The HTTP server: serves components that export `wasi:http/incoming-handler`
-//! 0.2, on the addresses the host configuration gives (HTTP/1.1 and h2, TLS with
+//! 0.2 or `wasi:http/handler` 0.3 (an async `handle`: the component runs on the
+//! engine with component-model concurrency, its body written by its own tasks
+//! while the store's event loop runs), side by side on the addresses the host configuration gives (HTTP/1.1 and h2, TLS with
 //! rustls when a certificate is configured), routed by host, path and method.
 //!
 //! A component is served when its manifest asks, with its routes:
@@ -47,7 +49,24 @@ pub use self::router::RouteSpec;
 use self::router::{Route, Routes};
 
 pub const ID: &str = "http";
-const HANDLER: &str = "wasi:http/incoming-handler@0.2.0";
+/// The handler interfaces it serves: WASI 0.2's, and WASI 0.3's (an async
+/// `handle`, for components on the engine with component-model concurrency).
+const HANDLERS: [&str; 2] = ["wasi:http/incoming-handler@0.2.0", "wasi:http/handler@0.3.0"];
+
+/// The handler export among `exports`, if any.
+fn handler_export(exports: &[String]) -> Option<&String> {
+    exports.iter().find(|e| HANDLERS.iter().any(|h| interface_matches(h, e)))
+}
+
+/// Why a component without `routes` cannot be served.
+fn no_handler() -> String {
+    format!("the HTTP server needs `routes` for it (it exports neither `{}` nor `{}`)", HANDLERS[0], HANDLERS[1])
+}
+
+/// Whether `export` is WASI 0.3's handler (served through the store's event loop).
+pub(crate) fn is_p3_handler(export: &str) -> bool {
+    interface_matches(HANDLERS[1], export)
+}
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -202,12 +221,12 @@ impl HttpPlugin {
             }
             return Ok((routes, false));
         }
-        let Some(export) = binding.exports.iter().find(|e| interface_matches(HANDLER, e)) else {
-            return Err(format!("the HTTP server needs `routes` for it (it does not export `{HANDLER}`)"));
+        let Some(export) = handler_export(&binding.exports) else {
+            return Err(no_handler());
         };
         let linked = binding.workload.plan().components.iter().flat_map(|c| &c.imports).any(|l| {
             matches!(&l.provider, Provider::Component { component, export: e, .. }
-                if **component == *identity.component && interface_matches(HANDLER, e))
+                if **component == *identity.component && HANDLERS.iter().any(|h| interface_matches(h, e)))
         });
         if linked {
             tracing::debug!(workload = %identity.workload, component = %identity.component,
@@ -216,7 +235,7 @@ impl HttpPlugin {
         }
         if let Some(other) = served_beside.first() {
             return Err(format!(
-                "it exports `{HANDLER}` with no `routes`, and component `{}` of the workload is served too: \
+                "it exports `{export}` with no `routes`, and component `{}` of the workload is served too: \
                  a component without routes is served on `/*` only when it is the workload's only HTTP component",
                 other.component
             ));
@@ -237,15 +256,18 @@ impl HostPlugin for HttpPlugin {
     }
 
     fn world(&self) -> PluginWorld {
-        PluginWorld { imports: Vec::new(), exports: vec![InterfaceName::parse(HANDLER).expect("valid name")] }
+        PluginWorld {
+            imports: Vec::new(),
+            exports: HANDLERS.iter().map(|h| InterfaceName::parse(h).expect("valid name")).collect(),
+        }
     }
 
     /// The settings alone: every route parses, and the component exports what it
     /// is served for. (Conflicts with routes of running workloads are found at bind.)
     fn validate(&self, settings: &BindingSettings) -> Result<(), String> {
         let routes = Self::routes_of(settings)?;
-        if routes.is_empty() && !settings.exports.iter().any(|e| interface_matches(HANDLER, e)) {
-            return Err(format!("the HTTP server needs `routes` for it (it does not export `{HANDLER}`)"));
+        if routes.is_empty() && handler_export(&settings.exports).is_none() {
+            return Err(no_handler());
         }
         Ok(())
     }

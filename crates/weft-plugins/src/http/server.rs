@@ -376,6 +376,95 @@ fn request_span(shared: &Shared, req: &http::Request<Incoming>, scheme: &Scheme)
     span
 }
 
+/// A WASI 0.3 handler's request: `handle` is async and returns the response,
+/// whose body (a `stream<u8>`, then trailers) the guest may go on writing after
+/// it returns. The store's event loop runs in a task of its own until the body
+/// is dropped (sent whole, or the client gone), holding the instance and its
+/// concurrency slot until then; the response head is answered as soon as
+/// `handle` returns. Bodies stream both ways: nothing is collected in memory.
+async fn handle_p3(
+    mut invocation: weft_runtime::workload::Invocation,
+    req: http::Request<Incoming>,
+    id: String,
+    target: weft_runtime::plugin::ComponentIdentity,
+) -> http::Response<Body> {
+    use wasmtime_wasi_http::p3;
+    let (request, request_io) = {
+        let view = invocation.store().data_mut().http();
+        p3::Request::from_http(view.hooks, req)
+    };
+    let (head_tx, head_rx) = tokio::sync::oneshot::channel::<Result<http::Response<Body>, String>>();
+    let call_id = id.clone();
+    tokio::spawn(async move {
+        let outcome = invocation
+            .run_concurrent(async move |accessor, instance| {
+                let service = accessor.with(|mut store| p3::bindings::Service::new(&mut store, &instance))?;
+                let response = match service.handle(accessor, request).await? {
+                    Ok(response) => response,
+                    Err(code) => {
+                        let _ = head_tx.send(Err(format!("the handler answered with the error code {code:?}")));
+                        return Ok(());
+                    }
+                };
+                let response = accessor.with(|store| response.into_http(store, async { Ok(()) }))?;
+                let (sent_tx, sent_rx) = tokio::sync::oneshot::channel::<()>();
+                let response = response.map(|body| {
+                    UntilDropped { body: body.map_err(|e| std::io::Error::other(format!("{e:?}"))), _sent: sent_tx }
+                        .boxed_unsync()
+                });
+                if head_tx.send(Ok(response)).is_ok() {
+                    // The guest's tasks write the body while this loop runs.
+                    let _ = sent_rx.await;
+                }
+                // A request body the guest did not read is of no further use.
+                drop(request_io);
+                Ok(())
+            })
+            .await;
+        if let Err(e) = &outcome {
+            tracing::warn!(request_id = %call_id, workload = %target.workload, component = %target.component,
+                "HTTP handler failed: {e}");
+        }
+        invocation.finish().await;
+    });
+    match head_rx.await {
+        Ok(Ok(response)) => response,
+        Ok(Err(why)) => {
+            tracing::warn!(request_id = %id, "the component failed: {why}");
+            failure(http::StatusCode::INTERNAL_SERVER_ERROR, &id, "the component failed")
+        }
+        // Logged by the task, with the id.
+        Err(_) => failure(http::StatusCode::INTERNAL_SERVER_ERROR, &id, "the component failed"),
+    }
+}
+
+/// A response body that tells, by being dropped, that it was sent whole or
+/// abandoned.
+struct UntilDropped<B> {
+    body: B,
+    _sent: tokio::sync::oneshot::Sender<()>,
+}
+
+impl<B: hyper::body::Body + Unpin> hyper::body::Body for UntilDropped<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
+
 /// One request: route it, call the component in a fresh instance, answer.
 async fn handle(
     shared: &Shared,
@@ -461,6 +550,9 @@ async fn handle(
         Err(e) => return log_failure(http::StatusCode::INTERNAL_SERVER_ERROR, "the component could not start", &e),
     };
     invocation.set_trace_parent(span.context().cloned());
+    if super::is_p3_handler(&export) {
+        return handle_p3(invocation, req, id, target).await;
+    }
     let (sender, receiver) = tokio::sync::oneshot::channel();
     let resources = {
         let mut http = invocation.store().data_mut().http();

@@ -58,8 +58,11 @@ pub const WASI_INTERFACES: &[&str] = &[
 /// Wasmtime's linker and [`InterfaceName::satisfies`] match any 0.3.x to it.
 pub const WASI_P3_VERSION: &str = "0.3.0";
 
-/// Every interface `wasmtime_wasi::p3::add_to_linker` defines (on the engine
-/// with concurrency support only), and `wasi:cli/types`, which holds types only.
+/// Every interface `wasmtime_wasi::p3::add_to_linker` and
+/// `wasmtime_wasi_http::p3::add_to_linker` define (on the engine with concurrency
+/// support only), and `wasi:cli/types`, which holds types only. Outgoing requests
+/// (`wasi:http/client`) go through the component's outgoing-HTTP policy, which
+/// vets WASI 0.2 requests only so far and refuses every 0.3 one.
 pub const WASI_P3_INTERFACES: &[&str] = &[
     "wasi:cli/environment",
     "wasi:cli/types",
@@ -77,6 +80,8 @@ pub const WASI_P3_INTERFACES: &[&str] = &[
     "wasi:clocks/types",
     "wasi:filesystem/preopens",
     "wasi:filesystem/types",
+    "wasi:http/client",
+    "wasi:http/types",
     "wasi:random/insecure",
     "wasi:random/insecure-seed",
     "wasi:random/random",
@@ -115,6 +120,7 @@ pub(crate) fn add_to_linker(linker: &mut Linker<StoreState>, concurrency: Concur
     wasmtime_wasi::p2::add_to_linker_async(linker)?;
     if concurrency == Concurrency::On {
         wasmtime_wasi::p3::add_to_linker(linker)?;
+        wasmtime_wasi_http::p3::add_to_linker(linker)?;
     }
     // `add_only_http_to_linker_async`, with weft's `outgoing-handler.handle`.
     types::add_to_linker::<_, wasmtime_wasi_http::WasiHttp>(linker, &LinkOptions::default().into(), |s| {

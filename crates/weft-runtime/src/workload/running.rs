@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{OwnedSemaphorePermit, watch};
 use tokio::task::JoinHandle;
 use wasmtime::Store;
-use wasmtime::component::{ComponentNamedList, Func, Instance, Lift, Lower, TypedFunc, Val};
+use wasmtime::component::{Accessor, ComponentNamedList, Func, Instance, Lift, Lower, TypedFunc, Val};
 
 use super::bindings::PlannedBinding;
 use super::instance::{WorkloadComponent, classify};
@@ -171,6 +171,27 @@ impl Invocation {
         let store = self.store();
         store.data_mut().enter(component.index, None);
         let outcome = before_deadline(&component, deadline, cancelled, func.call_async(&mut *store, params)).await;
+        let outcome = self.settle(outcome);
+        watch.finish(&self.component, &outcome);
+        outcome
+    }
+
+    /// Runs `work` inside the store's event loop, under the component's
+    /// deadline and the workload's cancellation, and returns when `work` does:
+    /// for async exports (component-model concurrency, WASI 0.3) whose tasks go
+    /// on after they return, such as a 0.3 HTTP handler writing the body of the
+    /// response it returned. Only for components on the engine with concurrency.
+    pub async fn run_concurrent<R: Send + 'static>(
+        &mut self,
+        work: impl AsyncFnOnce(&Accessor<StoreState>, Instance) -> wasmtime::Result<R>,
+    ) -> Result<R, InvokeError> {
+        let (component, deadline, cancelled) = (self.component.clone(), self.deadline, self.cancelled.clone());
+        let watch = self.watch();
+        let instance = self.instance();
+        let store = self.store();
+        store.data_mut().enter(component.index, None);
+        let run = async { store.run_concurrent(async |accessor| work(accessor, instance).await).await.and_then(|r| r) };
+        let outcome = before_deadline(&component, deadline, cancelled, run).await;
         let outcome = self.settle(outcome);
         watch.finish(&self.component, &outcome);
         outcome

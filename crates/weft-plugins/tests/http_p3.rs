@@ -1,0 +1,55 @@
+//! WASI 0.3 HTTP handlers (async `handle`, on the engine with component-model
+//! concurrency) served by the same server, on the same listener, as WASI 0.2
+//! ones; their response bodies stream (a task of the guest writes them after
+//! `handle` has returned), trailers included.
+
+mod common;
+
+use common::*;
+use http_body_util::BodyExt;
+use weft_runtime::engine::Concurrency;
+
+/// Routes for a WASI 0.3 handler, as a manifest `hostInterfaces` entry.
+fn serve_p3(component: &str, routes: &str) -> String {
+    format!(
+        "  - {{ interface: \"wasi:http/handler@0.3.0\", component: {component}, config: {{ routes: {routes} }} }}\n"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn wasi_0_2_and_0_3_handlers_answer_on_one_listener() {
+    let t = host().await;
+    let old = t
+        .start_ok(&format!(
+            "name: v2\ncomponents:\n  - {{ name: old, source: {HTTP_PROBE} }}\nhostInterfaces:\n{}",
+            serve("old", r#"[{ path: "/v2/*" }]"#)
+        ))
+        .await;
+    let new = t
+        .start_ok(&format!(
+            "name: v3\ncomponents:\n  - {{ name: new, source: {HTTP_P3} }}\nhostInterfaces:\n{}",
+            serve_p3("new", r#"[{ path: "/v3/*" }]"#)
+        ))
+        .await;
+    assert_eq!(old.status().concurrency, Some(Concurrency::Off));
+    assert_eq!(new.status().concurrency, Some(Concurrency::On));
+    let base = t.base().await;
+    assert_eq!(get(&format!("{base}/v2/x")).await, (200, "old GET /v2/x\n".into()));
+
+    // HTTP/1.1 sends trailers to a client that says it takes them.
+    let request = http::Request::get(format!("{base}/v3/hello"))
+        .header("te", "trailers")
+        .body(http_body_util::Full::new(bytes::Bytes::new()))
+        .unwrap();
+    let response = client().request(request).await.unwrap();
+    assert_eq!(response.status(), 200);
+    let collected = response.into_body().collect().await.unwrap();
+    let trailers = collected.trailers().cloned().expect("the handler's trailers");
+    assert_eq!(trailers.get("x-done").map(|v| v.as_bytes()), Some(&b"yes"[..]));
+    assert_eq!(&collected.to_bytes()[..], b"hello from WASI 0.3\n");
+
+    // Many at once, each in a fresh instance, all answered.
+    let url = format!("{base}/v3/again");
+    let answers = futures_util::future::join_all((0..20).map(|_| get(&url))).await;
+    assert!(answers.iter().all(|a| *a == (200, "hello from WASI 0.3\n".to_string())), "{answers:?}");
+}
