@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # HTTP serving benchmark: examples/http-hello under wrk on loopback, served by weft
-# (a fresh instance per request, then with reuseInstances) and by `wasmtime serve`
+# (a fresh instance per request, then with reuseInstances; then a WASI 0.3 handler
+# answering the same, fresh per request) and by `wasmtime serve`
 # (fresh, then reusing instances), one after the other in the same run. Prints a
 # Markdown table for docs/benchmarks.md.
 #
@@ -64,21 +65,25 @@ measure() {
     echo "| $label | $rps | $p50 | $p99 | ${errors:-none} |"
 }
 
+# `manifest <name> <reuseInstances> [<component> <handler interface>]`
 manifest() {
     cat >"$work/$1.yaml" <<YAML
 name: http-hello
 components:
   - name: hello
-    source: $wasm
+    source: ${3:-$wasm}
     reuseInstances: $2
 hostInterfaces:
-  - interface: wasi:http/incoming-handler@0.2.0
+  - interface: ${4:-wasi:http/incoming-handler@0.2.0}
     component: hello
     config: { routes: [{ path: "/*" }] }
 YAML
 }
 manifest fresh false
 manifest reused true
+# The same answer from a WASI 0.3 handler (async `handle`, the body written by a
+# task of the guest): guests/http-p3, on weft's engine with concurrency support.
+manifest p3 false "$PWD/target/guests/wasm32-wasip2/release/http_p3.wasm" wasi:http/handler@0.3.0
 
 echo "wrk -t$THREADS -c$CONNECTIONS -d$DURATION --latency, $(nproc) cores, $(date -u +%Y-%m-%d)"
 echo
@@ -90,6 +95,8 @@ WEFT_LOG=warn measure "weft, fresh instance per request" \
     "$weft" run --host-config "$work/host.yaml" --cache-dir "$work/cache" "$work/fresh.yaml"
 WEFT_LOG=warn measure "weft, \`reuseInstances: true\`" \
     "$weft" run --host-config "$work/host.yaml" --cache-dir "$work/cache" "$work/reused.yaml"
+WEFT_LOG=warn measure "weft, WASI 0.3 handler, fresh instance per request" \
+    "$weft" run --host-config "$work/host.yaml" --cache-dir "$work/cache" "$work/p3.yaml"
 port=$(free_port)
 # `-S cli`: `wasmtime serve` links only the wasi:http proxy world unless asked, and
 # a component built with Rust's std also imports wasi:cli (environment, stdio).
