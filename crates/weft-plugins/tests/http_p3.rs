@@ -53,3 +53,41 @@ async fn wasi_0_2_and_0_3_handlers_answer_on_one_listener() {
     let answers = futures_util::future::join_all((0..20).map(|_| get(&url))).await;
     assert!(answers.iter().all(|a| *a == (200, "hello from WASI 0.3\n".to_string())), "{answers:?}");
 }
+
+/// WASI 0.3's `client.send` goes through the component's outgoing-HTTP policy,
+/// configured as for WASI 0.2 (here under `wasi:http/client`): the name must be
+/// allowed, and a loopback address granted.
+#[tokio::test(flavor = "multi_thread")]
+async fn wasi_0_3_outgoing_requests_are_held_to_the_allow_list() {
+    let t = host().await;
+    let fetcher = |name: &str, settings: &str| {
+        let mut entries = serve_p3(name, &format!(r#"[{{ path: "/{name}/*" }}]"#));
+        if !settings.is_empty() {
+            entries += &format!(
+                "  - {{ interface: \"wasi:http/client@0.3.0\", component: {name}, config: {{ {settings} }} }}\n"
+            );
+        }
+        (format!("  - {{ name: {name}, source: {HTTP_P3} }}\n"), entries)
+    };
+    let fetchers = [
+        fetcher("nothing", ""),
+        fetcher("nameonly", r#"allowedHosts: ["localhost"]"#),
+        fetcher("granted", r#"allowedHosts: ["localhost"], allowedAddresses: ["127.0.0.1"]"#),
+    ];
+    let components: String = fetchers.iter().map(|(c, _)| c.as_str()).collect();
+    let entries: String = fetchers.iter().map(|(_, e)| e.as_str()).collect();
+    t.start_ok(&format!(
+        "name: fetch\ncomponents:\n{components}  - {{ name: target, source: {HTTP_PROBE} }}\nhostInterfaces:\n{entries}{}",
+        serve("target", r#"[{ path: "/target/*" }]"#)
+    ))
+    .await;
+    let base = t.base().await;
+    let port = t.http.local_addrs().await[0].port();
+    let fetch = |who: &str| format!("{base}/{who}/fetch?http://localhost:{port}/target/x");
+    for denied in ["nothing", "nameonly"] {
+        let (status, answer) = get(&fetch(denied)).await;
+        assert_eq!(status, 200);
+        assert!(answer.starts_with("send: ") && answer.contains("HttpRequestDenied"), "{denied}: {answer}");
+    }
+    assert_eq!(get(&fetch("granted")).await, (200, "status 200: target GET /target/x\n\n".into()));
+}

@@ -2,9 +2,11 @@
 //! repeated), written in 64 KiB chunks by a task that goes on after `handle`
 //! has returned the response, so the host must stream them; any other request
 //! answers `hello from WASI 0.3`, with a trailer `x-done: yes` (announced in a
-//! `trailer` header, as HTTP/1.1 asks).
+//! `trailer` header, as HTTP/1.1 asks). `GET …/fetch?http://<authority><path>`
+//! sends a GET there with WASI 0.3's `client.send` and answers `status <n>:
+//! <body>`, or `send: <error code>`.
 
-use wasip3::http::types::{ErrorCode, Fields, Request, Response};
+use wasip3::http::types::{ErrorCode, Fields, Request, Response, Scheme};
 use wasip3::{wit_bindgen, wit_future, wit_stream};
 
 wasip3::http::service::export!(Handler);
@@ -16,6 +18,9 @@ const CHUNK: usize = 64 * 1024;
 impl wasip3::exports::http::handler::Guest for Handler {
     async fn handle(request: Request) -> Result<Response, ErrorCode> {
         let path = request.get_path_with_query().unwrap_or_default();
+        if let Some((_, url)) = path.split_once("/fetch?http://") {
+            return Ok(text(fetch(url).await));
+        }
         let streamed = path.strip_prefix("/stream?bytes=").and_then(|n| n.parse::<usize>().ok());
         let (mut body_tx, body_rx) = wit_stream::new();
         let (trailers_tx, trailers_rx) = wit_future::new(|| Ok(None));
@@ -53,4 +58,38 @@ impl wasip3::exports::http::handler::Guest for Handler {
         });
         Ok(response)
     }
+}
+
+/// `GET http://<url>`, and what came back.
+async fn fetch(url: &str) -> String {
+    let (authority, path) = url.split_at(url.find('/').unwrap_or(url.len()));
+    let (_, no_trailers) = wit_future::new(|| Ok(None));
+    let (request, _sent) = Request::new(Fields::new(), None, no_trailers, None);
+    let set = request
+        .set_scheme(Some(&Scheme::Http))
+        .and(request.set_authority(Some(authority)))
+        .and(request.set_path_with_query(Some(if path.is_empty() { "/" } else { path })));
+    if set.is_err() {
+        return format!("bad url {url}");
+    }
+    match wasip3::http::client::send(request).await {
+        Err(code) => format!("send: {code:?}"),
+        Ok(response) => {
+            let status = response.get_status_code();
+            let (_, done) = wit_future::new(|| Ok(()));
+            let (body, _trailers) = Response::consume_body(response, done);
+            format!("status {status}: {}", String::from_utf8_lossy(&body.collect().await))
+        }
+    }
+}
+
+/// A response of one line of text.
+fn text(line: String) -> Response {
+    let (mut body_tx, body_rx) = wit_stream::new();
+    let (_, no_trailers) = wit_future::new(|| Ok(None));
+    let (response, _) = Response::new(Fields::new(), Some(body_rx), no_trailers);
+    wit_bindgen::spawn_local(async move {
+        let _ = body_tx.write_all(format!("{line}\n").into_bytes()).await;
+    });
+    response
 }

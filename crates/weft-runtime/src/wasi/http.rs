@@ -399,16 +399,26 @@ struct Target {
 impl Target {
     fn of(request: &HostOutgoingRequest) -> Result<Target, ErrorCode> {
         let scheme = match &request.scheme {
-            None | Some(Scheme::Https) => "https",
-            Some(Scheme::Http) => "http",
-            Some(Scheme::Other(s)) if s.eq_ignore_ascii_case("https") => "https",
-            Some(Scheme::Other(s)) if s.eq_ignore_ascii_case("http") => "http",
-            Some(Scheme::Other(_)) => return Err(ErrorCode::HttpProtocolError),
+            None => None,
+            Some(Scheme::Https) => Some("https"),
+            Some(Scheme::Http) => Some("http"),
+            Some(Scheme::Other(s)) => Some(s.as_str()),
         };
-        let authority = request.authority.as_deref().unwrap_or_default();
+        Target::new(scheme, request.authority.as_deref(), request.path_with_query.as_deref())
+    }
+
+    /// From a request's parts; no scheme is `https`.
+    fn new(scheme: Option<&str>, authority: Option<&str>, path_with_query: Option<&str>) -> Result<Target, ErrorCode> {
+        let scheme = match scheme {
+            None => "https",
+            Some(s) if s.eq_ignore_ascii_case("https") => "https",
+            Some(s) if s.eq_ignore_ascii_case("http") => "http",
+            Some(_) => return Err(ErrorCode::HttpProtocolError),
+        };
+        let authority = authority.unwrap_or_default();
         let authority: http::uri::Authority = authority.parse().map_err(|_| ErrorCode::HttpRequestUriInvalid)?;
         let port = authority.port_u16().unwrap_or(if scheme == "http" { 80 } else { 443 });
-        let uri = format!("{scheme}://{authority}{}", request.path_with_query.as_deref().unwrap_or_default());
+        let uri = format!("{scheme}://{authority}{}", path_with_query.unwrap_or_default());
         Ok(Target { uri, scheme, host: unbracket(authority.host()).to_string(), port })
     }
 
@@ -502,33 +512,13 @@ async fn handle(
         Ok(target) => target,
         Err(code) => return v.refuse(request, options, code),
     };
-    if !v.policy.allows_name(target.scheme, &target.host, target.port) {
-        tracing::warn!(uri = %target.uri, "outgoing request denied: the component's allowedHosts do not allow it");
-        return v.refuse(request, options, ErrorCode::HttpRequestDenied);
-    }
-
-    let resolved = target.resolve(timeout.unwrap_or(DEFAULT_TIMEOUT)).await;
+    let policy = v.policy.clone();
+    let vetted = vet(&policy, &target, timeout.unwrap_or(DEFAULT_TIMEOUT)).await;
     let mut v = view(store.data_mut());
-    let addrs = match resolved {
-        Ok(addrs) => addrs,
+    let vetted = match vetted {
+        Ok(vetted) => vetted,
         Err(code) => return v.refuse(request, options, code),
     };
-    let (vetted, refused): (Vec<SocketAddr>, Vec<SocketAddr>) =
-        addrs.into_iter().partition(|a| v.policy.refuses(a.ip()).is_none());
-    if vetted.is_empty() {
-        let refused: Vec<String> =
-            refused.iter().map(|a| format!("{} ({})", a.ip(), v.policy.refuses(a.ip()).unwrap_or_default())).collect();
-        tracing::warn!(
-            uri = %target.uri,
-            "outgoing request denied: `{}` is at {}, which the component's allowedAddresses do not allow",
-            target.host,
-            refused.join(", ")
-        );
-        return v.refuse(request, options, ErrorCode::HttpRequestDenied);
-    }
-    if !refused.is_empty() {
-        tracing::debug!(uri = %target.uri, ?refused, "outgoing request: skipping non-public addresses");
-    }
 
     // Wasmtime builds the request and calls `send_request`, which connects to these.
     v.policy.vetted = Some(vetted);
@@ -544,6 +534,34 @@ async fn handle(
     Ok((result,))
 }
 
+/// The addresses `target` may be reached at under `policy`: its name allowed,
+/// resolved within `timeout`, and the non-public addresses the policy does not
+/// grant left out; or why the request is refused.
+async fn vet(policy: &OutgoingPolicy, target: &Target, timeout: Duration) -> Result<Vec<SocketAddr>, ErrorCode> {
+    if !policy.allows_name(target.scheme, &target.host, target.port) {
+        tracing::warn!(uri = %target.uri, "outgoing request denied: the component's allowedHosts do not allow it");
+        return Err(ErrorCode::HttpRequestDenied);
+    }
+    let addrs = target.resolve(timeout).await?;
+    let (vetted, refused): (Vec<SocketAddr>, Vec<SocketAddr>) =
+        addrs.into_iter().partition(|a| policy.refuses(a.ip()).is_none());
+    if vetted.is_empty() {
+        let refused: Vec<String> =
+            refused.iter().map(|a| format!("{} ({})", a.ip(), policy.refuses(a.ip()).unwrap_or_default())).collect();
+        tracing::warn!(
+            uri = %target.uri,
+            "outgoing request denied: `{}` is at {}, which the component's allowedAddresses do not allow",
+            target.host,
+            refused.join(", ")
+        );
+        return Err(ErrorCode::HttpRequestDenied);
+    }
+    if !refused.is_empty() {
+        tracing::debug!(uri = %target.uri, ?refused, "outgoing request: skipping non-public addresses");
+    }
+    Ok(vetted)
+}
+
 impl WasiHttpHooks for OutgoingPolicy {
     fn send_request(
         &mut self,
@@ -552,16 +570,30 @@ impl WasiHttpHooks for OutgoingPolicy {
         fut: Box<dyn Future<Output = Result<(), Error>> + Send>,
     ) -> Box<dyn Future<Output = Result<(http::Response<WasiBody>, ResponseIo), Error>> + Send> {
         drop(fut);
-        // Only `handle` sends, with the addresses it vetted; anything else is a bug
-        // that must not reach the network.
         match self.vetted.take() {
+            // WASI 0.2: `handle` vetted the addresses, and answered the guest if not.
             Some(addrs) if self.allows(request.uri()) => match self.trace.take() {
                 Some((telemetry, parent)) => Box::new(send_traced(telemetry, parent, request, addrs, options)),
                 None => Box::new(send(request, addrs, options)),
             },
-            _ => {
-                tracing::warn!(uri = %request.uri(), "outgoing request denied: not checked by the policy");
+            Some(_) => {
+                tracing::warn!(uri = %request.uri(), "outgoing request denied: not the request the policy checked");
                 Box::new(async { Err(Error::HttpRequestDenied) })
+            }
+            // WASI 0.3: `client.send` comes straight here; vetted the same way.
+            None => {
+                let policy = self.clone();
+                let timeout = options.as_ref().and_then(|o| o.connect_timeout).unwrap_or(DEFAULT_TIMEOUT);
+                Box::new(async move {
+                    let uri = request.uri();
+                    let target = Target::new(
+                        uri.scheme_str(),
+                        uri.authority().map(|a| a.as_str()),
+                        uri.path_and_query().map(|p| p.as_str()),
+                    )?;
+                    let addrs = vet(&policy, &target, timeout).await?;
+                    send(request, addrs, options).await
+                })
             }
         }
     }

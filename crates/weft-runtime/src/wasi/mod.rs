@@ -61,8 +61,7 @@ pub const WASI_P3_VERSION: &str = "0.3.0";
 /// Every interface `wasmtime_wasi::p3::add_to_linker` and
 /// `wasmtime_wasi_http::p3::add_to_linker` define (on the engine with concurrency
 /// support only), and `wasi:cli/types`, which holds types only. Outgoing requests
-/// (`wasi:http/client`) go through the component's outgoing-HTTP policy, which
-/// vets WASI 0.2 requests only so far and refuses every 0.3 one.
+/// (`wasi:http/client`) are held to the component's outgoing-HTTP policy, as 0.2's.
 pub const WASI_P3_INTERFACES: &[&str] = &[
     "wasi:cli/environment",
     "wasi:cli/types",

@@ -249,13 +249,15 @@ fn check_host_interfaces(cx: &HostContext, spec: &WorkloadSpec, problems: &mut V
     }
 }
 
-/// A component's outgoing HTTP policy: the `allowedHosts` and `allowedAddresses` of the
-/// `wasi:http/outgoing-handler` host interfaces that apply to it.
+/// A component's outgoing-HTTP policy, from the settings of its
+/// `wasi:http/outgoing-handler` (WASI 0.2) and `wasi:http/client` (0.3) host
+/// interfaces: one policy, whichever interface its requests go through.
 fn outgoing_policy(spec: &WorkloadSpec, c: &ComponentSpec, problems: &mut Vec<Problem>) -> OutgoingPolicy {
-    let outgoing = ItemName::parse("wasi:http/outgoing-handler@0.2.0");
+    let outgoing = [ItemName::parse("wasi:http/outgoing-handler@0.2.0"), ItemName::parse("wasi:http/client@0.3.0")];
     let mut policy = OutgoingPolicy::default();
     for hi in &spec.host_interfaces {
-        if !ItemName::parse(&hi.interface).satisfies(&outgoing) || hi.component.as_ref().is_some_and(|t| *t != c.name) {
+        let name = ItemName::parse(&hi.interface);
+        if !outgoing.iter().any(|o| name.satisfies(o)) || hi.component.as_ref().is_some_and(|t| *t != c.name) {
             continue;
         }
         let subject = format!("host interface `{}`", hi.interface);
