@@ -22,7 +22,8 @@ struct Cli {
 enum Command {
     /// Run a workload manifest, or one component as a command.
     Run(commands::run::RunArgs),
-    /// Serve one component that exports `wasi:http/incoming-handler` on every path.
+    /// Serve one component that exports `wasi:http/incoming-handler` (WASI 0.2) or
+    /// `wasi:http/handler` (WASI 0.3) on every path.
     Serve(commands::run::ServeArgs),
     /// Run a long-lived host on a NATS lattice, serving the host API.
     Host(commands::lattice::HostCommand),

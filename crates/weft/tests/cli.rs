@@ -344,6 +344,13 @@ fn serve_runs_one_http_component_on_every_path() {
     assert_eq!(serving.text("POST", "/", b"").0, 200);
     serving.stop();
 
+    // A WASI 0.3 handler the same way.
+    let mut command = Command::new(env!("CARGO_BIN_EXE_weft"));
+    command.stdout(std::process::Stdio::null());
+    let serving = Serving::start_args(&mut command, &["serve", weft_guests::HTTP_P3], dir.path());
+    assert_eq!(serving.text("GET", "/x", b""), (200, "hello from WASI 0.3\n".into()));
+    serving.stop();
+
     // `--listen` is where it listens, over the host configuration.
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let listen = format!("127.0.0.1:{port}");

@@ -29,7 +29,7 @@ pub struct RunArgs {
     host: HostArgs,
 }
 
-/// `weft serve`: one component that exports `wasi:http/incoming-handler`, served
+/// `weft serve`: one component that exports an HTTP handler (WASI 0.2 or 0.3), served
 /// on every path, like `wasmtime serve`.
 #[derive(Args)]
 pub struct ServeArgs {
@@ -129,9 +129,16 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let mut spec = args.component.workload(&args.component_file, Vec::new(), LimitsSpec::default())?;
     // Asked of the HTTP server by name, with no routes: the workload's only HTTP
     // component is served on `/*`, and one that exports no handler is refused.
+    // A component using component-model async is asked for WASI 0.3's handler;
+    // a file that cannot be read is left for validation to report.
     let name = spec.name.clone();
+    let (file, limit) = (args.component_file.clone(), args.host.max_component_size);
+    let read = tokio::task::spawn_blocking(move || weft_runtime::component::read_regular_file(&file, limit));
+    let p3 = matches!(read.await, Ok(Ok(bytes))
+        if weft_runtime::component::concurrency_needed(&bytes) == weft_runtime::engine::Concurrency::On);
+    let interface = if p3 { "wasi:http/handler@0.3.0" } else { "wasi:http/incoming-handler@0.2.0" };
     spec.host_interfaces.push(HostInterfaceSpec {
-        interface: "wasi:http/incoming-handler@0.2.0".into(),
+        interface: interface.into(),
         component: Some(name),
         config: Default::default(),
     });
