@@ -91,3 +91,22 @@ async fn wasi_0_3_outgoing_requests_are_held_to_the_allow_list() {
     }
     assert_eq!(get(&fetch("granted")).await, (200, "status 200: target GET /target/x\n\n".into()));
 }
+
+/// A 0.3 handler is held to its component's limits like a 0.2 one: one that
+/// traps, or runs past its `timeout`, is a 500, and the server carries on.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_wasi_0_3_handler_that_traps_or_overruns_is_a_500_and_the_server_carries_on() {
+    let t = host().await;
+    t.start_ok(&format!(
+        "name: limits\ncomponents:\n  - {{ name: h, source: {HTTP_P3}, limits: {{ timeout: 300ms, maxConcurrent: 1 }} }}\nhostInterfaces:\n{}",
+        serve_p3("h", r#"[{ path: "/*" }]"#)
+    ))
+    .await;
+    let base = t.base().await;
+    assert_eq!(get(&format!("{base}/trap")).await.0, 500);
+    let started = std::time::Instant::now();
+    assert_eq!(get(&format!("{base}/sleep?ms=5000")).await.0, 500);
+    assert!(started.elapsed() < std::time::Duration::from_secs(3), "{:?}", started.elapsed());
+    // The one concurrency slot is free again, and a request within the timeout is answered.
+    assert_eq!(get(&format!("{base}/sleep?ms=10")).await, (200, "slept 10 ms\n".into()));
+}

@@ -4,7 +4,8 @@
 //! answers `hello from WASI 0.3`, with a trailer `x-done: yes` (announced in a
 //! `trailer` header, as HTTP/1.1 asks). `GET …/fetch?http://<authority><path>`
 //! sends a GET there with WASI 0.3's `client.send` and answers `status <n>:
-//! <body>`, or `send: <error code>`.
+//! <body>`, or `send: <error code>`. `…/trap` traps; `…/sleep?ms=<n>` waits on
+//! the async clock before answering.
 
 use wasip3::http::types::{ErrorCode, Fields, Request, Response, Scheme};
 use wasip3::{wit_bindgen, wit_future, wit_stream};
@@ -20,6 +21,13 @@ impl wasip3::exports::http::handler::Guest for Handler {
         let path = request.get_path_with_query().unwrap_or_default();
         if let Some((_, url)) = path.split_once("/fetch?http://") {
             return Ok(text(fetch(url).await));
+        }
+        if path.ends_with("/trap") {
+            panic!("asked to trap");
+        }
+        if let Some(ms) = path.split_once("/sleep?ms=").and_then(|(_, ms)| ms.parse::<u64>().ok()) {
+            wasip3::clocks::monotonic_clock::wait_for(ms * 1_000_000).await;
+            return Ok(text(format!("slept {ms} ms")));
         }
         let streamed = path.strip_prefix("/stream?bytes=").and_then(|n| n.parse::<usize>().ok());
         let (mut body_tx, body_rx) = wit_stream::new();
