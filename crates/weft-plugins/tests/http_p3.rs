@@ -110,3 +110,29 @@ async fn a_wasi_0_3_handler_that_traps_or_overruns_is_a_500_and_the_server_carri
     // The one concurrency slot is free again, and a request within the timeout is answered.
     assert_eq!(get(&format!("{base}/sleep?ms=10")).await, (200, "slept 10 ms\n".into()));
 }
+
+/// A request body streams into a 0.3 guest, which reads it a chunk at a time
+/// and writes each back: 4 MiB come back byte for byte.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_wasi_0_3_handler_reads_a_streamed_request_body() {
+    let t = host().await;
+    t.start_ok(&format!(
+        "name: echo\ncomponents:\n  - {{ name: echo, source: {HTTP_P3} }}\nhostInterfaces:\n{}",
+        serve_p3("echo", r#"[{ path: "/*" }]"#)
+    ))
+    .await;
+    const TOTAL: usize = 4 << 20;
+    let byte = |i: usize| (i.wrapping_mul(31) >> 3) as u8;
+    let chunks = futures_util::stream::iter((0..TOTAL).step_by(100_000).map(move |start| {
+        let chunk: Vec<u8> = (start..(start + 100_000).min(TOTAL)).map(byte).collect();
+        Ok::<_, std::convert::Infallible>(hyper::body::Frame::data(bytes::Bytes::from(chunk)))
+    }));
+    let request =
+        http::Request::post(format!("{}/echo", t.base().await)).body(http_body_util::StreamBody::new(chunks)).unwrap();
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http();
+    let response = client.request(request).await.unwrap();
+    assert_eq!(response.status(), 200);
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(body.len(), TOTAL);
+    assert!(body.iter().enumerate().all(|(i, b)| *b == byte(i)), "the echo differs");
+}

@@ -5,7 +5,8 @@
 //! `trailer` header, as HTTP/1.1 asks). `GET …/fetch?http://<authority><path>`
 //! sends a GET there with WASI 0.3's `client.send` and answers `status <n>:
 //! <body>`, or `send: <error code>`. `…/trap` traps; `…/sleep?ms=<n>` waits on
-//! the async clock before answering.
+//! the async clock before answering; `…/echo` answers the request body, which
+//! a task of the guest reads and writes back chunk by chunk as it arrives.
 
 use wasip3::http::types::{ErrorCode, Fields, Request, Response, Scheme};
 use wasip3::{wit_bindgen, wit_future, wit_stream};
@@ -21,6 +22,9 @@ impl wasip3::exports::http::handler::Guest for Handler {
         let path = request.get_path_with_query().unwrap_or_default();
         if let Some((_, url)) = path.split_once("/fetch?http://") {
             return Ok(text(fetch(url).await));
+        }
+        if path.ends_with("/echo") {
+            return Ok(echo(request));
         }
         if path.ends_with("/trap") {
             panic!("asked to trap");
@@ -98,6 +102,29 @@ fn text(line: String) -> Response {
     let (response, _) = Response::new(Fields::new(), Some(body_rx), no_trailers);
     wit_bindgen::spawn_local(async move {
         let _ = body_tx.write_all(format!("{line}\n").into_bytes()).await;
+    });
+    response
+}
+
+/// The request body back, copied through the guest's memory a chunk at a time.
+fn echo(request: Request) -> Response {
+    let (_, done) = wit_future::new(|| Ok(()));
+    let (mut incoming, _trailers) = Request::consume_body(request, done);
+    let (mut outgoing, body) = wit_stream::new();
+    let (_, no_trailers) = wit_future::new(|| Ok(None));
+    let (response, _) = Response::new(Fields::new(), Some(body), no_trailers);
+    wit_bindgen::spawn_local(async move {
+        let mut buf = Vec::with_capacity(CHUNK);
+        loop {
+            let (status, chunk) = incoming.read(buf).await;
+            if !chunk.is_empty() && !outgoing.write_all(chunk).await.is_empty() {
+                return; // the client went away
+            }
+            if matches!(status, wit_bindgen::StreamResult::Dropped) {
+                return; // the whole body was read
+            }
+            buf = Vec::with_capacity(CHUNK);
+        }
     });
     response
 }
