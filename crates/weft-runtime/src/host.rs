@@ -269,6 +269,12 @@ impl Host {
         self.inner.cx.engines.default_engine()
     }
 
+    /// The engine for components that need `concurrency`, made now if it is the
+    /// first need of it.
+    pub fn engine_for(&self, concurrency: Concurrency) -> anyhow::Result<Arc<Engine>> {
+        self.inner.cx.engines.get(concurrency).map_err(anyhow::Error::from)
+    }
+
     /// Compiled-component cache counters, summed over the engines started.
     pub fn cache_stats(&self) -> CacheStats {
         self.inner.cx.engines.started().iter().map(|e| e.cache().stats()).fold(CacheStats::default(), |a, b| {

@@ -110,14 +110,16 @@ impl ResourceNames {
     }
 }
 
-/// `func(a: u32, b: string) -> list<u8>`.
+/// `func(a: u32, b: string) -> list<u8>`; `async func(…)` for a
+/// component-model async function.
 pub fn signature(func: &ComponentFunc, resource: &dyn Fn(ResourceType) -> Option<String>) -> String {
     let params: Vec<String> = func.params().map(|(n, t)| format!("{n}: {}", render(&t, resource))).collect();
     let results: Vec<String> = func.results().map(|t| render(&t, resource)).collect();
+    let kind = if func.async_() { "async func" } else { "func" };
     match results.as_slice() {
-        [] => format!("func({})", params.join(", ")),
-        [one] => format!("func({}) -> {one}", params.join(", ")),
-        many => format!("func({}) -> ({})", params.join(", "), many.join(", ")),
+        [] => format!("{kind}({})", params.join(", ")),
+        [one] => format!("{kind}({}) -> {one}", params.join(", ")),
+        many => format!("{kind}({}) -> ({})", params.join(", "), many.join(", ")),
     }
 }
 
@@ -170,8 +172,8 @@ pub fn render(ty: &Type, resource: &dyn Fn(ResourceType) -> Option<String>) -> S
         Type::Flags(f) => format!("flags {{ {} }}", list(f.names().map(String::from).collect())),
         Type::Own(t) => handle(t),
         Type::Borrow(t) => format!("borrow<{}>", handle(t)),
-        Type::Future(_) => "future".into(),
-        Type::Stream(_) => "stream".into(),
+        Type::Future(f) => f.ty().map_or("future".into(), |t| format!("future<{}>", r(&t))),
+        Type::Stream(s) => s.ty().map_or("stream".into(), |t| format!("stream<{}>", r(&t))),
         Type::ErrorContext => "error-context".into(),
     }
 }

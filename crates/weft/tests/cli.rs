@@ -501,6 +501,12 @@ fn inspect_shows_a_component_world_and_a_workload_plan() {
     let members: Vec<&str> =
         counters["members"].as_array().unwrap().iter().map(|m| m["name"].as_str().unwrap()).collect();
     assert!(members.contains(&"counter") && members.contains(&"[constructor]counter"), "{members:?}");
+    // A WASI 0.3 component: compiled on the engine with concurrency, `async` shown.
+    let p3 = text(&weft(&["inspect", weft_guests::HTTP_P3], dir.path()).stdout);
+    assert!(
+        p3.contains("export wasi:http/handler@0.3.2") && p3.contains("handle: async func(request: request)"),
+        "{p3}"
+    );
     let text_out = weft(&["inspect", weft_guests::GREETER], dir.path());
     let wit = text(&text_out.stdout);
     assert!(

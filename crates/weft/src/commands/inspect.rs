@@ -44,11 +44,14 @@ pub async fn inspect(args: InspectArgs) -> anyhow::Result<ExitCode> {
 async fn component(host: &Host, args: &InspectArgs) -> anyhow::Result<ExitCode> {
     let bytes = weft_runtime::component::read_regular_file(&args.target, args.host.max_component_size)
         .with_context(|| format!("read {}", args.target.display()))?;
-    let engine = host.engine().clone();
-    let (digest, component) = tokio::task::spawn_blocking(move || engine.cache().load(&bytes))
+    // Compiled on the engine it would run on: a component using component-model
+    // async only compiles where concurrency support is on.
+    let engine = host.engine_for(weft_runtime::component::concurrency_needed(&bytes))?;
+    let compiling = engine.clone();
+    let (digest, component) = tokio::task::spawn_blocking(move || compiling.cache().load(&bytes))
         .await?
         .map_err(|e| anyhow::anyhow!("{}: {e}", args.target.display()))?;
-    let wasmtime = host.engine().wasmtime();
+    let wasmtime = engine.wasmtime();
     let world = World::of(wasmtime, &component.component_type());
     match args.output {
         Output::Json => {
