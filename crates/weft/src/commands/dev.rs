@@ -53,7 +53,8 @@ pub struct DevArgs {
 const MAX_WATCHED_FILES: usize = 20_000;
 
 /// How many rounds in a row may be started by files saved during the round
-/// before: more, and those files are taken for ones the build writes.
+/// before: more, and the files saved during every one of them are taken for
+/// ones the build writes.
 const MAX_STREAK: usize = 3;
 
 /// Directories never watched: build outputs, version control, package caches.
@@ -92,8 +93,10 @@ pub async fn dev(args: DevArgs) -> anyhow::Result<ExitCode> {
         }
     }
     let mut changed: Option<Vec<PathBuf>> = None;
-    // Rounds in a row started by files saved while the previous round ran.
+    // Rounds in a row started by files saved while the previous round ran, and
+    // the files saved during every one of them.
     let mut streak = 0;
+    let mut every_round: Vec<PathBuf> = Vec::new();
     let stopped_by = loop {
         let before = dev.snapshot();
         if let Err(signal) = signals.before(dev.round(changed.as_deref())).await {
@@ -107,14 +110,22 @@ pub async fn dev(args: DevArgs) -> anyhow::Result<ExitCode> {
         let skipped = dev.skipped();
         let mut since = before.changes(&after);
         since.retain(|f| !skipped.iter().any(|s| f.starts_with(s)));
-        let next = if !since.is_empty() && streak < MAX_STREAK {
+        every_round = if streak == 0 {
+            since.clone()
+        } else {
+            since.iter().filter(|f| every_round.contains(f)).cloned().collect()
+        };
+        // Only a file changed during each of the rounds is taken for one the build
+        // writes: edits to other files, saved while slow builds run, go on.
+        let rewritten = streak >= MAX_STREAK && !every_round.is_empty();
+        let next = if !since.is_empty() && !rewritten {
             streak += 1;
             since
         } else {
-            if streak == MAX_STREAK && !since.is_empty() {
+            if rewritten {
                 note!(
                     "weft: {} at every build (does the build write it?); waiting for the next change",
-                    dev.describe(&since)
+                    dev.describe(&every_round)
                 );
             }
             streak = 0;
