@@ -11,18 +11,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use common::*;
 use weft_plugins::blobstore::Store;
 
-/// The resident set of this process, from /proc.
-fn rss_bytes() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    let kib: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().strip_suffix("kB"))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap();
-    kib * 1024
-}
-
 /// The highest resident set seen, sampled every millisecond until dropped.
 struct PeakRss {
     peak: Arc<AtomicU64>,

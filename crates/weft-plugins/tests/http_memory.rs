@@ -10,18 +10,6 @@ fn probe(name: &str, limits: &str) -> String {
     format!("  - {{ name: {name}, source: {HTTP_PROBE} {limits} }}\n")
 }
 
-/// The resident set of this process, from /proc.
-fn rss_bytes() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    let kib: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().strip_suffix("kB"))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap();
-    kib * 1024
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_one_gibibyte_upload_streams_back_byte_exact_in_bounded_memory() {
     use http_body_util::BodyExt;

@@ -9,13 +9,6 @@ use common::*;
 use http_body_util::BodyExt;
 use weft_runtime::engine::Concurrency;
 
-/// Routes for a WASI 0.3 handler, as a manifest `hostInterfaces` entry.
-fn serve_p3(component: &str, routes: &str) -> String {
-    format!(
-        "  - {{ interface: \"wasi:http/handler@0.3.0\", component: {component}, config: {{ routes: {routes} }} }}\n"
-    )
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn wasi_0_2_and_0_3_handlers_answer_on_one_listener() {
     let t = host().await;

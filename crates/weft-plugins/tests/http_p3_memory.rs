@@ -6,25 +6,6 @@ mod common;
 use common::*;
 use http_body_util::BodyExt;
 
-/// Routes for a WASI 0.3 handler, as a manifest `hostInterfaces` entry.
-fn serve_p3(component: &str, routes: &str) -> String {
-    format!(
-        "  - {{ interface: \"wasi:http/handler@0.3.0\", component: {component}, config: {{ routes: {routes} }} }}\n"
-    )
-}
-
-/// The resident set of this process, from /proc.
-fn rss_bytes() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    let kib: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().strip_suffix("kB"))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap();
-    kib * 1024
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_wasi_0_3_handler_streams_ten_mebibytes_in_flat_memory() {
     let t = host().await;

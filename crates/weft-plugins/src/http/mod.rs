@@ -1,8 +1,9 @@
 //! The HTTP server: serves components that export `wasi:http/incoming-handler`
 //! 0.2 or `wasi:http/handler` 0.3 (an async `handle`: the component runs on the
 //! engine with component-model concurrency, its body written by its own tasks
-//! while the store's event loop runs), side by side on the addresses the host configuration gives (HTTP/1.1 and h2, TLS with
-//! rustls when a certificate is configured), routed by host, path and method.
+//! while the store's event loop runs), side by side on the addresses the host
+//! configuration gives (HTTP/1.1 and h2, TLS with rustls when a certificate is
+//! configured), routed by host, path and method.
 //!
 //! A component is served when its manifest asks, with its routes:
 //!

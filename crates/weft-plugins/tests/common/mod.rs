@@ -118,4 +118,23 @@ pub fn serve(component: &str, routes: &str) -> String {
     )
 }
 
+/// Routes for a WASI 0.3 handler component, as a manifest `hostInterfaces` entry.
+pub fn serve_p3(component: &str, routes: &str) -> String {
+    format!(
+        "  - {{ interface: \"wasi:http/handler@0.3.0\", component: {component}, config: {{ routes: {routes} }} }}\n"
+    )
+}
+
+/// The resident set of this process, from /proc.
+pub fn rss_bytes() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().strip_suffix("kB"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap();
+    kib * 1024
+}
+
 pub use weft_guests::*;

@@ -64,7 +64,6 @@ pub const WASI_P3_VERSION: &str = "0.3.0";
 /// (`wasi:http/client`) are held to the component's outgoing-HTTP policy, as 0.2's.
 pub const WASI_P3_INTERFACES: &[&str] = &[
     "wasi:cli/environment",
-    "wasi:cli/types",
     "wasi:cli/exit",
     "wasi:cli/stderr",
     "wasi:cli/stdin",
@@ -74,6 +73,7 @@ pub const WASI_P3_INTERFACES: &[&str] = &[
     "wasi:cli/terminal-stderr",
     "wasi:cli/terminal-stdin",
     "wasi:cli/terminal-stdout",
+    "wasi:cli/types",
     "wasi:clocks/monotonic-clock",
     "wasi:clocks/system-clock",
     "wasi:clocks/types",
