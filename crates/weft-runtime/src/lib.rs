@@ -36,6 +36,7 @@ pub mod world;
 
 pub use error::{InvokeError, Problem, Rejection};
 pub use host::{Heartbeat, Host, HostApi, HostConfig, HostError};
+pub use link::shared::SharedStats;
 pub use manifest::WorkloadSpec;
 pub use workload::{RunningWorkload, WorkloadId, WorkloadState, WorkloadStatus};
 

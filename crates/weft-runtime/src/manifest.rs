@@ -93,6 +93,11 @@ pub struct ComponentSpec {
     /// survives from one invocation to the next.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub reuse_instances: bool,
+    /// Serve every caller of this provider from one instance, made on the first
+    /// call and dropped when idle (docs/links.md): for async (WASI 0.3)
+    /// providers, which take many calls at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shared: Option<SharedSpec>,
     /// Only for the service: what to do when it fails.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub restart: Option<RestartPolicy>,
@@ -102,6 +107,30 @@ pub struct ComponentSpec {
     /// How `weft build` makes the component's source; the host ignores it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub build: Option<BuildSpec>,
+}
+
+/// `shared:` of a provider.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SharedSpec {
+    /// How long the instance stays with no call in progress before it is
+    /// dropped (`unlimited`: until the workload stops).
+    #[serde(default = "SharedSpec::default_idle_timeout", with = "crate::limits::duration")]
+    pub idle_timeout: std::time::Duration,
+}
+
+impl SharedSpec {
+    pub const DEFAULT_IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+    fn default_idle_timeout() -> std::time::Duration {
+        Self::DEFAULT_IDLE_TIMEOUT
+    }
+}
+
+impl Default for SharedSpec {
+    fn default() -> SharedSpec {
+        SharedSpec { idle_timeout: Self::DEFAULT_IDLE_TIMEOUT }
+    }
 }
 
 /// How `weft build` makes a component (`source` is what it makes). Without a

@@ -213,6 +213,11 @@ impl StoreState {
         std::mem::replace(&mut self.trace, trace)
     }
 
+    /// The workload's stop flag, which every store of it shares.
+    pub(crate) fn stop_flag(&self) -> Arc<AtomicBool> {
+        self.stop.clone()
+    }
+
     pub(crate) fn is_stopping(&self) -> bool {
         self.stop.load(Ordering::Relaxed)
     }

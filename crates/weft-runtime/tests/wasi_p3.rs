@@ -5,8 +5,11 @@
 mod common;
 
 use common::*;
-use weft_runtime::engine::Concurrency;
-use weft_runtime::{HostApi, WorkloadState};
+use std::time::Duration;
+use weft_runtime::engine::{AllocatorChoice, Concurrency, EngineConfig};
+
+use weft_runtime::wasmtime::component::Val;
+use weft_runtime::{HostApi, HostConfig, SharedStats, WorkloadState};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_wasi_0_3_command_runs_on_the_engine_with_concurrency() {
@@ -77,4 +80,139 @@ async fn a_component_whose_only_async_part_is_a_stream_type_gets_the_concurrency
     t.file("stream.wasm", b"\0asm\x0d\x00\x01\x00\x07\x04\x01\x66\x01\x7d");
     let w = t.start_ok("name: s\ncomponents: [{ name: c, source: stream.wasm }]\n").await;
     assert_eq!(w.status().concurrency, Some(Concurrency::On));
+}
+
+/// The counter's tally: (instance, count, most at once).
+fn tally(value: &Val) -> (u64, u32, u32) {
+    let Val::Record(fields) = value else { panic!("a tally record, got {value:?}") };
+    match fields.as_slice() {
+        [(_, Val::U64(instance)), (_, Val::U32(count)), (_, Val::U32(most))] => (*instance, *count, *most),
+        other => panic!("tally fields: {other:?}"),
+    }
+}
+
+const BUMP_THROUGH: &str = "weft:shared/relay@0.1.0#bump-through";
+
+fn shared_counter(idle: &str) -> String {
+    format!(
+        r#"
+name: shared
+components:
+  - name: caller
+    source: {COUNTER_CALLER_P3}
+    limits: {{ maxConcurrent: 128 }}
+  - name: counter
+    source: {COUNTER_P3}
+    shared: {{ idleTimeout: {idle} }}
+    limits: {{ maxConcurrent: 128 }}
+"#
+    )
+}
+
+/// A hundred invocations of the caller, each in its own instance, call the
+/// counter at once: one instance answers them all (its counter saw every call,
+/// many in progress together), it is dropped once idle, and the next call
+/// makes a new one.
+#[tokio::test(flavor = "multi_thread")]
+async fn one_shared_instance_serves_a_hundred_concurrent_callers_and_goes_when_idle() {
+    // A hundred callers' instances at once: more than the test hosts' pool holds.
+    let t = host_configured(HostConfig {
+        engine: EngineConfig {
+            allocator: AllocatorChoice::OnDemand,
+            cache_dir: Some(shared_cache()),
+            ..EngineConfig::default()
+        },
+        ..HostConfig::default()
+    })
+    .await;
+    let w = t.start_ok(&shared_counter("300ms")).await;
+    assert_eq!(w.shared_instance("counter").unwrap(), SharedStats { live: false, started: 0 }, "made on first use");
+
+    let calls: Vec<_> = (0..100)
+        .map(|_| {
+            let w = w.clone();
+            tokio::spawn(async move { w.invoke("caller", BUMP_THROUGH, &[Val::U32(200)]).await })
+        })
+        .collect();
+    let mut tallies = Vec::new();
+    for call in calls {
+        let results = call.await.unwrap().unwrap_or_else(|e| panic!("a caller failed: {e}"));
+        tallies.push(tally(&results[0]));
+    }
+    let instance = tallies[0].0;
+    assert!(tallies.iter().all(|t| t.0 == instance), "one instance answered every call: {tallies:?}");
+    let mut counts: Vec<u32> = tallies.iter().map(|t| t.1).collect();
+    counts.sort();
+    assert_eq!(counts, (1..=100).collect::<Vec<_>>(), "the instance counted each call once");
+    let most = tallies.iter().map(|t| t.2).max().unwrap();
+    assert!(most >= 10, "calls overlapped in the one instance (at most {most} at once)");
+    assert_eq!(w.shared_instance("counter").unwrap(), SharedStats { live: true, started: 1 });
+
+    let started = std::time::Instant::now();
+    while w.shared_instance("counter").unwrap().live {
+        assert!(started.elapsed() < Duration::from_secs(10), "the idle instance was never dropped");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let again = w.invoke("caller", BUMP_THROUGH, &[Val::U32(0)]).await.unwrap();
+    let (next, count, _) = tally(&again[0]);
+    assert_ne!(next, instance, "a new instance after the idle timeout");
+    assert_eq!(count, 1, "the new instance starts from its own state");
+    assert_eq!(w.shared_instance("counter").unwrap(), SharedStats { live: true, started: 2 });
+
+    // Stopping the workload retires the instance.
+    t.host.workload_stop(w.id()).await.unwrap();
+    assert!(!w.shared_instance("counter").unwrap().live);
+}
+
+/// What cannot be shared is refused before anything runs: a provider whose
+/// interface carries resources (values cross into the shared store, and a
+/// handle belongs to one store), and limits that mean nothing for it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_shared_provider_refuses_resources_and_per_invocation_limits() {
+    let t = host().await;
+    let text = t
+        .rejection(&format!(
+            r#"
+name: bad-shared
+components:
+  - {{ name: caller, source: {TYPES_CALLER} }}
+  - name: provider
+    source: {TYPES_PROVIDER}
+    shared: {{}}
+"#
+        ))
+        .await
+        .to_string();
+    assert!(text.contains("component `provider` is shared"), "{text}");
+    assert!(text.contains("resource"), "{text}");
+
+    let text = t
+        .rejection(&format!(
+            "name: bad-limits\ncomponents:\n  - {{ name: caller, source: {COUNTER_CALLER_P3} }}\n  - {{ name: counter, source: {COUNTER_P3}, shared: {{}}, reuseInstances: true, limits: {{ cpuTime: 1s }} }}\n"
+        ))
+        .await
+        .to_string();
+    assert!(text.contains("`shared` and `reuseInstances` exclude each other"), "{text}");
+    assert!(text.contains("`limits.cpuTime` budgets one invocation"), "{text}");
+}
+
+/// A plain (WASI 0.2, sync) provider can be shared too: its calls take turns in
+/// the one instance, which keeps its own environment.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_plain_provider_can_be_shared() {
+    let t = host().await;
+    let w = t
+        .start_ok(&format!(
+            r#"
+name: greetings
+components:
+  - {{ name: client, source: {GREETER_CLIENT}, args: [one, two] }}
+  - {{ name: greeter, source: {GREETER}, env: {{ GREETING: Ahoy }}, shared: {{ idleTimeout: 1m }} }}
+"#
+        ))
+        .await;
+    w.run("client").await.unwrap();
+    w.run("client").await.unwrap();
+    assert_eq!(t.stdout("client"), ["Ahoy, one!", "Ahoy, two!", "Ahoy, one!", "Ahoy, two!"]);
+    assert_eq!(w.shared_instance("greeter").unwrap(), SharedStats { live: true, started: 1 });
 }

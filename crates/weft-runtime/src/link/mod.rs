@@ -12,6 +12,7 @@ pub(crate) mod compat;
 pub(crate) mod fuse;
 pub(crate) mod remote;
 pub(crate) mod resources;
+pub(crate) mod shared;
 pub(crate) mod slots;
 
 use std::sync::Arc;

@@ -102,18 +102,26 @@ pub(crate) fn resource_types(engine: &wasmtime::Engine, item: &ComponentItem) ->
 
 /// Whether a value of this type can contain a resource handle.
 pub(crate) fn has_resources(ty: &Type) -> bool {
-    match ty {
-        Type::Own(_) | Type::Borrow(_) => true,
-        Type::List(l) => has_resources(&l.ty()),
-        Type::FixedLengthList(l) => has_resources(&l.ty()),
-        Type::Map(m) => has_resources(&m.key()) || has_resources(&m.value()),
-        Type::Record(r) => r.fields().any(|f| has_resources(&f.ty)),
-        Type::Tuple(t) => t.types().any(|t| has_resources(&t)),
-        Type::Variant(v) => v.cases().any(|c| c.ty.as_ref().is_some_and(has_resources)),
-        Type::Option(o) => has_resources(&o.ty()),
-        Type::Result(r) => r.ok().as_ref().is_some_and(has_resources) || r.err().as_ref().is_some_and(has_resources),
-        _ => false,
-    }
+    any_part(ty, &|t| matches!(t, Type::Own(_) | Type::Borrow(_)))
+}
+
+/// Whether `ty`, or any type inside it, is one `leaf` picks.
+pub(crate) fn any_part(ty: &Type, leaf: &dyn Fn(&Type) -> bool) -> bool {
+    leaf(ty)
+        || match ty {
+            Type::List(l) => any_part(&l.ty(), leaf),
+            Type::FixedLengthList(l) => any_part(&l.ty(), leaf),
+            Type::Map(m) => any_part(&m.key(), leaf) || any_part(&m.value(), leaf),
+            Type::Record(r) => r.fields().any(|f| any_part(&f.ty, leaf)),
+            Type::Tuple(t) => t.types().any(|t| any_part(&t, leaf)),
+            Type::Variant(v) => v.cases().any(|c| c.ty.as_ref().is_some_and(|t| any_part(t, leaf))),
+            Type::Option(o) => any_part(&o.ty(), leaf),
+            Type::Result(r) => {
+                r.ok().as_ref().is_some_and(|t| any_part(t, leaf))
+                    || r.err().as_ref().is_some_and(|t| any_part(t, leaf))
+            }
+            _ => false,
+        }
 }
 
 /// The provider handles that callers hold proxies for, in one store; a proxy's

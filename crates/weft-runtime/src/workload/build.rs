@@ -17,6 +17,7 @@ use crate::interface::ItemName;
 use crate::limits::{ByteSize, ConcurrencyGate, Limits};
 use crate::link::fuse::{Composite, Part, Wire};
 use crate::link::resources::{ProvidedResources, resource_types};
+use crate::link::shared::SharedInstance;
 use crate::link::{self, slots};
 use crate::manifest::{ComponentSpec, LinkModeSpec, WorkloadSpec};
 use crate::output::Origin;
@@ -138,6 +139,10 @@ impl<'a> Builder<'a> {
     pub fn decide_modes(&mut self) {
         let callers: Vec<String> = self.plan.components.iter().map(|c| c.component.clone()).collect();
         for caller in callers {
+            for (provider, _) in self.entries.iter().filter(|(c, _)| c.shared.is_some()) {
+                let reason = format!("component `{}` is shared: its one instance serves every caller", provider.name);
+                self.unfuse(&caller, |l| is_link_to(l, &provider.name), &reason);
+            }
             if self.engine.concurrency() == Concurrency::On {
                 // Per-member WASI (slots) covers WASI 0.2 only: fused, the members
                 // would share the entry's WASI 0.3 context.
@@ -348,7 +353,11 @@ impl<'a> Builder<'a> {
                     let earlier: Vec<_> =
                         loaded.imports[..position].iter().flat_map(|(_, item)| resource_types(engine, item)).collect();
                     let item = &loaded.imports[position].1;
-                    link::forward_import(linker, &name, item, &earlier, provider, export).map_err(|e| {
+                    let linked = match provider.shared {
+                        Some(_) => link::shared::forward_import(linker, &name, item, provider, export),
+                        None => link::forward_import(linker, &name, item, &earlier, provider, export),
+                    };
+                    linked.map_err(|e| {
                         self.problem(
                             part,
                             format!(
@@ -373,6 +382,11 @@ impl<'a> Builder<'a> {
     ) -> WorkloadComponent {
         let (c, is_service) = self.entries[index];
         let mut limits = Limits::resolve(&c.limits, is_service);
+        if c.shared.is_some() {
+            // A CPU budget is per invocation; a shared instance's calls interleave
+            // (validation refuses `cpuTime` for it).
+            limits.cpu_time = None;
+        }
         // A composite's memories grow under one account: its members' limits add up.
         limits.memory = ByteSize(limits.memory.0 + members.iter().map(|m| m.component.limits.memory.0).sum::<u64>());
         WorkloadComponent {
@@ -403,6 +417,7 @@ impl<'a> Builder<'a> {
             gate: ConcurrencyGate::new(&limits),
             idle: c.reuse_instances.then(Default::default),
             spare: Default::default(),
+            shared: c.shared.as_ref().map(|s| SharedInstance::new(self.engine.clone(), s.idle_timeout)),
             exports: Default::default(),
             limits,
             telemetry: self.cx.telemetry.clone(),

@@ -14,6 +14,7 @@ use crate::error::InvokeError;
 use crate::interface::ItemName;
 use crate::limits::{ConcurrencyGate, Limits};
 use crate::link::resources::ProvidedResources;
+use crate::link::shared::SharedInstance;
 use crate::plugin::{ComponentIdentity, PluginRegistry};
 use crate::store::{Frame, Interruption, StoreState};
 use crate::telemetry::{ComponentMetrics, Outcome, Telemetry};
@@ -46,6 +47,8 @@ pub(crate) struct WorkloadComponent {
     pub idle: Option<Mutex<Vec<LiveInstance>>>,
     /// Without `reuseInstances`: the instance made ahead for the next invocation.
     pub spare: Spare,
+    /// With `shared`: the one instance its link callers share.
+    pub shared: Option<SharedInstance>,
     /// Exported functions found so far, by the name they were asked for.
     pub exports: Mutex<HashMap<Box<str>, ComponentExportIndex>>,
     pub telemetry: Telemetry,

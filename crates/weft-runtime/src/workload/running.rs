@@ -486,6 +486,16 @@ impl RunningWorkload {
         Ok(self.component(component)?.idle_count())
     }
 
+    /// The shared instance of a component with `shared:`: whether one lives, and
+    /// how many were made.
+    pub fn shared_instance(&self, component: &str) -> Result<crate::SharedStats, InvokeError> {
+        let c = self.component(component)?;
+        c.shared
+            .as_ref()
+            .map(|s| s.stats())
+            .ok_or_else(|| InvokeError::NoSuchComponent(format!("{component} (shared)")))
+    }
+
     /// Runs a component's `wasi:cli/run` export once, within its limits. An exit
     /// status of 0 is success.
     pub async fn run(&self, component: &str) -> Result<(), InvokeError> {
@@ -584,6 +594,9 @@ impl RunningWorkload {
         drained(Self::CANCEL_GRACE).await;
         for c in &self.components {
             c.drop_idle();
+            if let Some(shared) = &c.shared {
+                shared.retire_now();
+            }
         }
         let left = in_flight();
         let message = if left == 0 {

@@ -71,7 +71,7 @@ pub(crate) async fn validate(
 
     let origins: Vec<Result<Origin, String>> = entries.iter().map(|(c, _)| source_origin(&spec, c)).collect();
     let fetched = fetch_all(cx, origins).await;
-    let engine = match choose_engine(cx, &fetched) {
+    let engine = match choose_engine(cx, &entries, &fetched) {
         Ok(engine) => engine,
         Err(problem) => return Err(Rejection { workload: spec.name.clone(), problems: vec![problem] }),
     };
@@ -114,6 +114,7 @@ pub(crate) async fn validate(
         .collect();
     let plan = plan::resolve(&surfaces, &spec.links, &cx.plugins, &mut problems);
     check_link_types(&engine, &plan, &entries, &loaded, &mut problems);
+    check_shared(&entries, &plan, &mut problems);
     check_host_interfaces(cx, &spec, &mut problems);
     super::served::need_lattice(cx, &spec, &plan, &mut problems);
 
@@ -146,11 +147,17 @@ pub(crate) async fn validate(
 }
 
 /// The engine every component of the workload can run on (they share stores):
-/// the one with concurrency support when any uses component-model async. The
+/// the one with concurrency support when any uses component-model async or is
+/// shared. The
 /// decision reads the bytes, so it is made before anything is compiled.
-fn choose_engine(cx: &HostContext, fetched: &[Result<(String, Vec<u8>), String>]) -> Result<Arc<Engine>, Problem> {
-    let any_async =
-        fetched.iter().flatten().any(|(_, bytes)| crate::component::concurrency_needed(bytes) == Concurrency::On);
+fn choose_engine(
+    cx: &HostContext,
+    entries: &[(&ComponentSpec, bool)],
+    fetched: &[Result<(String, Vec<u8>), String>],
+) -> Result<Arc<Engine>, Problem> {
+    // A shared provider's instance takes its calls concurrently.
+    let any_async = entries.iter().any(|(c, _)| c.shared.is_some())
+        || fetched.iter().flatten().any(|(_, bytes)| crate::component::concurrency_needed(bytes) == Concurrency::On);
     let needed = if any_async { Concurrency::On } else { Concurrency::Off };
     cx.engines.get(needed).map_err(|e| {
         Problem::new("host", format!("cannot start the engine with component-model concurrency support: {e:#}"))
@@ -218,6 +225,40 @@ fn check_names(entries: &[(&ComponentSpec, bool)], problems: &mut Vec<Problem>) 
                 format!("component `{}`", c.name),
                 "`reuseInstances` does not apply to the service, which runs in one instance for its whole life",
             ));
+        }
+    }
+}
+
+/// What a shared provider cannot be or have (docs/links.md).
+fn check_shared(entries: &[(&ComponentSpec, bool)], plan: &LinkPlan, problems: &mut Vec<Problem>) {
+    for (c, is_service) in entries.iter().filter(|(c, _)| c.shared.is_some()) {
+        let subject = format!("component `{}`", c.name);
+        if *is_service {
+            problems
+                .push(Problem::new(&subject, "`shared` applies to providers; the service runs in one instance anyway"));
+        }
+        if c.reuse_instances {
+            problems.push(Problem::new(&subject, "`shared` and `reuseInstances` exclude each other"));
+        }
+        if c.limits.cpu_time.is_some() {
+            problems.push(Problem::new(
+                &subject,
+                "`limits.cpuTime` budgets one invocation, and a shared instance runs many at once; \
+                 `timeout` bounds each call",
+            ));
+        }
+        // Its store holds it alone: the WASI context of whatever runs there is its own.
+        for link in plan.imports_of(&c.name) {
+            if let Provider::Component { component, .. } = &link.provider {
+                problems.push(Problem::new(
+                    &subject,
+                    format!(
+                        "is shared, so its imports come from WASI, host plugins or the lattice; `{}` is linked to \
+                         component `{component}`",
+                        link.import
+                    ),
+                ));
+            }
         }
     }
 }
