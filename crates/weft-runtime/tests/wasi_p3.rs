@@ -5,11 +5,12 @@
 mod common;
 
 use common::*;
+use std::sync::Arc;
 use std::time::Duration;
 use weft_runtime::engine::{AllocatorChoice, Concurrency, EngineConfig};
 
 use weft_runtime::wasmtime::component::Val;
-use weft_runtime::{HostApi, HostConfig, SharedStats, WorkloadState};
+use weft_runtime::{HostApi, HostConfig, RunningWorkload, SharedStats, WorkloadState};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_wasi_0_3_command_runs_on_the_engine_with_concurrency() {
@@ -215,4 +216,75 @@ components:
     w.run("client").await.unwrap();
     assert_eq!(t.stdout("client"), ["Ahoy, one!", "Ahoy, two!", "Ahoy, one!", "Ahoy, two!"]);
     assert_eq!(w.shared_instance("greeter").unwrap(), SharedStats { live: true, started: 1 });
+}
+
+const PROBE: &str = "weft:shared/probe@0.1.0";
+
+/// The prober and the async provider, linked `mode`.
+async fn async_pair(t: &TestHost, mode: &str) -> Arc<RunningWorkload> {
+    t.start_ok(&format!(
+        r#"
+name: async-{mode}
+components:
+  - {{ name: prober, source: {LINK_PROBER_P3} }}
+  - {{ name: provider, source: {COUNTER_P3} }}
+links:
+  - {{ from: prober, import: "weft:shared/counter@0.1.0", to: provider, mode: {mode} }}
+  - {{ from: prober, import: "weft:shared/streams@0.1.0", to: provider, mode: {mode} }}
+"#
+    ))
+    .await
+}
+
+/// An async link, fused: the caller's concurrent calls run concurrently in the
+/// one provider instance of its invocation, streams go both ways, and a call
+/// the caller drops is cancelled in the provider.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_async_link_carries_concurrent_calls_streams_and_cancellation() {
+    let t = host().await;
+    let w = async_pair(&t, "auto").await;
+    for link in w.plan().imports_of("prober").iter().filter(|l| l.import.starts_with("weft:shared/")) {
+        assert!(link.provider.to_string().ends_with(", fused)"), "{}: {}", link.import, link.provider);
+    }
+
+    let back = w.invoke("prober", &format!("{PROBE}#bump-many"), &[Val::U32(20), Val::U32(50)]).await.unwrap();
+    let Val::List(tallies) = &back[0] else { panic!("a list: {back:?}") };
+    let tallies: Vec<_> = tallies.iter().map(tally).collect();
+    assert!(tallies.iter().all(|t| t.0 == tallies[0].0), "one provider instance: {tallies:?}");
+    let mut counts: Vec<u32> = tallies.iter().map(|t| t.1).collect();
+    counts.sort();
+    assert_eq!(counts, (1..=20).collect::<Vec<_>>());
+    assert_eq!(tallies.iter().map(|t| t.2).max(), Some(20), "all twenty calls were in progress at once");
+
+    let text: String = (0..2_000).map(|i| format!("line {i} of the stream\n")).collect();
+    let back = w
+        .invoke("prober", &format!("{PROBE}#upper-through"), &[Val::String(text.clone()), Val::U32(777)])
+        .await
+        .unwrap();
+    assert_eq!(back, [Val::String(text.to_uppercase())]);
+
+    let back = w.invoke("prober", &format!("{PROBE}#abandon-work"), &[Val::U32(20)]).await.unwrap();
+    assert_eq!(back, [Val::U32(1)], "the provider saw its call cancelled");
+}
+
+/// An async link pinned to `dynamic` is refused with the reason: a host
+/// function between two guest tasks of one store cannot yet tell which task's
+/// WASI context to use.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_async_link_pinned_dynamic_is_refused_with_the_reason() {
+    let t = host().await;
+    let text = t
+        .rejection(&format!(
+            r#"
+name: async-dynamic
+components:
+  - {{ name: prober, source: {LINK_PROBER_P3} }}
+  - {{ name: provider, source: {COUNTER_P3} }}
+links:
+  - {{ from: prober, import: "weft:shared/counter@0.1.0", to: provider, mode: dynamic }}
+"#
+        ))
+        .await
+        .to_string();
+    assert!(text.contains("`bump` is an `async func` or carries a stream or future, which links only fused"), "{text}");
 }

@@ -38,6 +38,11 @@ impl Sides<'_> {
     }
 
     fn func(&self, e: &ComponentFunc, p: &ComponentFunc) -> Result<(), String> {
+        match (e.async_(), p.async_()) {
+            (true, false) => return Err("expected an `async func`, found a plain one".into()),
+            (false, true) => return Err("expected a plain function, found an `async func`".into()),
+            _ => {}
+        }
         let (ep, pp): (Vec<_>, Vec<_>) = (e.params().collect(), p.params().collect());
         if ep.len() != pp.len() {
             return Err(format!("expected {} parameters, found {}", ep.len(), pp.len()));
@@ -130,9 +135,8 @@ impl Sides<'_> {
                 Ok(())
             }
             (Type::Own(e), Type::Own(p)) | (Type::Borrow(e), Type::Borrow(p)) => self.resource(*e, *p),
-            (Type::Future(_), _) | (Type::Stream(_), _) | (Type::ErrorContext, _) => {
-                Err("component-model async types cannot cross an in-process link yet".into())
-            }
+            (Type::Future(e), Type::Future(p)) => self.optional(e.ty(), p.ty()).map_err(|m| format!("future: {m}")),
+            (Type::Stream(e), Type::Stream(p)) => self.optional(e.ty(), p.ty()).map_err(|m| format!("stream: {m}")),
             (e, p) if std::mem::discriminant(e) == std::mem::discriminant(p) => Ok(()),
             _ => mismatch(),
         }

@@ -18,10 +18,10 @@ pub(crate) mod slots;
 use std::sync::Arc;
 
 use wasmtime::StoreContextMut;
-use wasmtime::component::types::{ComponentFunc, ComponentItem};
+use wasmtime::component::types::{ComponentFunc, ComponentItem, Type};
 use wasmtime::component::{ComponentExportIndex, Instance, Linker, LinkerInstance, ResourceType, Val};
 
-use self::resources::{has_resources, release_borrows, unwrap_proxies, wrap_provided};
+use self::resources::{any_part, has_resources, release_borrows, unwrap_proxies, wrap_provided};
 use crate::store::StoreState;
 use crate::workload::instance::WorkloadComponent;
 
@@ -97,6 +97,16 @@ fn forward_func(
     func: ComponentExportIndex,
     label: String,
 ) -> wasmtime::Result<()> {
+    // A host function between two guest tasks in one store would need the WASI
+    // context of whichever task calls it (interleaved tasks); until weft tracks
+    // that, component-model async crosses links fused, or to a shared provider.
+    let is_async = |t: &Type| any_part(t, &|t| matches!(t, Type::Future(_) | Type::Stream(_) | Type::ErrorContext));
+    if ty.async_() || ty.params().any(|(_, t)| is_async(&t)) || ty.results().any(|t| is_async(&t)) {
+        wasmtime::bail!(
+            "`{name}` is an `async func` or carries a stream or future, which links only fused (or to a shared \
+             provider), not dynamic"
+        );
+    }
     let forward = Arc::new(Forward {
         provider: provider.clone(),
         func,

@@ -24,11 +24,13 @@ use wasmtime_wasi::cli::{WasiCli, WasiCliCtxView};
 use wasmtime_wasi::filesystem::{WasiFilesystem, WasiFilesystemCtxView};
 use wasmtime_wasi::p2::bindings::{cli, filesystem, sockets};
 use wasmtime_wasi::sockets::{WasiSockets, WasiSocketsCtxView};
+use wasmtime_wasi_http::{WasiHttp, WasiHttpCtxView};
 
+use crate::engine::Concurrency;
 use crate::interface::ItemName;
 use crate::store::StoreState;
-use crate::wasi::WASI_VERSION;
 use crate::wasi::http::OutgoingView;
+use crate::wasi::{WASI_P3_VERSION, WASI_VERSION};
 
 /// Composite members a workload can have beyond their entries.
 pub(crate) const MAX_SLOTS: usize = 32;
@@ -43,6 +45,9 @@ const PER_MEMBER: &[(&str, &str)] = &[
     ("filesystem", "preopens"),
     ("sockets", "instance-network"),
     ("http", "outgoing-handler"),
+    // WASI 0.3's outgoing HTTP (its other capability-bearing interfaces share
+    // 0.2's names above).
+    ("http", "client"),
 ];
 
 /// Whether a member of a composite keeps this import to itself.
@@ -56,6 +61,11 @@ pub(crate) fn is_per_member(import: &ItemName) -> bool {
 /// name: composition keeps a single import per interface name.
 pub(crate) fn renamed(slot: usize, import: &str) -> String {
     match ItemName::parse(import) {
+        // A member may import an interface as WASI 0.2 and as 0.3 (a `wasip3`
+        // guest built for wasm32-wasip2 does, through the standard library).
+        ItemName::Interface(i) if i.namespace == "wasi" && i.version.as_ref().is_some_and(|v| v.minor == 3) => {
+            format!("weft-m{slot}-{}-{}-{}-0-3", i.namespace, i.package, i.interface)
+        }
         ItemName::Interface(i) => format!("weft-m{slot}-{}-{}-{}", i.namespace, i.package, i.interface),
         ItemName::Plain(p) => format!("weft-m{slot}-{p}"),
     }
@@ -82,6 +92,13 @@ fn filesystem_view<const SLOT: usize>(state: &mut StoreState) -> WasiFilesystemC
     WasiFilesystemCtxView { ctx: ctx.filesystem(), table }
 }
 
+fn http_p3_view<const SLOT: usize>(state: &mut StoreState) -> WasiHttpCtxView<'_> {
+    let index = state.slot_frames.get(SLOT).copied().flatten().unwrap_or(state.active);
+    let (frames, table) = state.frames_and_table();
+    let frame = frames[index].as_mut().expect("a slot's frame exists");
+    WasiHttpCtxView { ctx: &mut frame.http, hooks: &mut frame.outgoing, table }
+}
+
 fn http_view<const SLOT: usize>(state: &mut StoreState) -> OutgoingView<'_> {
     let index = state.slot_frames.get(SLOT).copied().flatten().unwrap_or(state.active);
     let (frames, table) = state.frames_and_table();
@@ -94,12 +111,17 @@ fn sockets_view<const SLOT: usize>(state: &mut StoreState) -> WasiSocketsCtxView
     WasiSocketsCtxView { ctx: ctx.sockets(), table }
 }
 
-/// Defines the capability-bearing WASI interfaces for `slot`, under their slot names.
-pub(crate) fn add_to_linker(linker: &mut Linker<StoreState>, slot: usize) -> wasmtime::Result<()> {
+/// Defines the capability-bearing WASI interfaces for `slot`, under their slot
+/// names: WASI 0.2's, and 0.3's as well on the engine with concurrency.
+pub(crate) fn add_to_linker(
+    linker: &mut Linker<StoreState>,
+    slot: usize,
+    concurrency: Concurrency,
+) -> wasmtime::Result<()> {
     macro_rules! dispatch {
         ($($n:literal)*) => {
             match slot {
-                $($n => add_slot::<$n>(linker),)*
+                $($n => add_slot::<$n>(linker, concurrency),)*
                 _ => wasmtime::bail!("slot {slot} is beyond the {MAX_SLOTS} composite members a workload can have"),
             }
         };
@@ -107,7 +129,10 @@ pub(crate) fn add_to_linker(linker: &mut Linker<StoreState>, slot: usize) -> was
     dispatch!(0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26 27 28 29 30 31)
 }
 
-fn add_slot<const SLOT: usize>(linker: &mut Linker<StoreState>) -> wasmtime::Result<()> {
+fn add_slot<const SLOT: usize>(linker: &mut Linker<StoreState>, concurrency: Concurrency) -> wasmtime::Result<()> {
+    if concurrency == Concurrency::On {
+        add_slot_p3::<SLOT>(linker)?;
+    }
     let name = |package: &str, interface: &str| renamed(SLOT, &format!("wasi:{package}/{interface}@{WASI_VERSION}"));
     cli::environment::add_to_linker_instance::<StoreState, WasiCli>(
         &mut linker.instance(&name("cli", "environment"))?,
@@ -140,6 +165,41 @@ fn add_slot<const SLOT: usize>(linker: &mut Linker<StoreState>) -> wasmtime::Res
     crate::wasi::http::add_to_linker_instance(
         &mut linker.instance(&name("http", "outgoing-handler"))?,
         http_view::<SLOT>,
+    )?;
+    Ok(())
+}
+
+fn add_slot_p3<const SLOT: usize>(linker: &mut Linker<StoreState>) -> wasmtime::Result<()> {
+    use wasmtime_wasi::p3::bindings::{cli, filesystem};
+    use wasmtime_wasi_http::p3::bindings::http::client;
+    let name = |package: &str, interface: &str| renamed(SLOT, &format!("wasi:{package}/{interface}@{WASI_P3_VERSION}"));
+    cli::environment::add_to_linker_instance::<StoreState, WasiCli>(
+        &mut linker.instance(&name("cli", "environment"))?,
+        cli_view::<SLOT>,
+    )?;
+    cli::exit::add_to_linker_instance::<StoreState, WasiCli>(
+        &mut linker.instance(&name("cli", "exit"))?,
+        cli_view::<SLOT>,
+    )?;
+    cli::stdin::add_to_linker_instance::<StoreState, WasiCli>(
+        &mut linker.instance(&name("cli", "stdin"))?,
+        cli_view::<SLOT>,
+    )?;
+    cli::stdout::add_to_linker_instance::<StoreState, WasiCli>(
+        &mut linker.instance(&name("cli", "stdout"))?,
+        cli_view::<SLOT>,
+    )?;
+    cli::stderr::add_to_linker_instance::<StoreState, WasiCli>(
+        &mut linker.instance(&name("cli", "stderr"))?,
+        cli_view::<SLOT>,
+    )?;
+    filesystem::preopens::add_to_linker_instance::<StoreState, WasiFilesystem>(
+        &mut linker.instance(&name("filesystem", "preopens"))?,
+        filesystem_view::<SLOT>,
+    )?;
+    client::add_to_linker_instance::<StoreState, WasiHttp>(
+        &mut linker.instance(&name("http", "client"))?,
+        http_p3_view::<SLOT>,
     )?;
     Ok(())
 }

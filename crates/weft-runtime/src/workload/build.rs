@@ -11,7 +11,7 @@ use super::instance::{Member, WorkloadComponent};
 use super::plan::{ImportLink, LinkMode, LinkPlan, Provider};
 use super::{HostContext, WorkloadId};
 use crate::component::Digest;
-use crate::engine::{Concurrency, Engine};
+use crate::engine::Engine;
 use crate::error::Problem;
 use crate::interface::ItemName;
 use crate::limits::{ByteSize, ConcurrencyGate, Limits};
@@ -143,13 +143,6 @@ impl<'a> Builder<'a> {
                 let reason = format!("component `{}` is shared: its one instance serves every caller", provider.name);
                 self.unfuse(&caller, |l| is_link_to(l, &provider.name), &reason);
             }
-            if self.engine.concurrency() == Concurrency::On {
-                // Per-member WASI (slots) covers WASI 0.2 only: fused, the members
-                // would share the entry's WASI 0.3 context.
-                let reason = "the workload uses component-model async (WASI 0.3), whose links weft keeps dynamic";
-                self.unfuse(&caller, |_| true, reason);
-                continue;
-            }
             let providers: Vec<String> = self
                 .plan
                 .imports_of(&caller)
@@ -277,7 +270,8 @@ impl<'a> Builder<'a> {
         let mut linker = self.base_linker(&name)?;
         self.link_open_imports(&mut linker, &name, None)?;
         for (slot, member) in &slotted {
-            slots::add_to_linker(&mut linker, *slot).map_err(|e| self.cannot_link(&name, &e))?;
+            slots::add_to_linker(&mut linker, *slot, self.engine.concurrency())
+                .map_err(|e| self.cannot_link(&name, &e))?;
             self.link_open_imports(&mut linker, member, Some(*slot))?;
         }
         let pre = linker.instantiate_pre(&component).map_err(|e| Failure::Unfusable(super::instance::describe(&e)))?;
