@@ -12,8 +12,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use wasmtime::component::{Instance, ResourceTable, ResourceType};
-use wasmtime::{ResourceLimiter, UpdateDeadline};
+use wasmtime::component::{GuestTaskId, Instance, ResourceTable, ResourceType};
+use wasmtime::{CallHook, ResourceLimiter, StoreContextMut, UpdateDeadline};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
@@ -80,6 +80,13 @@ pub struct StoreState {
     /// Indexed like the workload's components; `None` until instantiated here.
     pub(crate) frames: Vec<Option<Frame>>,
     pub(crate) active: usize,
+    /// The component the store was made for: who runs when no task below says.
+    entry: usize,
+    /// With concurrency: the guest tasks that dynamic links started, each with
+    /// the provider component it runs. Tasks interleave, so on every call into
+    /// the host the call hook finds the caller's component from the task stack
+    /// ([`StoreState::follow_task`]).
+    pub(crate) tasks: Vec<(GuestTaskId, usize)>,
     pub(crate) proxies: Proxies,
     /// Composite member slots in use in this store: slot → the component index
     /// whose frame (WASI context) the slot's capability imports use.
@@ -107,6 +114,8 @@ impl StoreState {
             table: ResourceTable::new(),
             frames: Vec::new(),
             active: entry,
+            entry,
+            tasks: Vec::new(),
             proxies: Proxies::default(),
             slot_frames: Vec::new(),
             plugins,
@@ -147,6 +156,35 @@ impl StoreState {
         if self.frames[index].is_none() {
             self.frames[index] = Some(make()?);
         }
+        Ok(())
+    }
+
+    /// The call hook of stores on the engine with concurrency: before a guest
+    /// calls into the host, makes the component of the task that calls active:
+    /// the youngest task on the stack that a dynamic link started, else the
+    /// store's entry. Only stores with such tasks in progress pay for the
+    /// lookup; the others only reset to the entry.
+    pub(crate) fn follow_task(mut cx: StoreContextMut<'_, StoreState>, hook: CallHook) -> wasmtime::Result<()> {
+        if !matches!(hook, CallHook::CallingHost) {
+            return Ok(());
+        }
+        if cx.data().tasks.is_empty() {
+            let state = cx.data_mut();
+            state.active = state.entry;
+            return Ok(());
+        }
+        // Copied out first: the stack borrows the store.
+        let mut stack = [None; 16];
+        match cx.async_call_stack() {
+            Ok(tasks) => stack.iter_mut().zip(tasks).for_each(|(slot, task)| *slot = Some(task)),
+            Err(_) => return Ok(()),
+        }
+        let state = cx.data_mut();
+        let linked = stack
+            .iter()
+            .map_while(|t| *t)
+            .find_map(|task| state.tasks.iter().find(|(t, _)| *t == task).map(|(_, component)| *component));
+        state.active = linked.unwrap_or(state.entry);
         Ok(())
     }
 

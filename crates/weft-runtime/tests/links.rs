@@ -12,7 +12,7 @@ use std::time::Duration;
 use common::*;
 use weft_lattice::Lattice;
 use weft_lattice::wrpc::WrpcLinks;
-use weft_runtime::engine::EngineConfig;
+use weft_runtime::engine::{Concurrency, EngineConfig};
 use weft_runtime::wasmtime::component::Val;
 use weft_runtime::{HostConfig, InvokeError, RunningWorkload};
 use weft_testkit::Server;
@@ -73,7 +73,7 @@ async fn pair(t: &SuiteHost, mode: &str) -> Arc<RunningWorkload> {
         t.serving().file("provider-data/note.txt", note);
     }
     let (caller_cpu, provider_limits) =
-        if mode == "dynamic" || remote { ("5s", "limits: { cpuTime: 200ms }") } else { ("300ms", "") };
+        if link_mode(mode) == "dynamic" || remote { ("5s", "limits: { cpuTime: 200ms }") } else { ("300ms", "") };
     let provider = |serve: &str| {
         format!(
             r#"
@@ -90,7 +90,7 @@ async fn pair(t: &SuiteHost, mode: &str) -> Arc<RunningWorkload> {
     let to = |i: &str| match (remote, i) {
         (true, "values" | "faults") => "to: lattice".to_string(),
         (true, _) => "to: provider".to_string(),
-        (false, _) => format!("to: provider, mode: {mode}"),
+        (false, _) => format!("to: provider, mode: {}", link_mode(mode)),
     };
     let links: String = ["values", "counters", "pipes", "faults"]
         .iter()
@@ -108,12 +108,14 @@ components:
   - name: caller
     source: {TYPES_CALLER}
     env: {{ WHO: caller }}
-    limits: {{ cpuTime: {caller_cpu} }}{}{volumes}links:
+    limits: {{ cpuTime: {caller_cpu} }}{}{}{volumes}links:
 {links}"#,
-            provider("")
+            provider(""),
+            engine_extra(mode),
         ))
         .await;
-    let expected = match mode {
+    assert_engine(&w, mode);
+    let expected = match link_mode(mode) {
         "dynamic" => ", dynamic",
         "remote" => "the lattice (remote, wRPC)",
         _ => ", fused",
@@ -125,6 +127,23 @@ components:
         }
     }
     w
+}
+
+/// The link mode a suite mode uses: `<mode>_on_async_engine` runs `<mode>`
+/// links in a workload that also holds a WASI 0.3 component, so on the engine
+/// with concurrency, where calls into a provider are guest tasks.
+fn link_mode(mode: &str) -> &str {
+    mode.strip_suffix("_on_async_engine").unwrap_or(mode)
+}
+
+/// The component that puts a workload of `mode` on the engine with concurrency.
+fn engine_extra(mode: &str) -> String {
+    if mode.ends_with("_on_async_engine") { format!("  - {{ name: p3, source: {HELLO_P3} }}\n") } else { String::new() }
+}
+
+fn assert_engine(w: &RunningWorkload, mode: &str) {
+    let on = mode.ends_with("_on_async_engine");
+    assert_eq!(w.status().concurrency, Some(if on { Concurrency::On } else { Concurrency::Off }), "{mode}");
 }
 
 fn is_interface(import: &str, interface: &str) -> bool {
@@ -153,8 +172,10 @@ async fn chain_output(mode: &str) -> Vec<String> {
         .await
     } else {
         t.start_ok(&format!(
-            "name: chain\ncomponents:\n  - {a}\n  - {b} }}\n  - {c}\nlinks:\n  \
-             - {{ from: a, import: {greeter}, to: b, mode: {mode} }}\n  - {{ from: b, import: {greeter}, to: c, mode: {mode} }}\n"
+            "name: chain\ncomponents:\n  - {a}\n  - {b} }}\n  - {c}\n{}links:\n  \
+             - {{ from: a, import: {greeter}, to: b, mode: {m} }}\n  - {{ from: b, import: {greeter}, to: c, mode: {m} }}\n",
+            engine_extra(mode),
+            m = link_mode(mode),
         ))
         .await
     };
@@ -480,7 +501,7 @@ macro_rules! in_process_tests {
             let err = w.invoke("caller", "weft:types/scenarios@0.1.0#spin-through", &[]).await.unwrap_err();
             // Behind a dynamic link the provider's own 200 ms stop it (not the
             // caller's 5 s); in a composite, the call tree's limit: the caller's 300 ms.
-            let (who, limit) = if MODE == "dynamic" { ("provider", 200) } else { ("caller", 300) };
+            let (who, limit) = if link_mode(MODE) == "dynamic" { ("provider", 200) } else { ("caller", 300) };
             match &err {
                 InvokeError::Timeout { component, limit: l } => {
                     assert_eq!(&**component, who);
@@ -507,10 +528,12 @@ macro_rules! in_process_tests {
           - {{ name: one, source: {GREETER_CLIENT}, args: [one] }}
           - {{ name: two, source: {GREETER_CLIENT}, args: [two] }}
           - {{ name: greeter, source: {GREETER} }}
-        links:
-          - {{ from: one, import: "weft:fixtures/greeter@0.1.0", to: greeter, mode: {MODE} }}
-          - {{ from: two, import: "weft:fixtures/greeter@0.1.0", to: greeter, mode: {MODE} }}
-        "#
+        {}links:
+          - {{ from: one, import: "weft:fixtures/greeter@0.1.0", to: greeter, mode: {m} }}
+          - {{ from: two, import: "weft:fixtures/greeter@0.1.0", to: greeter, mode: {m} }}
+        "#,
+                    engine_extra(MODE).replace('\n', "\n        "),
+                    m = link_mode(MODE),
                 ))
                 .await;
             let (a, b) = tokio::join!(w.run("one"), w.run("two"));
@@ -539,6 +562,8 @@ link_suite!(dynamic: crossing_tests, in_process_tests);
 link_suite!(fused: crossing_tests, in_process_tests);
 link_suite!(auto: crossing_tests, in_process_tests);
 link_suite!(remote: crossing_tests);
+link_suite!(dynamic_on_async_engine: crossing_tests, in_process_tests);
+link_suite!(auto_on_async_engine: crossing_tests, in_process_tests);
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_semver_compatible_provider_with_another_signature_is_rejected() {

@@ -82,6 +82,11 @@ impl streams::Guest for Provider {
     fn cancelled() -> u32 {
         CANCELLED.get()
     }
+
+    async fn env(name: String) -> Option<String> {
+        wait_ms(1).await;
+        wasip3::cli::environment::get_environment().into_iter().find(|(k, _)| *k == name).map(|(_, v)| v)
+    }
 }
 
 export!(Provider);

@@ -41,6 +41,24 @@ impl Guest for Prober {
         } // The call's future is dropped here, which cancels the call.
         streams::cancelled()
     }
+
+    async fn env_interleaved(name: String, n: u32) -> (Vec<Option<String>>, Vec<Option<String>>) {
+        let theirs = join_all((0..n).map(|_| streams::env(name.clone())));
+        let mine = async {
+            let mut mine = Vec::new();
+            for _ in 0..n {
+                wasip3::clocks::monotonic_clock::wait_for(200_000).await;
+                mine.push(own_env(&name));
+            }
+            mine
+        };
+        let (theirs, mine) = join(theirs, mine).await;
+        (mine, theirs)
+    }
+}
+
+fn own_env(name: &str) -> Option<String> {
+    wasip3::cli::environment::get_environment().into_iter().find(|(k, _)| k == name).map(|(_, v)| v)
 }
 
 export!(Prober);

@@ -17,11 +17,14 @@ pub(crate) mod slots;
 
 use std::sync::Arc;
 
-use wasmtime::StoreContextMut;
 use wasmtime::component::types::{ComponentFunc, ComponentItem, Type};
-use wasmtime::component::{ComponentExportIndex, Instance, Linker, LinkerInstance, ResourceType, Val};
+use wasmtime::component::{
+    Accessor, AccessorTask, ComponentExportIndex, Func, Instance, Linker, LinkerInstance, ResourceType, Val,
+};
+use wasmtime::{AsContextMut, StoreContextMut};
 
 use self::resources::{any_part, has_resources, release_borrows, unwrap_proxies, wrap_provided};
+use crate::engine::Concurrency;
 use crate::store::StoreState;
 use crate::workload::instance::WorkloadComponent;
 
@@ -30,6 +33,9 @@ use crate::workload::instance::WorkloadComponent;
 /// `earlier` holds the resource types of the caller's imports that come before this
 /// one: a resource of `import` found among them is a `use` of another interface's
 /// type (a WASI stream, say), which needs no definition and passes through.
+///
+/// Returns whether any function of it is async (an `async func`, or one carrying
+/// a stream or future): then the provider must be instantiated with the caller.
 pub(crate) fn forward_import(
     linker: &mut Linker<StoreState>,
     import: &str,
@@ -37,20 +43,23 @@ pub(crate) fn forward_import(
     earlier: &[ResourceType],
     provider: &Arc<WorkloadComponent>,
     export: &str,
-) -> wasmtime::Result<()> {
+    concurrency: Concurrency,
+) -> wasmtime::Result<bool> {
     let component = &provider.component;
     let missing = |what: &str| wasmtime::format_err!("component `{}` has no export `{what}`", provider.name);
     match item {
         ComponentItem::ComponentInstance(ty) => {
             let instance = component.get_export_index(None, export).ok_or_else(|| missing(export))?;
             let mut linker = linker.instance(import)?;
+            let mut any_async = false;
             for (name, item) in ty.exports(component.engine()) {
                 match item.ty {
                     ComponentItem::ComponentFunc(func_ty) => {
                         let func = component
                             .get_export_index(Some(&instance), name)
                             .ok_or_else(|| missing(&format!("{export}#{name}")))?;
-                        forward_func(&mut linker, name, &func_ty, provider, func, format!("{export}#{name}"))?;
+                        let label = format!("{export}#{name}");
+                        any_async |= forward_func(&mut linker, name, &func_ty, provider, func, label, concurrency)?;
                     }
                     ComponentItem::Resource(ty) if earlier.contains(&ty) => {}
                     ComponentItem::Resource(_) => {
@@ -69,11 +78,11 @@ pub(crate) fn forward_import(
                     }
                 }
             }
-            Ok(())
+            Ok(any_async)
         }
         ComponentItem::ComponentFunc(func_ty) => {
             let func = component.get_export_index(None, export).ok_or_else(|| missing(export))?;
-            forward_func(&mut linker.root(), import, func_ty, provider, func, export.to_string())
+            forward_func(&mut linker.root(), import, func_ty, provider, func, export.to_string(), concurrency)
         }
         other => wasmtime::bail!("import `{import}` ({other:?}) cannot be linked to a component"),
     }
@@ -87,8 +96,12 @@ struct Forward {
     /// Whether any parameter or result can hold a resource handle; only then are
     /// values walked to translate handles.
     resources: bool,
+    /// The caller's engine: with concurrency, every call into the provider is a
+    /// guest task the store's call hook must know of.
+    concurrency: Concurrency,
 }
 
+/// Defines one forwarded function; returns whether it is async.
 fn forward_func(
     linker: &mut LinkerInstance<'_, StoreState>,
     name: &str,
@@ -96,27 +109,36 @@ fn forward_func(
     provider: &Arc<WorkloadComponent>,
     func: ComponentExportIndex,
     label: String,
-) -> wasmtime::Result<()> {
-    // A host function between two guest tasks in one store would need the WASI
-    // context of whichever task calls it (interleaved tasks); until weft tracks
-    // that, component-model async crosses links fused, or to a shared provider.
+    concurrency: Concurrency,
+) -> wasmtime::Result<bool> {
+    let resources = ty.params().any(|(_, t)| has_resources(&t)) || ty.results().any(|t| has_resources(&t));
+    let forward = Arc::new(Forward { provider: provider.clone(), func, label: label.into(), resources, concurrency });
     let is_async = |t: &Type| any_part(t, &|t| matches!(t, Type::Future(_) | Type::Stream(_) | Type::ErrorContext));
-    if ty.async_() || ty.params().any(|(_, t)| is_async(&t)) || ty.results().any(|t| is_async(&t)) {
+    if !(ty.async_() || ty.params().any(|(_, t)| is_async(&t)) || ty.results().any(|t| is_async(&t))) {
+        linker.func_new_async(name, move |mut store, _ty, params, results| {
+            let forward = forward.clone();
+            Box::new(async move { forward.call(&mut store, params, results).await })
+        })?;
+        return Ok(false);
+    }
+    if resources {
         wasmtime::bail!(
-            "`{name}` is an `async func` or carries a stream or future, which links only fused (or to a shared \
-             provider), not dynamic"
+            "`{name}` is async and carries a resource handle, which a dynamic link cannot carry yet (a fused one can)"
         );
     }
-    let forward = Arc::new(Forward {
-        provider: provider.clone(),
-        func,
-        label: label.into(),
-        resources: ty.params().any(|(_, t)| has_resources(&t)) || ty.results().any(|t| has_resources(&t)),
-    });
-    linker.func_new_async(name, move |mut store, _ty, params, results| {
+    if !ty.async_() {
+        // Wasmtime takes only a blocking host function for a plain function,
+        // and a blocking call cannot hand a stream or future on between tasks.
+        wasmtime::bail!(
+            "`{name}` is a plain function carrying a stream or future, which a dynamic link cannot carry (a fused \
+             one can)"
+        );
+    }
+    linker.func_new_concurrent(name, move |accessor, _ty, params, results| {
         let forward = forward.clone();
-        Box::new(async move { forward.call(&mut store, params, results).await })
-    })
+        Box::pin(async move { forward.call_concurrent(accessor, params, results).await })
+    })?;
+    Ok(true)
 }
 
 impl Forward {
@@ -152,12 +174,12 @@ impl Forward {
         let outcome = if self.resources {
             let mut provider_params = params.to_vec();
             let outcome = match unwrap_proxies(store, &mut provider_params, provider) {
-                Ok(()) => func.call_async(&mut *store, &provider_params, results).await,
+                Ok(()) => self.call_provider(store, func, &provider_params, results).await,
                 Err(e) => Err(e),
             };
             release_borrows(store, params, provider).await.and(outcome)
         } else {
-            func.call_async(&mut *store, params, results).await
+            self.call_provider(store, func, params, results).await
         };
         store.data_mut().leave(caller);
         if let (Some(mut span), Some(outer)) = (span, outer) {
@@ -174,8 +196,99 @@ impl Forward {
     }
 }
 
+impl Forward {
+    /// The provider's export, called from a blocking host function. With
+    /// concurrency, its task is registered so that the host calls it makes are
+    /// served as the provider's however tasks interleave.
+    async fn call_provider(
+        &self,
+        store: &mut StoreContextMut<'_, StoreState>,
+        func: Func,
+        params: &[Val],
+        results: &mut [Val],
+    ) -> wasmtime::Result<()> {
+        if self.concurrency == Concurrency::Off {
+            return func.call_async(&mut *store, params, results).await;
+        }
+        let call = func.start_call_concurrent(&mut *store, params, results)?;
+        let task = call.task();
+        store.data_mut().tasks.push((task, self.provider.index));
+        let outcome = store
+            .as_context_mut()
+            .run_concurrent(async |accessor| func.finish_call_concurrent(accessor, call).await)
+            .await;
+        store.data_mut().tasks.retain(|(t, _)| *t != task);
+        outcome.and_then(|r| r)
+    }
+
+    /// An async function: the call is a task of its own in the caller's store,
+    /// spawned so that it is accounted for to its end even if the caller drops
+    /// the call (Wasmtime 48 cannot cancel a guest task the host started: the
+    /// provider's task runs on, its answer unread).
+    async fn call_concurrent(
+        &self,
+        accessor: &Accessor<StoreState>,
+        params: &[Val],
+        results: &mut [Val],
+    ) -> wasmtime::Result<()> {
+        let provider = &*self.provider;
+        let func = accessor.with(|mut store| {
+            let instance = store.data_mut().frame(provider.index).and_then(|f| f.instance).ok_or_else(|| {
+                wasmtime::format_err!("component `{}` was not instantiated with its caller", provider.name)
+            })?;
+            instance.get_func(&mut store, self.func).ok_or_else(|| {
+                wasmtime::format_err!("`{}` of component `{}` is not a function", self.label, provider.name)
+            })
+        })?;
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let task =
+            ProviderTask { func, provider: provider.index, params: params.to_vec(), results: results.len(), reply };
+        accessor.spawn(task)?;
+        let values = answer
+            .await
+            .unwrap_or_else(|_| Err(wasmtime::format_err!("the call ended without an answer")))
+            .map_err(|e| e.context(format!("in component `{}`, calling `{}`", provider.name, self.label)))?;
+        for (slot, value) in results.iter_mut().zip(values) {
+            *slot = value;
+        }
+        Ok(())
+    }
+}
+
+/// One call of an async function through a dynamic link, as a task of the store.
+struct ProviderTask {
+    func: Func,
+    provider: usize,
+    params: Vec<Val>,
+    results: usize,
+    reply: tokio::sync::oneshot::Sender<wasmtime::Result<Vec<Val>>>,
+}
+
+impl AccessorTask<StoreState> for ProviderTask {
+    async fn run(self, accessor: &Accessor<StoreState>) -> wasmtime::Result<()> {
+        let ProviderTask { func, provider, params, results, reply } = self;
+        let mut values = vec![Val::Bool(false); results];
+        let started = accessor.with(|mut store| {
+            let call = func.start_call_concurrent(&mut store, &params, &mut values)?;
+            store.data_mut().tasks.push((call.task(), provider));
+            Ok::<_, wasmtime::Error>(call)
+        });
+        let outcome = match started {
+            Ok(call) => {
+                let task = call.task();
+                let outcome = func.finish_call_concurrent(accessor, call).await;
+                accessor.with(|mut store| store.data_mut().tasks.retain(|(t, _)| *t != task));
+                outcome
+            }
+            Err(e) => Err(e),
+        };
+        let _ = reply.send(outcome.map(|()| values));
+        Ok(())
+    }
+}
+
 /// The provider's instance in this store, instantiated on first use.
-async fn instance_of(
+pub(crate) async fn instance_of(
     store: &mut StoreContextMut<'_, StoreState>,
     provider: &WorkloadComponent,
 ) -> wasmtime::Result<Instance> {

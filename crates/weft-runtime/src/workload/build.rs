@@ -217,9 +217,9 @@ impl<'a> Builder<'a> {
         let name = self.entries[index].0.name.clone();
         let loaded = self.loaded(index);
         let mut linker = self.base_linker(&name)?;
-        self.link_open_imports(&mut linker, &name, None)?;
+        let eager = self.link_open_imports(&mut linker, &name, None)?;
         let pre = linker.instantiate_pre(&loaded.component).map_err(|e| self.cannot_link(&name, &e))?;
-        Ok(self.component(index, loaded.component.clone(), pre, Vec::new()))
+        Ok(self.component(index, loaded.component.clone(), pre, Vec::new(), eager))
     }
 
     async fn build_composite(&mut self, index: usize, members: &[String]) -> Result<WorkloadComponent, Failure> {
@@ -268,11 +268,11 @@ impl<'a> Builder<'a> {
         .map_err(Failure::Unfusable)?;
 
         let mut linker = self.base_linker(&name)?;
-        self.link_open_imports(&mut linker, &name, None)?;
+        let mut eager = self.link_open_imports(&mut linker, &name, None)?;
         for (slot, member) in &slotted {
             slots::add_to_linker(&mut linker, *slot, self.engine.concurrency())
                 .map_err(|e| self.cannot_link(&name, &e))?;
-            self.link_open_imports(&mut linker, member, Some(*slot))?;
+            eager.extend(self.link_open_imports(&mut linker, member, Some(*slot))?);
         }
         let pre = linker.instantiate_pre(&component).map_err(|e| Failure::Unfusable(super::instance::describe(&e)))?;
         self.next_slot += slotted.len();
@@ -283,7 +283,7 @@ impl<'a> Builder<'a> {
                 component: self.built[self.index(&m)].clone().expect("members are built first"),
             })
             .collect();
-        Ok(self.component(index, component, pre, members))
+        Ok(self.component(index, component, pre, members, eager))
     }
 
     fn base_linker(&self, name: &str) -> Result<Linker<StoreState>, Failure> {
@@ -296,12 +296,15 @@ impl<'a> Builder<'a> {
 
     /// Defines `part`'s imports that neither WASI nor a fused link satisfies:
     /// plugins and dynamic links, under their slot names for composite members.
+    /// Returns the providers that async dynamic links reach, which are
+    /// instantiated with `part`.
     fn link_open_imports(
         &self,
         linker: &mut Linker<StoreState>,
         part: &str,
         slot: Option<usize>,
-    ) -> Result<(), Failure> {
+    ) -> Result<Vec<Arc<WorkloadComponent>>, Failure> {
+        let mut eager: Vec<Arc<WorkloadComponent>> = Vec::new();
         let loaded = self.loaded(self.index(part));
         let engine = self.engine.wasmtime();
         for import in self.plan.imports_of(part) {
@@ -347,11 +350,12 @@ impl<'a> Builder<'a> {
                     let earlier: Vec<_> =
                         loaded.imports[..position].iter().flat_map(|(_, item)| resource_types(engine, item)).collect();
                     let item = &loaded.imports[position].1;
+                    let concurrency = self.engine.concurrency();
                     let linked = match provider.shared {
-                        Some(_) => link::shared::forward_import(linker, &name, item, provider, export),
-                        None => link::forward_import(linker, &name, item, &earlier, provider, export),
+                        Some(_) => link::shared::forward_import(linker, &name, item, provider, export).map(|()| false),
+                        None => link::forward_import(linker, &name, item, &earlier, provider, export, concurrency),
                     };
-                    linked.map_err(|e| {
+                    let linked_async = linked.map_err(|e| {
                         self.problem(
                             part,
                             format!(
@@ -361,10 +365,18 @@ impl<'a> Builder<'a> {
                             ),
                         )
                     })?;
+                    if linked_async {
+                        // Its own eager providers first: they live in the same store.
+                        for p in provider.eager.iter().chain([provider]) {
+                            if !eager.iter().any(|e| e.index == p.index) {
+                                eager.push(p.clone());
+                            }
+                        }
+                    }
                 }
             }
         }
-        Ok(())
+        Ok(eager)
     }
 
     fn component(
@@ -373,6 +385,7 @@ impl<'a> Builder<'a> {
         component: Component,
         pre: wasmtime::component::InstancePre<StoreState>,
         members: Vec<Member>,
+        eager: Vec<Arc<WorkloadComponent>>,
     ) -> WorkloadComponent {
         let (c, is_service) = self.entries[index];
         let mut limits = Limits::resolve(&c.limits, is_service);
@@ -399,6 +412,7 @@ impl<'a> Builder<'a> {
             component,
             pre,
             members,
+            eager,
             wasi: WasiTemplate {
                 origin: Origin { workload: self.spec.name.as_str().into(), component: c.name.as_str().into() },
                 args: c.args.clone(),

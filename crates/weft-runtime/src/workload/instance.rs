@@ -4,12 +4,12 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use wasmtime::Store;
 use wasmtime::component::{Component, ComponentExportIndex, Instance, InstancePre, types::ComponentItem};
+use wasmtime::{AsContextMut, Store};
 use wasmtime_wasi::I32Exit;
 
 use crate::component::Digest;
-use crate::engine::Engine;
+use crate::engine::{Concurrency, Engine};
 use crate::error::InvokeError;
 use crate::interface::ItemName;
 use crate::limits::{ConcurrencyGate, Limits};
@@ -47,6 +47,9 @@ pub(crate) struct WorkloadComponent {
     pub idle: Option<Mutex<Vec<LiveInstance>>>,
     /// Without `reuseInstances`: the instance made ahead for the next invocation.
     pub spare: Spare,
+    /// Providers reached through async dynamic links (directly or not), made
+    /// with every instance of this one, providers first.
+    pub eager: Vec<Arc<WorkloadComponent>>,
     /// With `shared`: the one instance its link callers share.
     pub shared: Option<SharedInstance>,
     /// Exported functions found so far, by the name they were asked for.
@@ -112,10 +115,21 @@ impl WorkloadComponent {
         store.limiter(|state| state);
         store.epoch_deadline_callback(|mut cx| cx.data_mut().on_epoch_tick());
         store.set_epoch_deadline(1);
-        match self.pre.instantiate_async(&mut store).await {
-            Ok(instance) => Ok((store, instance)),
-            Err(e) => Err(classify(self, e, store.data())),
+        if engine.concurrency() == Concurrency::On {
+            store.call_hook(StoreState::follow_task);
         }
+        let instance = match self.pre.instantiate_async(&mut store).await {
+            Ok(instance) => instance,
+            Err(e) => return Err(classify(self, e, store.data())),
+        };
+        // A concurrent host function cannot instantiate (it holds no store
+        // across an await), so the providers of async dynamic links are made now.
+        for provider in &self.eager {
+            if let Err(e) = crate::link::instance_of(&mut store.as_context_mut(), provider).await {
+                return Err(classify(self, e, store.data()));
+            }
+        }
+        Ok((store, instance))
     }
 
     /// When an invocation starting now must end, by the component's `timeout`
