@@ -18,6 +18,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use crate::limits::{ByteSize, Limits};
+use crate::link::call_memory::CallMemory;
 use crate::link::resources::Proxies;
 use crate::plugin::{ComponentIdentity, HostPlugin, PluginRegistry};
 use crate::telemetry::{SpanContext, Telemetry};
@@ -87,6 +88,9 @@ pub struct StoreState {
     /// the host the call hook finds the caller's component from the task stack
     /// ([`StoreState::follow_task`]).
     pub(crate) tasks: Vec<(GuestTaskId, usize)>,
+    /// Blocks for the futures of calls into providers, one per nesting depth
+    /// reached ([`crate::link::call_memory`]).
+    pub(crate) call_memory: Vec<CallMemory>,
     pub(crate) proxies: Proxies,
     /// Composite member slots in use in this store: slot → the component index
     /// whose frame (WASI context) the slot's capability imports use.
@@ -116,6 +120,7 @@ impl StoreState {
             active: entry,
             entry,
             tasks: Vec::new(),
+            call_memory: Vec::new(),
             proxies: Proxies::default(),
             slot_frames: Vec::new(),
             plugins,

@@ -8,6 +8,7 @@
 //! (see [`resources`]), while resources that both sides import from elsewhere (WASI
 //! streams, pollables) pass through untouched.
 
+pub(crate) mod call_memory;
 pub(crate) mod compat;
 pub(crate) mod fuse;
 pub(crate) mod remote;
@@ -23,6 +24,7 @@ use wasmtime::component::{
 };
 use wasmtime::{AsContextMut, StoreContextMut};
 
+use self::call_memory::{CallMemory, Placed};
 use self::resources::{any_part, has_resources, release_borrows, unwrap_proxies, wrap_provided};
 use crate::engine::Concurrency;
 use crate::store::StoreState;
@@ -149,7 +151,11 @@ impl Forward {
         results: &mut [Val],
     ) -> wasmtime::Result<()> {
         let provider = &*self.provider;
-        let instance = instance_of(store, provider).await?;
+        let instance = match store.data().frame(provider.index).and_then(|f| f.instance) {
+            Some(instance) => instance,
+            // Boxed: instantiation's state would otherwise weigh on every call.
+            None => Box::pin(instance_of(store, provider)).await?,
+        };
         let func = instance.get_func(&mut *store, self.func).ok_or_else(|| {
             wasmtime::format_err!("`{}` of component `{}` is not a function", self.label, provider.name)
         })?;
@@ -177,7 +183,7 @@ impl Forward {
                 Ok(()) => self.call_provider(store, func, &provider_params, results).await,
                 Err(e) => Err(e),
             };
-            release_borrows(store, params, provider).await.and(outcome)
+            Box::pin(release_borrows(store, params, provider)).await.and(outcome)
         } else {
             self.call_provider(store, func, params, results).await
         };
@@ -208,8 +214,23 @@ impl Forward {
         results: &mut [Val],
     ) -> wasmtime::Result<()> {
         if self.concurrency == Concurrency::Off {
-            return func.call_async(&mut *store, params, results).await;
+            let memory = store.data_mut().call_memory.pop().unwrap_or_else(CallMemory::new);
+            let (outcome, memory) = Placed::new(memory, func.call_async(&mut *store, params, results)).await;
+            store.data_mut().call_memory.push(memory);
+            return outcome;
         }
+        // Boxed: kept out of the state of the engine-without-concurrency path,
+        // which every WASI 0.2 hop allocates.
+        Box::pin(self.call_as_task(store, func, params, results)).await
+    }
+
+    async fn call_as_task(
+        &self,
+        store: &mut StoreContextMut<'_, StoreState>,
+        func: Func,
+        params: &[Val],
+        results: &mut [Val],
+    ) -> wasmtime::Result<()> {
         let call = func.start_call_concurrent(&mut *store, params, results)?;
         let task = call.task();
         store.data_mut().tasks.push((task, self.provider.index));
