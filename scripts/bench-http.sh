@@ -7,6 +7,8 @@
 #
 #   scripts/bench-http.sh                    # wasmtime from PATH
 #   WASMTIME=/opt/wasmtime-cli/bin/wasmtime DURATION=20s scripts/bench-http.sh
+#   BASELINE=/tmp/weft-main scripts/bench-http.sh   # also another weft build, fresh,
+#                                                   # right after this one's row
 #
 # Needs wrk (apt install wrk) and wasmtime-cli 48
 # (cargo install wasmtime-cli --version 48.0.8 --locked).
@@ -93,6 +95,10 @@ port=$(free_port)
 printf 'plugins:\n  http:\n    listen: ["127.0.0.1:%s"]\n' "$port" >"$work/host.yaml"
 WEFT_LOG=warn measure "weft, fresh instance per request" \
     "$weft" run --host-config "$work/host.yaml" --cache-dir "$work/cache" "$work/fresh.yaml"
+if [ -n "${BASELINE:-}" ]; then
+    WEFT_LOG=warn measure "weft \`$BASELINE\`, fresh instance per request" \
+        "$BASELINE" run --host-config "$work/host.yaml" --cache-dir "$work/cache-baseline" "$work/fresh.yaml"
+fi
 WEFT_LOG=warn measure "weft, \`reuseInstances: true\`" \
     "$weft" run --host-config "$work/host.yaml" --cache-dir "$work/cache" "$work/reused.yaml"
 WEFT_LOG=warn measure "weft, WASI 0.3 handler, fresh instance per request" \
