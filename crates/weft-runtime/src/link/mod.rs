@@ -47,44 +47,82 @@ pub(crate) fn forward_import(
     export: &str,
     concurrency: Concurrency,
 ) -> wasmtime::Result<bool> {
+    let mut any_async = false;
+    each_part(linker, import, item, provider, export, |linker, part| {
+        match part {
+            Part::Func { name, label, ty, func } => {
+                any_async |= forward_func(linker, name, ty, provider, func, label, concurrency)?;
+            }
+            // A `use` of another interface's resource (a WASI stream): it passes through.
+            Part::Other { item: ComponentItem::Resource(ty), .. } if earlier.contains(ty) => {}
+            Part::Other { name, item: ComponentItem::Resource(_) } => {
+                let payload = provider.resources.payload(export, name).ok_or_else(|| {
+                    wasmtime::format_err!(
+                        "resource `{name}` of `{export}` is not one that component `{}` defines",
+                        provider.name
+                    )
+                })?;
+                resources::define_proxy(linker, name, payload, provider)?;
+            }
+            // Value types need no definition: the function types carry them.
+            Part::Other { item: ComponentItem::Type(_), .. } => {}
+            Part::Other { name, item } => {
+                wasmtime::bail!("`{import}` exports `{name}` ({item:?}), which in-process links cannot carry")
+            }
+        }
+        Ok(())
+    })?;
+    Ok(any_async)
+}
+
+/// An item of an import that a provider's export serves.
+pub(crate) enum Part<'a> {
+    /// A function, with the provider's export of it.
+    Func {
+        name: &'a str,
+        label: String,
+        ty: &'a ComponentFunc,
+        func: ComponentExportIndex,
+    },
+    Other {
+        name: &'a str,
+        item: &'a ComponentItem,
+    },
+}
+
+/// Hands each item of `import` (an interface, or one function) to `define`,
+/// with the linker instance to define it in and, for a function, the index of
+/// `provider`'s export of it.
+pub(crate) fn each_part(
+    linker: &mut Linker<StoreState>,
+    import: &str,
+    item: &ComponentItem,
+    provider: &WorkloadComponent,
+    export: &str,
+    mut define: impl FnMut(&mut LinkerInstance<'_, StoreState>, Part<'_>) -> wasmtime::Result<()>,
+) -> wasmtime::Result<()> {
     let component = &provider.component;
     let missing = |what: &str| wasmtime::format_err!("component `{}` has no export `{what}`", provider.name);
     match item {
         ComponentItem::ComponentInstance(ty) => {
             let instance = component.get_export_index(None, export).ok_or_else(|| missing(export))?;
             let mut linker = linker.instance(import)?;
-            let mut any_async = false;
             for (name, item) in ty.exports(component.engine()) {
-                match item.ty {
-                    ComponentItem::ComponentFunc(func_ty) => {
-                        let func = component
-                            .get_export_index(Some(&instance), name)
-                            .ok_or_else(|| missing(&format!("{export}#{name}")))?;
+                let part = match &item.ty {
+                    ComponentItem::ComponentFunc(ty) => {
                         let label = format!("{export}#{name}");
-                        any_async |= forward_func(&mut linker, name, &func_ty, provider, func, label, concurrency)?;
+                        let func = component.get_export_index(Some(&instance), name).ok_or_else(|| missing(&label))?;
+                        define(&mut linker, Part::Func { name, label, ty, func })
                     }
-                    ComponentItem::Resource(ty) if earlier.contains(&ty) => {}
-                    ComponentItem::Resource(_) => {
-                        let payload = provider.resources.payload(export, name).ok_or_else(|| {
-                            wasmtime::format_err!(
-                                "resource `{name}` of `{export}` is not one that component `{}` defines",
-                                provider.name
-                            )
-                        })?;
-                        resources::define_proxy(&mut linker, name, payload, provider)?;
-                    }
-                    // Value types need no definition: the function types carry them.
-                    ComponentItem::Type(_) => {}
-                    other => {
-                        wasmtime::bail!("`{import}` exports `{name}` ({other:?}), which in-process links cannot carry")
-                    }
-                }
+                    other => define(&mut linker, Part::Other { name, item: other }),
+                };
+                part?;
             }
-            Ok(any_async)
+            Ok(())
         }
-        ComponentItem::ComponentFunc(func_ty) => {
+        ComponentItem::ComponentFunc(ty) => {
             let func = component.get_export_index(None, export).ok_or_else(|| missing(export))?;
-            forward_func(&mut linker.root(), import, func_ty, provider, func, export.to_string(), concurrency)
+            define(&mut linker.root(), Part::Func { name: import, label: export.to_string(), ty, func })
         }
         other => wasmtime::bail!("import `{import}` ({other:?}) cannot be linked to a component"),
     }

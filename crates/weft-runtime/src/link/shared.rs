@@ -26,6 +26,7 @@ use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot};
 use wasmtime::component::types::{ComponentFunc, ComponentItem, Type};
 use wasmtime::component::{Accessor, ComponentExportIndex, Instance, Linker, LinkerInstance, Val};
 
+use super::Part;
 use super::resources::any_part;
 use crate::engine::Engine;
 use crate::limits::UNLIMITED;
@@ -248,36 +249,15 @@ pub(crate) fn forward_import(
     provider: &Arc<WorkloadComponent>,
     export: &str,
 ) -> wasmtime::Result<()> {
-    let component = &provider.component;
-    let missing = |what: &str| wasmtime::format_err!("component `{}` has no export `{what}`", provider.name);
-    match item {
-        ComponentItem::ComponentInstance(ty) => {
-            let instance = component.get_export_index(None, export).ok_or_else(|| missing(export))?;
-            let mut linker = linker.instance(import)?;
-            for (name, item) in ty.exports(component.engine()) {
-                match item.ty {
-                    ComponentItem::ComponentFunc(func_ty) => {
-                        let func = component
-                            .get_export_index(Some(&instance), name)
-                            .ok_or_else(|| missing(&format!("{export}#{name}")))?;
-                        forward_func(&mut linker, name, &func_ty, provider, func)?;
-                    }
-                    ComponentItem::Type(_) => {}
-                    _ => wasmtime::bail!(
-                        "`{name}` of `{import}` is a resource, and component `{}` is shared: values cross into \
-                         its own store, which only plain data can",
-                        provider.name
-                    ),
-                }
-            }
-            Ok(())
-        }
-        ComponentItem::ComponentFunc(func_ty) => {
-            let func = component.get_export_index(None, export).ok_or_else(|| missing(export))?;
-            forward_func(&mut linker.root(), import, func_ty, provider, func)
-        }
-        other => wasmtime::bail!("import `{import}` ({other:?}) cannot be linked to a component"),
-    }
+    super::each_part(linker, import, item, provider, export, |linker, part| match part {
+        Part::Func { name, ty, func, .. } => forward_func(linker, name, ty, provider, func),
+        Part::Other { item: ComponentItem::Type(_), .. } => Ok(()),
+        Part::Other { name, .. } => wasmtime::bail!(
+            "`{name}` of `{import}` is a resource, and component `{}` is shared: values cross into its own store, \
+             which only plain data can",
+            provider.name
+        ),
+    })
 }
 
 fn forward_func(

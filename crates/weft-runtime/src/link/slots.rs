@@ -129,35 +129,46 @@ pub(crate) fn add_to_linker(
     dispatch!(0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26 27 28 29 30 31)
 }
 
+/// Defines, under slot `$slot`'s names, the interfaces of WASI version
+/// `$version` that carry a capability and that 0.2 and 0.3 share: cli's
+/// environment, exit and stdio, and filesystem preopens, from the bindings
+/// modules `$cli` and `$filesystem`.
+macro_rules! add_shared_capabilities {
+    ($linker:expr, $slot:ident, $version:expr, $cli:ident, $filesystem:ident) => {{
+        let name = |package: &str, interface: &str| renamed($slot, &format!("wasi:{package}/{interface}@{}", $version));
+        $cli::environment::add_to_linker_instance::<StoreState, WasiCli>(
+            &mut $linker.instance(&name("cli", "environment"))?,
+            cli_view::<$slot>,
+        )?;
+        $cli::exit::add_to_linker_instance::<StoreState, WasiCli>(
+            &mut $linker.instance(&name("cli", "exit"))?,
+            cli_view::<$slot>,
+        )?;
+        $cli::stdin::add_to_linker_instance::<StoreState, WasiCli>(
+            &mut $linker.instance(&name("cli", "stdin"))?,
+            cli_view::<$slot>,
+        )?;
+        $cli::stdout::add_to_linker_instance::<StoreState, WasiCli>(
+            &mut $linker.instance(&name("cli", "stdout"))?,
+            cli_view::<$slot>,
+        )?;
+        $cli::stderr::add_to_linker_instance::<StoreState, WasiCli>(
+            &mut $linker.instance(&name("cli", "stderr"))?,
+            cli_view::<$slot>,
+        )?;
+        $filesystem::preopens::add_to_linker_instance::<StoreState, WasiFilesystem>(
+            &mut $linker.instance(&name("filesystem", "preopens"))?,
+            filesystem_view::<$slot>,
+        )?;
+        name
+    }};
+}
+
 fn add_slot<const SLOT: usize>(linker: &mut Linker<StoreState>, concurrency: Concurrency) -> wasmtime::Result<()> {
     if concurrency == Concurrency::On {
         add_slot_p3::<SLOT>(linker)?;
     }
-    let name = |package: &str, interface: &str| renamed(SLOT, &format!("wasi:{package}/{interface}@{WASI_VERSION}"));
-    cli::environment::add_to_linker_instance::<StoreState, WasiCli>(
-        &mut linker.instance(&name("cli", "environment"))?,
-        cli_view::<SLOT>,
-    )?;
-    cli::exit::add_to_linker_instance::<StoreState, WasiCli>(
-        &mut linker.instance(&name("cli", "exit"))?,
-        cli_view::<SLOT>,
-    )?;
-    cli::stdin::add_to_linker_instance::<StoreState, WasiCli>(
-        &mut linker.instance(&name("cli", "stdin"))?,
-        cli_view::<SLOT>,
-    )?;
-    cli::stdout::add_to_linker_instance::<StoreState, WasiCli>(
-        &mut linker.instance(&name("cli", "stdout"))?,
-        cli_view::<SLOT>,
-    )?;
-    cli::stderr::add_to_linker_instance::<StoreState, WasiCli>(
-        &mut linker.instance(&name("cli", "stderr"))?,
-        cli_view::<SLOT>,
-    )?;
-    filesystem::preopens::add_to_linker_instance::<StoreState, WasiFilesystem>(
-        &mut linker.instance(&name("filesystem", "preopens"))?,
-        filesystem_view::<SLOT>,
-    )?;
+    let name = add_shared_capabilities!(linker, SLOT, WASI_VERSION, cli, filesystem);
     sockets::instance_network::add_to_linker_instance::<StoreState, WasiSockets>(
         &mut linker.instance(&name("sockets", "instance-network"))?,
         sockets_view::<SLOT>,
@@ -170,33 +181,9 @@ fn add_slot<const SLOT: usize>(linker: &mut Linker<StoreState>, concurrency: Con
 }
 
 fn add_slot_p3<const SLOT: usize>(linker: &mut Linker<StoreState>) -> wasmtime::Result<()> {
-    use wasmtime_wasi::p3::bindings::{cli, filesystem};
+    use wasmtime_wasi::p3::bindings::{cli as cli3, filesystem as filesystem3};
     use wasmtime_wasi_http::p3::bindings::http::client;
-    let name = |package: &str, interface: &str| renamed(SLOT, &format!("wasi:{package}/{interface}@{WASI_P3_VERSION}"));
-    cli::environment::add_to_linker_instance::<StoreState, WasiCli>(
-        &mut linker.instance(&name("cli", "environment"))?,
-        cli_view::<SLOT>,
-    )?;
-    cli::exit::add_to_linker_instance::<StoreState, WasiCli>(
-        &mut linker.instance(&name("cli", "exit"))?,
-        cli_view::<SLOT>,
-    )?;
-    cli::stdin::add_to_linker_instance::<StoreState, WasiCli>(
-        &mut linker.instance(&name("cli", "stdin"))?,
-        cli_view::<SLOT>,
-    )?;
-    cli::stdout::add_to_linker_instance::<StoreState, WasiCli>(
-        &mut linker.instance(&name("cli", "stdout"))?,
-        cli_view::<SLOT>,
-    )?;
-    cli::stderr::add_to_linker_instance::<StoreState, WasiCli>(
-        &mut linker.instance(&name("cli", "stderr"))?,
-        cli_view::<SLOT>,
-    )?;
-    filesystem::preopens::add_to_linker_instance::<StoreState, WasiFilesystem>(
-        &mut linker.instance(&name("filesystem", "preopens"))?,
-        filesystem_view::<SLOT>,
-    )?;
+    let name = add_shared_capabilities!(linker, SLOT, WASI_P3_VERSION, cli3, filesystem3);
     client::add_to_linker_instance::<StoreState, WasiHttp>(
         &mut linker.instance(&name("http", "client"))?,
         http_p3_view::<SLOT>,
