@@ -81,7 +81,7 @@ fn link_calls(rt: &Runtime) {
     println!("\n| `add` through a link (ns per call, median of 5 × {n}) | |\n|---|---|");
     println!("| plain `add`, `dynamic` link | {:.0} |", per_call(rt, &dynamic, run, kind, n));
     println!("| plain `add`, `fused` link | {:.0} |", per_call(rt, &fused, run, kind, n));
-    let async_run = "weft:bench/async-driver@0.1.0#run";
+    let async_run = "weft:bench-async/async-driver@0.1.0#run";
     println!(
         "| `async func` `add`, `fused` link (engine with concurrency) | {:.0} |",
         per_call(rt, &asynchronous, async_run, |n| vec![Val::U32(n)], n)

@@ -1,6 +1,8 @@
 //! Per-call cost of a component-to-component call, measured from inside the caller,
-//! through a `dynamic` and a `fused` link, beside two references measured in the
-//! same run: the provider called directly from the host through `TypedFunc`, and a
+//! through a `dynamic` and a `fused` link, beside references measured in the same
+//! run: the same hop in a bare Wasmtime embedding (`func_new_async` forwarding
+//! with `call_async`, no weft code: the floor of a host-mediated hop), the
+//! provider called directly from the host through `TypedFunc`, and a
 //! request/reply round trip through a local `nats-server` with the same payload
 //! (the floor of any NATS-based RPC). Also: what a composite costs to compile and
 //! to instantiate.
@@ -73,8 +75,79 @@ fn chunked(iters: u64, mut run: impl FnMut(u32) -> Duration) -> Duration {
     Duration::try_from_secs_f64(total.as_secs_f64() * scale).unwrap_or(Duration::MAX)
 }
 
+/// The floor of any async host hop on Wasmtime 48: the same two components in
+/// one store of a bare embedding (WASI 0.2 and nothing else of weft's), the
+/// caller's import defined with `func_new_async` forwarding to the provider's
+/// export with `call_async`. Same engine (configuration) as weft's.
+mod bare {
+    use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+    use weft_runtime::wasmtime::component::{Component, Func, Instance, Linker, ResourceTable, Val};
+    use weft_runtime::wasmtime::{Engine, Store};
+
+    pub struct State {
+        wasi: WasiCtx,
+        table: ResourceTable,
+        provider: Option<Instance>,
+    }
+
+    impl WasiView for State {
+        fn ctx(&mut self) -> WasiCtxView<'_> {
+            WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+        }
+    }
+
+    pub struct Bare {
+        pub store: Store<State>,
+        pub run: Func,
+    }
+
+    pub async fn setup(engine: &Engine) -> Bare {
+        let provider = Component::from_file(engine, weft_guests::BENCH_PROVIDER).unwrap();
+        let caller = Component::from_file(engine, weft_guests::BENCH_CALLER).unwrap();
+        let mut linker = Linker::<State>::new(engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker).unwrap();
+        let provider_pre = linker.instantiate_pre(&provider).unwrap();
+        let calls = "weft:bench/calls@0.1.0";
+        let exported = provider.get_export_index(None, calls).unwrap();
+        {
+            let mut instance = linker.instance(calls).unwrap();
+            for name in ["add", "echo", "sum", "translate", "length"] {
+                let index = provider.get_export_index(Some(&exported), name).unwrap();
+                instance
+                    .func_new_async(name, move |mut store, _ty, params: &[Val], results: &mut [Val]| {
+                        Box::new(async move {
+                            let provider = store.data().provider.expect("instantiated first");
+                            let func = provider.get_func(&mut store, index).unwrap();
+                            func.call_async(&mut store, params, results).await
+                        })
+                    })
+                    .unwrap();
+            }
+        }
+        let state = State { wasi: WasiCtx::builder().build(), table: ResourceTable::new(), provider: None };
+        let mut store = Store::new(engine, state);
+        store.set_epoch_deadline(u64::MAX / 2);
+        let provider = provider_pre.instantiate_async(&mut store).await.unwrap();
+        store.data_mut().provider = Some(provider);
+        let caller = linker.instantiate_async(&mut store, &caller).await.unwrap();
+        let run = super::bare_run_index(&caller, &mut store);
+        let run = caller.get_func(&mut store, run).unwrap();
+        Bare { store, run }
+    }
+}
+
+/// The caller's `weft:bench/driver#run`.
+fn bare_run_index(
+    instance: &weft_runtime::wasmtime::component::Instance,
+    store: &mut weft_runtime::wasmtime::Store<bare::State>,
+) -> weft_runtime::wasmtime::component::ComponentExportIndex {
+    let driver = instance.get_export_index(&mut *store, None, "weft:bench/driver@0.1.0").unwrap();
+    instance.get_export_index(&mut *store, Some(&driver), "run").unwrap()
+}
+
 struct Setup {
     rt: Runtime,
+    bare: bare::Bare,
     _host: Host,
     workloads: Vec<std::sync::Arc<RunningWorkload>>,
     /// One caller instance per mode, reused for every measurement.
@@ -97,7 +170,8 @@ fn setup() -> Setup {
         let provider = workloads[0].instantiate("provider").await.unwrap();
         (workloads, callers, provider)
     });
-    Setup { rt, _host: host, workloads, callers, provider }
+    let bare = rt.block_on(bare::setup(host.engine().wasmtime()));
+    Setup { rt, bare, _host: host, workloads, callers, provider }
 }
 
 impl Setup {
@@ -106,6 +180,16 @@ impl Setup {
         let params = [Val::U32(n), Val::Enum(kind.to_string())];
         let started = Instant::now();
         self.rt.block_on(self.callers[mode].call(RUN, &params)).unwrap();
+        started.elapsed()
+    }
+
+    /// Time for `n` calls of `kind` made by the caller through the bare embedding's hop.
+    fn through_bare_hop(&mut self, kind: &str, n: u32) -> Duration {
+        let params = [Val::U32(n), Val::Enum(kind.to_string())];
+        let mut results = [Val::U64(0)];
+        let bare = &mut self.bare;
+        let started = Instant::now();
+        self.rt.block_on(bare.run.call_async(&mut bare.store, &params, &mut results)).unwrap();
         started.elapsed()
     }
 
@@ -159,6 +243,11 @@ fn criterion_links(c: &mut Criterion) {
         }
         group.finish();
     }
+    let mut group = c.benchmark_group("bare-wasmtime-hop");
+    for kind in KINDS {
+        group.bench_function(*kind, |b| b.iter_custom(|iters| chunked(iters, |n| s.through_bare_hop(kind, n))));
+    }
+    group.finish();
     c.bench_function("host-typed/add", |b| b.iter_custom(|iters| chunked(iters, |n| s.host_typed_add(n))));
     let mut group = c.benchmark_group("instantiate");
     for (m, what) in ["plain", "composite"].iter().enumerate() {
@@ -201,6 +290,19 @@ fn summary() {
             .collect();
         println!("| weft `{mode}` link (empty loop {empty:.1} ns subtracted) | {} |", figures.join(" | "));
     }
+    s.through_bare_hop("add", 1_000);
+    let empty = median_ns(n, |n| s.through_bare_hop("empty", n));
+    let figures: Vec<String> = KINDS[1..]
+        .iter()
+        .map(|kind| {
+            let calls = if *kind == "bytes64k" { n / 20 } else { n };
+            format!("{:.0}", median_ns(calls, |n| s.through_bare_hop(kind, n)) - empty)
+        })
+        .collect();
+    println!(
+        "| bare Wasmtime hop, `func_new_async` + `call_async` (empty loop {empty:.1} ns subtracted) | {} |",
+        figures.join(" | ")
+    );
     println!("| host → provider, `TypedFunc::call_async` | {:.0} | | | | |", median_ns(n, |n| s.host_typed_add(n)));
     let nats = weft_testkit::Server::nats();
     let pair = s.rt.block_on(NatsPair::connect(&nats.url()));

@@ -1,12 +1,12 @@
-//! `weft:bench/async-driver`: the loop runs inside the caller, so the figure is
+//! `weft:bench-async/async-driver`: the loop runs inside the caller, so the figure is
 //! the cost of the async link.
 
-wit_bindgen::generate!({ path: "../../wit/bench", world: "bench-async-caller" });
+wit_bindgen::generate!({ path: "../../wit/bench-async", world: "bench-async-caller" });
 
 use std::hint::black_box;
 
-use exports::weft::bench::async_driver::Guest;
-use weft::bench::async_calls;
+use exports::weft::bench_async::async_driver::Guest;
+use weft::bench_async::async_calls;
 
 struct Caller;
 

@@ -1,8 +1,8 @@
-//! `weft:bench/async-calls`: `add` as an `async func` that never waits.
+//! `weft:bench-async/async-calls`: `add` as an `async func` that never waits.
 
-wit_bindgen::generate!({ path: "../../wit/bench", world: "bench-async-provider" });
+wit_bindgen::generate!({ path: "../../wit/bench-async", world: "bench-async-provider" });
 
-use exports::weft::bench::async_calls::Guest;
+use exports::weft::bench_async::async_calls::Guest;
 
 struct Provider;
 
