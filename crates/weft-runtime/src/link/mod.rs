@@ -27,7 +27,10 @@ use wasmtime::{AsContextMut, StoreContextMut};
 use self::call_memory::{CallMemory, Placed};
 use self::resources::{any_part, has_resources, release_borrows, unwrap_proxies, wrap_provided};
 use crate::engine::Concurrency;
+use crate::remote::Shape;
+use crate::remote::shape::{Values, with_shape};
 use crate::store::StoreState;
+use crate::telemetry::{ActiveSpan, SpanContext};
 use crate::workload::instance::WorkloadComponent;
 
 /// Defines `import` in a caller's linker by forwarding to `provider`'s `export`.
@@ -155,6 +158,14 @@ fn forward_func(
     let forward = Arc::new(Forward { provider: provider.clone(), func, label: label.into(), resources, concurrency });
     let is_async = |t: &Type| any_part(t, &|t| matches!(t, Type::Future(_) | Type::Stream(_) | Type::ErrorContext));
     if !(ty.async_() || ty.params().any(|(_, t)| is_async(&t)) || ty.results().any(|t| is_async(&t))) {
+        // Bytes cross typed, copied whole, where the function's shape allows
+        // (a `Val` per byte is most of a 64 KiB call's cost otherwise).
+        if concurrency == Concurrency::Off
+            && let Some(shape) = Shape::of(ty)
+        {
+            with_shape!(shape, P, R, { forward_typed::<P, R>(linker, name, forward)? });
+            return Ok(false);
+        }
         linker.func_new_async(name, move |mut store, _ty, params, results| {
             let forward = forward.clone();
             Box::new(async move { forward.call(&mut store, params, results).await })
@@ -181,19 +192,41 @@ fn forward_func(
     Ok(true)
 }
 
+/// A typed forward: `P` and `R` are the Rust types of a [`Shape`].
+fn forward_typed<P: Values, R: Values>(
+    linker: &mut LinkerInstance<'_, StoreState>,
+    name: &str,
+    forward: Arc<Forward>,
+) -> wasmtime::Result<()> {
+    linker.func_wrap_async(name, move |mut store, params: P| {
+        let forward = forward.clone();
+        Box::new(async move { forward.call_typed::<P, R>(&mut store, params).await })
+    })
+}
+
+/// What a call across the link changes in the store while it runs.
+struct Crossing {
+    caller: usize,
+    span: Option<ActiveSpan>,
+    outer: Option<Option<SpanContext>>,
+}
+
 impl Forward {
-    async fn call(
-        &self,
-        store: &mut StoreContextMut<'_, StoreState>,
-        params: &[Val],
-        results: &mut [Val],
-    ) -> wasmtime::Result<()> {
+    /// Finds the provider's function (instantiating the provider on first
+    /// use) and makes the provider the running component, inside a span of the
+    /// caller's trace when tracing is on.
+    async fn enter(&self, store: &mut StoreContextMut<'_, StoreState>) -> wasmtime::Result<(Func, Crossing)> {
         let provider = &*self.provider;
-        let instance = match store.data().frame(provider.index).and_then(|f| f.instance) {
-            Some(instance) => instance,
+        if store.data().frame(provider.index).and_then(|f| f.instance).is_none() {
             // Boxed: instantiation's state would otherwise weigh on every call.
-            None => Box::pin(instance_of(store, provider)).await?,
-        };
+            Box::pin(instance_of(store, provider)).await?;
+        }
+        self.enter_instantiated(store)
+    }
+
+    fn enter_instantiated(&self, store: &mut StoreContextMut<'_, StoreState>) -> wasmtime::Result<(Func, Crossing)> {
+        let provider = &*self.provider;
+        let instance = store.data().frame(provider.index).and_then(|f| f.instance).expect("instantiated");
         let func = instance.get_func(&mut *store, self.func).ok_or_else(|| {
             wasmtime::format_err!("`{}` of component `{}` is not a function", self.label, provider.name)
         })?;
@@ -215,6 +248,34 @@ impl Forward {
         };
         let outer = span.as_ref().map(|s| store.data_mut().swap_trace_context(s.context().cloned()));
         let caller = store.data_mut().enter(provider.index, None);
+        Ok((func, Crossing { caller, span, outer }))
+    }
+
+    /// Gives the store back to the caller, with the call's outcome.
+    fn leave<T>(
+        &self,
+        store: &mut StoreContextMut<'_, StoreState>,
+        crossing: Crossing,
+        outcome: wasmtime::Result<T>,
+    ) -> wasmtime::Result<T> {
+        store.data_mut().leave(crossing.caller);
+        if let (Some(mut span), Some(outer)) = (crossing.span, crossing.outer) {
+            store.data_mut().swap_trace_context(outer);
+            if let Err(e) = &outcome {
+                span.fail(e.to_string());
+            }
+        }
+        outcome.map_err(|e| e.context(format!("in component `{}`, calling `{}`", self.provider.name, self.label)))
+    }
+
+    async fn call(
+        &self,
+        store: &mut StoreContextMut<'_, StoreState>,
+        params: &[Val],
+        results: &mut [Val],
+    ) -> wasmtime::Result<()> {
+        let provider = &*self.provider;
+        let (func, crossing) = self.enter(store).await?;
         let outcome = if self.resources {
             let mut provider_params = params.to_vec();
             let outcome = match unwrap_proxies(store, &mut provider_params, provider) {
@@ -225,18 +286,30 @@ impl Forward {
         } else {
             self.call_provider(store, func, params, results).await
         };
-        store.data_mut().leave(caller);
-        if let (Some(mut span), Some(outer)) = (span, outer) {
-            store.data_mut().swap_trace_context(outer);
-            if let Err(e) = &outcome {
-                span.fail(e.to_string());
-            }
-        }
-        outcome.map_err(|e| e.context(format!("in component `{}`, calling `{}`", provider.name, self.label)))?;
+        self.leave(store, crossing, outcome)?;
         if self.resources {
             wrap_provided(store, results, provider)?;
         }
         Ok(())
+    }
+
+    /// A call of a typed [`Shape`] (engine without concurrency only).
+    async fn call_typed<P: Values, R: Values>(
+        &self,
+        store: &mut StoreContextMut<'_, StoreState>,
+        params: P,
+    ) -> wasmtime::Result<R> {
+        let (func, crossing) = self.enter(store).await?;
+        let outcome = match func.typed::<P, R>(&*store) {
+            Ok(typed) => {
+                let memory = store.data_mut().call_memory.pop().unwrap_or_else(CallMemory::new);
+                let (outcome, memory) = Placed::new(memory, typed.call_async(&mut *store, params)).await;
+                store.data_mut().call_memory.push(memory);
+                outcome
+            }
+            Err(e) => Err(e),
+        };
+        self.leave(store, crossing, outcome)
     }
 }
 
