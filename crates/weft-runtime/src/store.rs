@@ -90,7 +90,7 @@ pub struct StoreState {
     pub(crate) tasks: Vec<(GuestTaskId, usize)>,
     /// Blocks for the futures of calls into providers, one per nesting depth
     /// reached ([`crate::link::call_memory`]).
-    pub(crate) call_memory: Vec<CallMemory>,
+    call_memory: Vec<CallMemory>,
     pub(crate) proxies: Proxies,
     /// Composite member slots in use in this store: slot → the component index
     /// whose frame (WASI context) the slot's capability imports use.
@@ -191,6 +191,16 @@ impl StoreState {
             .find_map(|task| state.tasks.iter().find(|(t, _)| *t == task).map(|(_, component)| *component));
         state.active = linked.unwrap_or(state.entry);
         Ok(())
+    }
+
+    /// A block for the future of a call into a provider: one given back by an
+    /// earlier call, or a new one.
+    pub(crate) fn take_call_memory(&mut self) -> CallMemory {
+        self.call_memory.pop().unwrap_or_else(CallMemory::new)
+    }
+
+    pub(crate) fn give_back_call_memory(&mut self, memory: CallMemory) {
+        self.call_memory.push(memory);
     }
 
     /// Returns execution to the component `enter` returned.

@@ -54,12 +54,12 @@ impl<'a, F: Future + 'a> Placed<'a, F> {
     pub fn new(mut memory: CallMemory, future: F) -> Placed<'a, F> {
         let fits = size_of::<F>() <= CAPACITY && align_of::<F>() <= align_of::<Block>();
         let place = if fits {
-            let slot = memory.0.0.as_mut_ptr().cast::<F>();
+            let slot = NonNull::from(&mut *memory.0).cast::<F>();
             // SAFETY: the block is large and aligned enough for `F` (checked
             // above), and holds nothing: a `Placed` drops what it wrote before
             // it gives the memory back.
             unsafe { slot.write(future) };
-            Place::Block(NonNull::new(slot).expect("a box is never null"))
+            Place::Block(slot)
         } else {
             Place::Boxed(Box::pin(future))
         };

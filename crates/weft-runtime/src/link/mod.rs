@@ -18,14 +18,14 @@ pub(crate) mod slots;
 
 use std::sync::Arc;
 
-use wasmtime::component::types::{ComponentFunc, ComponentItem, Type};
+use wasmtime::component::types::{ComponentFunc, ComponentItem};
 use wasmtime::component::{
     Accessor, AccessorTask, ComponentExportIndex, Func, Instance, Linker, LinkerInstance, ResourceType, Val,
 };
 use wasmtime::{AsContextMut, StoreContextMut};
 
-use self::call_memory::{CallMemory, Placed};
-use self::resources::{any_part, has_resources, release_borrows, unwrap_proxies, wrap_provided};
+use self::call_memory::Placed;
+use self::resources::{func_has, is_async_value, is_handle, release_borrows, unwrap_proxies, wrap_provided};
 use crate::engine::Concurrency;
 use crate::remote::Shape;
 use crate::remote::shape::{Values, with_shape};
@@ -154,10 +154,9 @@ fn forward_func(
     label: String,
     concurrency: Concurrency,
 ) -> wasmtime::Result<bool> {
-    let resources = ty.params().any(|(_, t)| has_resources(&t)) || ty.results().any(|t| has_resources(&t));
+    let resources = func_has(ty, &is_handle);
     let forward = Arc::new(Forward { provider: provider.clone(), func, label: label.into(), resources, concurrency });
-    let is_async = |t: &Type| any_part(t, &|t| matches!(t, Type::Future(_) | Type::Stream(_) | Type::ErrorContext));
-    if !(ty.async_() || ty.params().any(|(_, t)| is_async(&t)) || ty.results().any(|t| is_async(&t))) {
+    if !(ty.async_() || func_has(ty, &is_async_value)) {
         // Bytes cross typed, copied whole, where the function's shape allows
         // (a `Val` per byte is most of a 64 KiB call's cost otherwise).
         if concurrency == Concurrency::Off
@@ -217,16 +216,11 @@ impl Forward {
     /// caller's trace when tracing is on.
     async fn enter(&self, store: &mut StoreContextMut<'_, StoreState>) -> wasmtime::Result<(Func, Crossing)> {
         let provider = &*self.provider;
-        if store.data().frame(provider.index).and_then(|f| f.instance).is_none() {
+        let instance = match store.data().frame(provider.index).and_then(|f| f.instance) {
+            Some(instance) => instance,
             // Boxed: instantiation's state would otherwise weigh on every call.
-            Box::pin(instance_of(store, provider)).await?;
-        }
-        self.enter_instantiated(store)
-    }
-
-    fn enter_instantiated(&self, store: &mut StoreContextMut<'_, StoreState>) -> wasmtime::Result<(Func, Crossing)> {
-        let provider = &*self.provider;
-        let instance = store.data().frame(provider.index).and_then(|f| f.instance).expect("instantiated");
+            None => Box::pin(instance_of(store, provider)).await?,
+        };
         let func = instance.get_func(&mut *store, self.func).ok_or_else(|| {
             wasmtime::format_err!("`{}` of component `{}` is not a function", self.label, provider.name)
         })?;
@@ -302,18 +296,16 @@ impl Forward {
         let (func, crossing) = self.enter(store).await?;
         let outcome = match func.typed::<P, R>(&*store) {
             Ok(typed) => {
-                let memory = store.data_mut().call_memory.pop().unwrap_or_else(CallMemory::new);
+                let memory = store.data_mut().take_call_memory();
                 let (outcome, memory) = Placed::new(memory, typed.call_async(&mut *store, params)).await;
-                store.data_mut().call_memory.push(memory);
+                store.data_mut().give_back_call_memory(memory);
                 outcome
             }
             Err(e) => Err(e),
         };
         self.leave(store, crossing, outcome)
     }
-}
 
-impl Forward {
     /// The provider's export, called from a blocking host function. With
     /// concurrency, its task is registered so that the host calls it makes are
     /// served as the provider's however tasks interleave.
@@ -325,9 +317,9 @@ impl Forward {
         results: &mut [Val],
     ) -> wasmtime::Result<()> {
         if self.concurrency == Concurrency::Off {
-            let memory = store.data_mut().call_memory.pop().unwrap_or_else(CallMemory::new);
+            let memory = store.data_mut().take_call_memory();
             let (outcome, memory) = Placed::new(memory, func.call_async(&mut *store, params, results)).await;
-            store.data_mut().call_memory.push(memory);
+            store.data_mut().give_back_call_memory(memory);
             return outcome;
         }
         // Boxed: kept out of the state of the engine-without-concurrency path,

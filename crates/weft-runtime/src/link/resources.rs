@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use wasmtime::StoreContextMut;
-use wasmtime::component::types::{ComponentItem, Type};
+use wasmtime::component::types::{ComponentFunc, ComponentItem, Type};
 use wasmtime::component::{
     Component, ComponentExportIndex, Instance, LinkerInstance, ResourceAny, ResourceDynamic, ResourceType, Val,
 };
@@ -100,9 +100,20 @@ pub(crate) fn resource_types(engine: &wasmtime::Engine, item: &ComponentItem) ->
     }
 }
 
-/// Whether a value of this type can contain a resource handle.
-pub(crate) fn has_resources(ty: &Type) -> bool {
-    any_part(ty, &|t| matches!(t, Type::Own(_) | Type::Borrow(_)))
+/// A stream, future or error context: values of component-model async, which,
+/// like handles, belong to one store.
+pub(crate) fn is_async_value(ty: &Type) -> bool {
+    matches!(ty, Type::Future(_) | Type::Stream(_) | Type::ErrorContext)
+}
+
+/// An `own` or `borrow` handle.
+pub(crate) fn is_handle(ty: &Type) -> bool {
+    matches!(ty, Type::Own(_) | Type::Borrow(_))
+}
+
+/// Whether any parameter or result of `ty` holds a type `leaf` picks.
+pub(crate) fn func_has(ty: &ComponentFunc, leaf: &dyn Fn(&Type) -> bool) -> bool {
+    ty.params().any(|(_, t)| any_part(&t, leaf)) || ty.results().any(|t| any_part(&t, leaf))
 }
 
 /// Whether `ty`, or any type inside it, is one `leaf` picks.

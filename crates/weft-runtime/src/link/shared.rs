@@ -23,11 +23,11 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
 use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot};
-use wasmtime::component::types::{ComponentFunc, ComponentItem, Type};
+use wasmtime::component::types::{ComponentFunc, ComponentItem};
 use wasmtime::component::{Accessor, ComponentExportIndex, Instance, Linker, LinkerInstance, Val};
 
 use super::Part;
-use super::resources::any_part;
+use super::resources::{func_has, is_async_value, is_handle};
 use crate::engine::Engine;
 use crate::limits::UNLIMITED;
 use crate::store::StoreState;
@@ -89,10 +89,7 @@ impl SharedInstance {
 
     /// Retires the instance of `generation`, unless a newer one took its place.
     fn retire(&self, generation: u64) {
-        let mut live = self.live.lock().unwrap();
-        if live.as_ref().is_some_and(|l| l.generation == generation) {
-            *live = None;
-        }
+        retire_locked(&mut self.live.lock().unwrap(), generation);
     }
 
     /// Retires the instance of `generation` if no call waits in its channel;
@@ -102,16 +99,14 @@ impl SharedInstance {
         if !calls.is_empty() {
             return false;
         }
-        if live.as_ref().is_some_and(|l| l.generation == generation) {
-            *live = None;
-        }
+        retire_locked(&mut live, generation);
         true
     }
 
     /// Calls `func` of `provider`'s shared instance, making the instance first
     /// when none lives.
     async fn call(
-        &self,
+        self: &Arc<Self>,
         provider: &Arc<WorkloadComponent>,
         stop: Arc<AtomicBool>,
         func: ComponentExportIndex,
@@ -131,7 +126,8 @@ impl SharedInstance {
                     _ => {
                         let generation = self.started.fetch_add(1, Ordering::Relaxed) + 1;
                         let (calls, queue) = mpsc::unbounded_channel();
-                        tokio::spawn(drive(provider.clone(), self.engine.clone(), stop.clone(), generation, queue));
+                        let driver = drive(self.clone(), provider.clone(), stop.clone(), generation, queue);
+                        tokio::spawn(driver);
                         &live.insert(Live { generation, calls }).calls
                     }
                 };
@@ -162,17 +158,22 @@ impl SharedInstance {
     }
 }
 
+fn retire_locked(live: &mut Option<Live>, generation: u64) {
+    if live.as_ref().is_some_and(|l| l.generation == generation) {
+        *live = None;
+    }
+}
+
 /// Runs one instance of `provider`: instantiates it, takes calls until it has
 /// been idle for the idle timeout (or is retired), then drops the store.
 async fn drive(
+    shared: Arc<SharedInstance>,
     provider: Arc<WorkloadComponent>,
-    engine: Arc<Engine>,
     stop: Arc<AtomicBool>,
     generation: u64,
     mut queue: mpsc::UnboundedReceiver<Call>,
 ) {
-    let shared = provider.shared.as_ref().expect("a shared provider");
-    let (mut store, instance) = match provider.instantiate(&engine, stop.clone()).await {
+    let (mut store, instance) = match provider.instantiate(&shared.engine, stop.clone()).await {
         Ok(live) => live,
         Err(e) => {
             shared.retire(generation);
@@ -247,10 +248,11 @@ pub(crate) fn forward_import(
     import: &str,
     item: &ComponentItem,
     provider: &Arc<WorkloadComponent>,
+    shared: &Arc<SharedInstance>,
     export: &str,
 ) -> wasmtime::Result<()> {
     super::each_part(linker, import, item, provider, export, |linker, part| match part {
-        Part::Func { name, ty, func, .. } => forward_func(linker, name, ty, provider, func),
+        Part::Func { name, ty, func, .. } => forward_func(linker, name, ty, provider, shared, func),
         Part::Other { item: ComponentItem::Type(_), .. } => Ok(()),
         Part::Other { name, .. } => wasmtime::bail!(
             "`{name}` of `{import}` is a resource, and component `{}` is shared: values cross into its own store, \
@@ -265,21 +267,17 @@ fn forward_func(
     name: &str,
     ty: &ComponentFunc,
     provider: &Arc<WorkloadComponent>,
+    shared: &Arc<SharedInstance>,
     func: ComponentExportIndex,
 ) -> wasmtime::Result<()> {
-    let store_bound = |t: &Type| {
-        any_part(t, &|t| {
-            matches!(t, Type::Own(_) | Type::Borrow(_) | Type::Future(_) | Type::Stream(_) | Type::ErrorContext)
-        })
-    };
-    if ty.params().any(|(_, t)| store_bound(&t)) || ty.results().any(|t| store_bound(&t)) {
+    if func_has(ty, &|t| is_handle(t) || is_async_value(t)) {
         wasmtime::bail!(
             "`{name}` takes or returns a resource, stream or future, and component `{}` is shared: values cross \
              into its own store, which only plain data can",
             provider.name
         );
     }
-    let link = Arc::new(SharedLink { provider: provider.clone(), func });
+    let link = Arc::new(SharedLink { provider: provider.clone(), shared: shared.clone(), func });
     // Wasmtime matches the host function's kind to the WIT type: an `async func`
     // takes a concurrent one (the caller's other tasks go on meanwhile), a plain
     // one a blocking one.
@@ -301,13 +299,13 @@ fn forward_func(
 /// One function of a shared provider, as a caller imports it.
 struct SharedLink {
     provider: Arc<WorkloadComponent>,
+    shared: Arc<SharedInstance>,
     func: ComponentExportIndex,
 }
 
 impl SharedLink {
     async fn call(&self, stop: Arc<AtomicBool>, params: &[Val], results: &mut [Val]) -> wasmtime::Result<()> {
-        let shared = self.provider.shared.as_ref().expect("linked as shared");
-        let values = shared.call(&self.provider, stop, self.func, params.to_vec(), results.len()).await?;
+        let values = self.shared.call(&self.provider, stop, self.func, params.to_vec(), results.len()).await?;
         for (slot, value) in results.iter_mut().zip(values) {
             *slot = value;
         }

@@ -351,8 +351,10 @@ impl<'a> Builder<'a> {
                         loaded.imports[..position].iter().flat_map(|(_, item)| resource_types(engine, item)).collect();
                     let item = &loaded.imports[position].1;
                     let concurrency = self.engine.concurrency();
-                    let linked = match provider.shared {
-                        Some(_) => link::shared::forward_import(linker, &name, item, provider, export).map(|()| false),
+                    let linked = match &provider.shared {
+                        Some(shared) => {
+                            link::shared::forward_import(linker, &name, item, provider, shared, export).map(|()| false)
+                        }
                         None => link::forward_import(linker, &name, item, &earlier, provider, export, concurrency),
                     };
                     let linked_async = linked.map_err(|e| {
@@ -425,7 +427,7 @@ impl<'a> Builder<'a> {
             gate: ConcurrencyGate::new(&limits),
             idle: c.reuse_instances.then(Default::default),
             spare: Default::default(),
-            shared: c.shared.as_ref().map(|s| SharedInstance::new(self.engine.clone(), s.idle_timeout)),
+            shared: c.shared.as_ref().map(|s| Arc::new(SharedInstance::new(self.engine.clone(), s.idle_timeout))),
             exports: Default::default(),
             limits,
             telemetry: self.cx.telemetry.clone(),

@@ -51,7 +51,7 @@ pub(crate) struct WorkloadComponent {
     /// with every instance of this one, providers first.
     pub eager: Vec<Arc<WorkloadComponent>>,
     /// With `shared`: the one instance its link callers share.
-    pub shared: Option<SharedInstance>,
+    pub shared: Option<Arc<SharedInstance>>,
     /// Exported functions found so far, by the name they were asked for.
     pub exports: Mutex<HashMap<Box<str>, ComponentExportIndex>>,
     pub telemetry: Telemetry,
