@@ -22,6 +22,7 @@ pub struct Server {
     program: &'static str,
     args: Vec<String>,
     dir: tempfile::TempDir,
+    identity: Identity,
 }
 
 /// A port nothing on 127.0.0.1 listens on, never one this process handed out
@@ -39,6 +40,13 @@ fn free_port() -> u16 {
     }
 }
 
+/// A name no other server of this machine carries.
+fn unique_name() -> String {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("weft-test-{}-{n}", std::process::id())
+}
+
 fn spawn(program: &'static str, args: &[String], dir: &Path) -> Child {
     Command::new(program)
         .args(args)
@@ -51,33 +59,120 @@ fn spawn(program: &'static str, args: &[String], dir: &Path) -> Child {
         })
 }
 
-/// Waits until `child` listens on `port`. A connection to a port nobody listens
-/// on in the ephemeral range can succeed by connecting to itself (TCP
-/// simultaneous open); that one does not count.
-fn wait_for_port(program: &str, child: &mut Child, port: u16) {
+/// Whether the server answering on a port is the one this harness started.
+/// A port that was free a moment ago can be taken by anything else on the
+/// machine (another test binary's listener, an outgoing connection's local
+/// port) before the server binds it; the server then exits, and a bare
+/// connect would reach the other listener and call it ready.
+#[derive(Clone)]
+enum Identity {
+    /// The `server_name` in the NATS `INFO` line.
+    NatsName(String),
+    /// `process_id:` in redis's `INFO server`.
+    RedisPid,
+    /// A response header the registry is configured to send.
+    HttpHeader(String),
+    /// Our own script, which exits when it cannot bind: alive and listening is enough.
+    Listening,
+}
+
+impl Identity {
+    fn matches(&self, stream: &mut TcpStream, pid: u32) -> bool {
+        use std::io::{Read, Write};
+        let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+        let (request, wanted) = match self {
+            Identity::Listening => return true,
+            Identity::NatsName(name) => (None, format!("\"server_name\":\"{name}\"")),
+            Identity::RedisPid => (Some("INFO server\r\n".to_string()), format!("process_id:{pid}\r\n")),
+            Identity::HttpHeader(token) => {
+                (Some("GET /v2/ HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".to_string()), token.clone())
+            }
+        };
+        if let Some(request) = request
+            && stream.write_all(request.as_bytes()).is_err()
+        {
+            return false;
+        }
+        let mut seen = Vec::new();
+        let mut buf = [0u8; 4096];
+        while seen.len() < 64 * 1024 {
+            match stream.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => seen.extend_from_slice(&buf[..n]),
+            }
+            if String::from_utf8_lossy(&seen).contains(&wanted) {
+                return true;
+            }
+        }
+        false
+    }
+}
+
+enum Ready {
+    Yes,
+    /// It exited (most likely: the port was taken before it bound it).
+    Exited(std::process::ExitStatus),
+    /// Something else answers on the port.
+    Impostor,
+}
+
+/// Waits until `child` listens on `port` and answers as itself. A connection to
+/// a port nobody listens on in the ephemeral range can succeed by connecting to
+/// itself (TCP simultaneous open); that one does not count.
+fn wait_ready(program: &str, child: &mut Child, port: u16, identity: &Identity) -> Ready {
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
         if let Ok(Some(status)) = child.try_wait() {
-            panic!("`{program}` exited ({status}) before listening on port {port}");
+            return Ready::Exited(status);
         }
-        if let Ok(stream) = TcpStream::connect(SocketAddr::from(([127, 0, 0, 1], port)))
+        if let Ok(mut stream) = TcpStream::connect(SocketAddr::from(([127, 0, 0, 1], port)))
             && stream.local_addr().ok() != stream.peer_addr().ok()
         {
-            return;
+            if identity.matches(&mut stream, child.id()) {
+                return Ready::Yes;
+            }
+            // Ours may still be starting while it fails to bind; give it a
+            // moment to exit before calling the answer an impostor's.
+            std::thread::sleep(Duration::from_millis(200));
+            if let Ok(Some(status)) = child.try_wait() {
+                return Ready::Exited(status);
+            }
+            return Ready::Impostor;
         }
         assert!(Instant::now() < deadline, "`{program}` did not listen on port {port} within 15 s");
         std::thread::sleep(Duration::from_millis(20));
     }
 }
 
-impl Server {
-    fn start(program: &'static str, args: impl Fn(u16, &Path) -> Vec<String>) -> Server {
-        let dir = tempfile::tempdir().unwrap();
+/// Starts `program` on a free port, again on another port (up to five times)
+/// when the port turns out to be taken.
+fn launch(program: &str, identity: &Identity, mut spawn_on: impl FnMut(u16) -> Child) -> (Child, u16) {
+    let mut failures = Vec::new();
+    for _ in 0..5 {
         let port = free_port();
-        let args = args(port, dir.path());
-        let mut child = spawn(program, &args, dir.path());
-        wait_for_port(program, &mut child, port);
-        Server { child, port, program, args, dir }
+        let mut child = spawn_on(port);
+        match wait_ready(program, &mut child, port, identity) {
+            Ready::Yes => return (child, port),
+            Ready::Exited(status) => failures.push(format!("port {port}: exited ({status})")),
+            Ready::Impostor => {
+                let _ = child.kill();
+                let _ = child.wait();
+                failures.push(format!("port {port}: another server answered"));
+            }
+        }
+    }
+    panic!("`{program}` did not start: {}", failures.join("; "))
+}
+
+impl Server {
+    fn start(program: &'static str, identity: Identity, args: impl Fn(u16, &Path) -> Vec<String>) -> Server {
+        let dir = tempfile::tempdir().unwrap();
+        let mut args_used = Vec::new();
+        let (child, port) = launch(program, &identity, |port| {
+            args_used = args(port, dir.path());
+            spawn(program, &args_used, dir.path())
+        });
+        Server { child, port, program, args: args_used, dir, identity }
     }
 
     /// `nats-server` with JetStream, its store in a temporary directory.
@@ -88,10 +183,12 @@ impl Server {
     /// [`nats`](Server::nats) with more arguments (`["--auth", "secret"]`).
     pub fn nats_with(extra: &[&str]) -> Server {
         let extra: Vec<String> = extra.iter().map(|a| a.to_string()).collect();
-        Server::start("nats-server", move |port, dir| {
+        let name = unique_name();
+        Server::start("nats-server", Identity::NatsName(name.clone()), move |port, dir| {
             let store = dir.join("jetstream").display().to_string();
             let mut args =
-                vec!["-a".into(), "127.0.0.1".into(), "-p".into(), port.to_string(), "-js".into(), "-sd".into(), store];
+                vec!["-a".into(), "127.0.0.1".into(), "-p".into(), port.to_string(), "-n".into(), name.clone()];
+            args.extend(["-js".into(), "-sd".into(), store]);
             args.extend(extra.iter().cloned());
             args
         })
@@ -99,7 +196,7 @@ impl Server {
 
     /// `redis-server` without persistence.
     pub fn redis() -> Server {
-        Server::start("redis-server", |port, dir| {
+        Server::start("redis-server", Identity::RedisPid, |port, dir| {
             vec![
                 "--bind".into(),
                 "127.0.0.1".into(),
@@ -151,9 +248,10 @@ impl Server {
     }
 
     fn registry_with(auth: Option<RegistryAuth>) -> Server {
-        Server::start("docker-registry", move |port, dir| {
+        let token = unique_name();
+        Server::start("docker-registry", Identity::HttpHeader(token.clone()), move |port, dir| {
             let mut config = format!(
-                "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n",
+                "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n  headers:\n    X-Weft-Test: [{token}]\n",
                 dir.join("storage").display()
             );
             match &auth {
@@ -192,7 +290,13 @@ impl Server {
     pub fn restart(&mut self) {
         self.stop();
         self.child = spawn(self.program, &self.args, self.dir.path());
-        wait_for_port(self.program, &mut self.child, self.port);
+        match wait_ready(self.program, &mut self.child, self.port, &self.identity) {
+            Ready::Yes => {}
+            Ready::Exited(status) => panic!("`{}` exited ({status}) on restart, port {}", self.program, self.port),
+            Ready::Impostor => {
+                panic!("port {} was taken by another server while `{}` was down", self.port, self.program)
+            }
+        }
     }
 }
 
@@ -217,15 +321,17 @@ impl OtlpReceiver {
 
     fn launch(args: &[&str]) -> OtlpReceiver {
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/otlp-receiver.py");
-        let port = free_port();
-        let mut child = Command::new("python3")
-            .arg(&script)
-            .arg(port.to_string())
-            .args(args)
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!("cannot start {} ({e}); scripts/setup.sh installs what it needs", script.display())
+        let (mut child, port) =
+            launch("otlp-receiver.py (needs the opentelemetry-proto package)", &Identity::Listening, |port| {
+                Command::new("python3")
+                    .arg(&script)
+                    .arg(port.to_string())
+                    .args(args)
+                    .stdout(Stdio::piped())
+                    .spawn()
+                    .unwrap_or_else(|e| {
+                        panic!("cannot start {} ({e}); scripts/setup.sh installs what it needs", script.display())
+                    })
             });
         let exports = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
         let (sink, stdout) = (exports.clone(), child.stdout.take().unwrap());
@@ -235,7 +341,6 @@ impl OtlpReceiver {
                 sink.lock().unwrap().push(value);
             }
         });
-        wait_for_port("otlp-receiver.py (needs the opentelemetry-proto package)", &mut child, port);
         OtlpReceiver { child, port, exports }
     }
 
@@ -360,5 +465,40 @@ impl NatsPair {
             assert_eq!(answer.payload.len(), reply);
         }
         started.elapsed()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_server_starts_and_answers_as_itself() {
+        for server in [Server::nats(), Server::redis(), Server::registry(None)] {
+            let mut stream = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+            assert!(server.identity.matches(&mut stream, server.child.id()), "{}", server.program);
+        }
+    }
+
+    #[test]
+    fn a_port_someone_else_listens_on_is_not_taken_for_the_server() {
+        // Another listener holds the port and answers every connection.
+        let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = taken.local_addr().unwrap().port();
+        std::thread::spawn(move || {
+            for stream in taken.incoming() {
+                use std::io::Write;
+                let _ = stream.and_then(|mut s| s.write_all(b"INFO {\"server_name\":\"someone-else\"}\r\n"));
+            }
+        });
+        let dir = tempfile::tempdir().unwrap();
+        let name = unique_name();
+        let args: Vec<String> =
+            ["-a", "127.0.0.1", "-p", &port.to_string(), "-n", &name].iter().map(|a| a.to_string()).collect();
+        let mut child = spawn("nats-server", &args, dir.path());
+        let ready = wait_ready("nats-server", &mut child, port, &Identity::NatsName(name));
+        let _ = child.kill();
+        let _ = child.wait();
+        assert!(matches!(ready, Ready::Exited(_) | Ready::Impostor), "a foreign listener was taken for nats-server");
     }
 }
