@@ -8,9 +8,9 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
-use wasmtime::component::{ComponentType, Lift, Linker, Lower};
+use wasmtime::component::{ComponentType, Lift, LinkerInstance, Lower};
 use weft_runtime::interface::InterfaceName;
-use weft_runtime::plugin::{Binding, BindingSettings, BoxFuture, ComponentIdentity, HostPlugin, PluginWorld};
+use weft_runtime::plugin::{Binding, BindingSettings, BoxFuture, ComponentIdentity, HostPlugin, PluginWorld, Whose};
 use weft_runtime::store::StoreState;
 
 pub const ID: &str = "config";
@@ -88,14 +88,13 @@ impl HostPlugin for ConfigPlugin {
         })
     }
 
-    fn add_to_linker(&self, linker: &mut Linker<StoreState>, import: &str) -> wasmtime::Result<()> {
-        let mut store = linker.instance(import)?;
-        store.func_wrap("get", |cx, (key,): (String,)| {
-            let values = plugin(cx.data()).values_for(cx.data().caller());
+    fn add_to_linker(&self, instance: &mut LinkerInstance<StoreState>, _: &str, whose: Whose) -> wasmtime::Result<()> {
+        instance.func_wrap("get", move |cx, (key,): (String,)| {
+            let values = plugin(cx.data()).values_for(cx.data().caller(whose));
             Ok((Ok::<_, ConfigError>(values.get(&key).cloned()),))
         })?;
-        store.func_wrap("get-all", |cx, (): ()| {
-            let values = plugin(cx.data()).values_for(cx.data().caller());
+        instance.func_wrap("get-all", move |cx, (): ()| {
+            let values = plugin(cx.data()).values_for(cx.data().caller(whose));
             let all: Vec<(String, String)> = values.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
             Ok((Ok::<_, ConfigError>(all),))
         })?;

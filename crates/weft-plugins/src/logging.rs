@@ -3,9 +3,9 @@
 
 use std::any::Any;
 
-use wasmtime::component::{ComponentType, Lift, Linker, Lower};
+use wasmtime::component::{ComponentType, Lift, LinkerInstance, Lower};
 use weft_runtime::interface::InterfaceName;
-use weft_runtime::plugin::{HostPlugin, PluginWorld};
+use weft_runtime::plugin::{HostPlugin, PluginWorld, Whose};
 use weft_runtime::store::StoreState;
 
 pub const ID: &str = "logging";
@@ -42,11 +42,11 @@ impl HostPlugin for LoggingPlugin {
         }
     }
 
-    fn add_to_linker(&self, linker: &mut Linker<StoreState>, import: &str) -> wasmtime::Result<()> {
-        linker.instance(import)?.func_wrap(
+    fn add_to_linker(&self, instance: &mut LinkerInstance<StoreState>, _: &str, whose: Whose) -> wasmtime::Result<()> {
+        instance.func_wrap(
             "log",
-            |cx, (level, context, message): (Level, String, String)| {
-                let who = cx.data().caller();
+            move |cx, (level, context, message): (Level, String, String)| {
+                let who = cx.data().caller(whose);
                 let (workload, component) = (&*who.workload, &*who.component);
                 match level {
                     Level::Trace => tracing::trace!(target: "guest", workload, component, context, "{message}"),

@@ -20,9 +20,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use base64::Engine as _;
-use wasmtime::component::{HasData, Linker};
+use wasmtime::component::{HasData, LinkerInstance};
 use weft_runtime::interface::{InterfaceName, ItemName};
-use weft_runtime::plugin::{BoxFuture, ComponentIdentity, HostPlugin, PluginWorld};
+use weft_runtime::plugin::{BoxFuture, ComponentIdentity, HostPlugin, PluginWorld, Whose};
 use weft_runtime::store::StoreState;
 use weft_runtime::telemetry::model::{self as otel, Number};
 use weft_runtime::telemetry::{Signal, SpanId, Telemetry, TraceId};
@@ -103,16 +103,21 @@ impl HostPlugin for OtelPlugin {
         })
     }
 
-    fn add_to_linker(&self, linker: &mut Linker<StoreState>, import: &str) -> wasmtime::Result<()> {
+    fn add_to_linker(
+        &self,
+        instance: &mut LinkerInstance<StoreState>,
+        import: &str,
+        whose: Whose,
+    ) -> wasmtime::Result<()> {
         let name = ItemName::parse(import);
         let interface = name.as_interface().map(|i| i.interface.as_str()).unwrap_or_default();
-        let mut instance = linker.instance(import)?;
+        let getter = weft_runtime::for_whose!(whose, view);
         match interface {
             // Types only: the instance has nothing to define.
             "types" => Ok(()),
-            "tracing" => tracing::add_to_linker_instance::<StoreState, Otel>(&mut instance, view),
-            "metrics" => metrics::add_to_linker_instance::<StoreState, Otel>(&mut instance, view),
-            "logs" => logs::add_to_linker_instance::<StoreState, Otel>(&mut instance, view),
+            "tracing" => tracing::add_to_linker_instance::<StoreState, Otel>(instance, getter),
+            "metrics" => metrics::add_to_linker_instance::<StoreState, Otel>(instance, getter),
+            "logs" => logs::add_to_linker_instance::<StoreState, Otel>(instance, getter),
             other => wasmtime::bail!("the otel plugin has no interface `{other}`"),
         }
     }
@@ -125,26 +130,32 @@ impl HostPlugin for OtelPlugin {
 struct Otel;
 
 impl HasData for Otel {
-    type Data<'a> = &'a StoreState;
+    type Data<'a> = View<'a>;
 }
 
-fn view(state: &mut StoreState) -> &StoreState {
-    state
+/// The store, and whose export this is (see [`Whose`]).
+struct View<'a> {
+    state: &'a StoreState,
+    whose: Whose,
+}
+
+fn view<const WHOSE: usize>(state: &mut StoreState) -> View<'_> {
+    View { state, whose: Whose::from_const(WHOSE) }
 }
 
 fn plugin(state: &StoreState) -> &OtelPlugin {
     state.plugin::<OtelPlugin>(ID).expect("the otel plugin is loaded")
 }
 
-impl types::Host for &StoreState {}
+impl types::Host for View<'_> {}
 
-impl tracing::Host for &StoreState {
+impl tracing::Host for View<'_> {
     fn on_start(&mut self, _: tracing::SpanContext) -> wasmtime::Result<()> {
         Ok(())
     }
 
     fn on_end(&mut self, span: tracing::SpanData) -> wasmtime::Result<()> {
-        let telemetry = self.telemetry();
+        let telemetry = self.state.telemetry();
         if !telemetry.is_exporting(Signal::Traces)
             || !span.span_context.trace_flags.contains(tracing::TraceFlags::SAMPLED)
         {
@@ -155,13 +166,13 @@ impl tracing::Host for &StoreState {
             return Ok(());
         };
         let (scope, span) = converted;
-        let resource = plugin(self).resource_of(telemetry, self.caller());
+        let resource = plugin(self.state).resource_of(telemetry, self.state.caller(self.whose));
         telemetry.guest_span(resource, Arc::new(scope), span);
         Ok(())
     }
 
     fn outer_span_context(&mut self) -> wasmtime::Result<tracing::SpanContext> {
-        Ok(match self.trace_context() {
+        Ok(match self.state.trace_context() {
             Some(context) => tracing::SpanContext {
                 trace_id: context.trace_id.to_string(),
                 span_id: context.span_id.to_string(),
@@ -180,13 +191,13 @@ impl tracing::Host for &StoreState {
     }
 }
 
-impl logs::Host for &StoreState {
+impl logs::Host for View<'_> {
     fn on_emit(&mut self, record: logs::LogRecord) -> wasmtime::Result<()> {
-        let telemetry = self.telemetry();
+        let telemetry = self.state.telemetry();
         if !telemetry.is_exporting(Signal::Logs) {
             return Ok(());
         }
-        let own = plugin(self).resource_of(telemetry, self.caller());
+        let own = plugin(self.state).resource_of(telemetry, self.state.caller(self.whose));
         let Some((resource, scope, record)) = log_of(&own, record) else {
             telemetry.dropped_malformed(Signal::Logs);
             return Ok(());
@@ -196,13 +207,13 @@ impl logs::Host for &StoreState {
     }
 }
 
-impl metrics::Host for &StoreState {
+impl metrics::Host for View<'_> {
     fn export(&mut self, exported: metrics::ResourceMetrics) -> wasmtime::Result<Result<(), metrics::Error>> {
-        let telemetry = self.telemetry();
+        let telemetry = self.state.telemetry();
         if !telemetry.is_exporting(Signal::Metrics) {
             return Ok(Ok(()));
         }
-        let own = plugin(self).resource_of(telemetry, self.caller());
+        let own = plugin(self.state).resource_of(telemetry, self.state.caller(self.whose));
         let mut budget = Budget::new();
         let resource = resource_with(&own, Some(exported.resource), &mut budget);
         let mut taken = true;

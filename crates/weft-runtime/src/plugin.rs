@@ -19,7 +19,7 @@
 //!   a workload started in place of another ([`Binding::replacing`]) is bound
 //!   before the other one is unbound;
 //! * [`HostPlugin::add_to_linker`] while the workload is validated, for each import
-//!   it serves.
+//!   it serves, once per component that imports it ([`Whose`]).
 //!
 //! Host functions find the component they serve with [`StoreState::caller`], and
 //! the plugin with [`StoreState::plugin`].
@@ -30,7 +30,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use indexmap::IndexMap;
-use wasmtime::component::Linker;
+use wasmtime::component::LinkerInstance;
 
 use crate::interface::{InterfaceName, ItemName};
 use crate::store::StoreState;
@@ -138,11 +138,18 @@ pub trait HostPlugin: Send + Sync + 'static {
         Box::pin(async {})
     }
 
-    /// Defines the import named `import` in a component's linker: one of
-    /// `world().imports`, at the version the component asks for. Define it under
-    /// exactly this name (bindgen's `add_to_linker_instance` on
-    /// `linker.instance(import)`, or `func_wrap` on it).
-    fn add_to_linker(&self, linker: &mut Linker<StoreState>, import: &str) -> wasmtime::Result<()>;
+    /// Defines the functions of `import` (one of `world().imports`, at the
+    /// version the component asks for) in `instance`, the linker's instance for
+    /// that import (bindgen's `add_to_linker_instance`, or `func_wrap` on it). Its
+    /// host functions serve the `whose` component: pass it to
+    /// [`StoreState::caller`] (from a closure, or from a getter chosen with
+    /// [`for_whose!`](crate::for_whose)).
+    fn add_to_linker(
+        &self,
+        instance: &mut LinkerInstance<StoreState>,
+        import: &str,
+        whose: Whose,
+    ) -> wasmtime::Result<()>;
 
     /// The port of the HTTP server this plugin runs, while it listens (the
     /// host's heartbeat reports it).
@@ -152,6 +159,68 @@ pub trait HostPlugin: Send + Sync + 'static {
 
     /// For [`StoreState::plugin`]: the plugin as `Any`.
     fn as_any(&self) -> &dyn Any;
+}
+
+/// Whose calls the host functions of one [`HostPlugin::add_to_linker`] serve.
+///
+/// Usually the component that is running. But a fused link composes a provider
+/// into its caller: the provider's code then runs inside the caller's instance,
+/// and only the import a call arrives through tells whose call it is. Each
+/// member of a composite imports its plugin interfaces under labels of its own
+/// slot, and the functions defined for that label serve the member.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Whose(usize);
+
+impl Whose {
+    /// [`Whose::from_const`]'s value for the component that is running.
+    pub const RUNNING: usize = usize::MAX;
+
+    /// The component that is running.
+    pub const fn running() -> Whose {
+        Whose(Whose::RUNNING)
+    }
+
+    /// The member of a composite that holds `slot`.
+    pub(crate) fn slot(slot: usize) -> Whose {
+        debug_assert!(slot < crate::link::slots::MAX_SLOTS);
+        Whose(slot)
+    }
+
+    /// From a getter's const parameter (see [`for_whose!`](crate::for_whose)).
+    pub const fn from_const(n: usize) -> Whose {
+        Whose(n)
+    }
+
+    /// The composite slot, if a member's; for [`for_whose!`](crate::for_whose).
+    pub const fn number(self) -> usize {
+        self.0
+    }
+}
+
+/// `$getter::<N>` for `$whose`: a bindgen host getter (a plain `fn`, which cannot
+/// capture) of a const parameter `N`, which it turns back into a [`Whose`] with
+/// [`Whose::from_const`]. One such `fn` per composite slot, no other code copied.
+///
+/// ```ignore
+/// fn view<const WHOSE: usize>(state: &mut StoreState) -> View<'_> {
+///     let caller = state.caller(Whose::from_const(WHOSE));
+///     ...
+/// }
+/// store::add_to_linker_instance::<StoreState, Kv>(&mut instance, weft_runtime::for_whose!(whose, view))
+/// ```
+#[macro_export]
+macro_rules! for_whose {
+    ($whose:expr, $getter:ident) => {
+        $crate::for_whose!(@arms $whose, $getter;
+            0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26 27 28 29 30 31)
+    };
+    (@arms $whose:expr, $getter:ident; $($n:literal)*) => {
+        match $crate::plugin::Whose::number($whose) {
+            $crate::plugin::Whose::RUNNING => $getter::<{ $crate::plugin::Whose::RUNNING }>,
+            $($n => $getter::<$n>,)*
+            n => unreachable!("composite slot {n}: a workload has at most 32"),
+        }
+    };
 }
 
 /// The plugins a host has loaded.

@@ -20,7 +20,7 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 use crate::limits::{ByteSize, Limits};
 use crate::link::call_memory::CallMemory;
 use crate::link::resources::Proxies;
-use crate::plugin::{ComponentIdentity, HostPlugin, PluginRegistry};
+use crate::plugin::{ComponentIdentity, HostPlugin, PluginRegistry, Whose};
 use crate::telemetry::{SpanContext, Telemetry};
 use crate::wasi::http::OutgoingPolicy;
 
@@ -284,16 +284,29 @@ impl StoreState {
         &mut self.table
     }
 
-    /// The component whose code is running: who a host function serves.
-    pub fn caller(&self) -> &ComponentIdentity {
-        &self.frames[self.active].as_ref().expect("the active frame exists").identity
+    /// The component `whose` names: who a plugin's host function serves.
+    pub fn caller(&self, whose: Whose) -> &ComponentIdentity {
+        &self.frame_of(whose).identity
     }
 
-    /// The memory limit of the component whose code is running. A host function
-    /// never buffers more than this for it: a value that large could not be
-    /// handed to the component anyway.
-    pub fn caller_memory_limit(&self) -> u64 {
-        self.frames[self.active].as_ref().expect("the active frame exists").memory_limit
+    /// The memory limit of the component `whose` names. A host function never
+    /// buffers more than this for it: a value that large could not be handed to
+    /// the component anyway.
+    pub fn caller_memory_limit(&self, whose: Whose) -> u64 {
+        self.frame_of(whose).memory_limit
+    }
+
+    /// The frame of the component `whose` names: a composite member's if its
+    /// slot is in use in this store, else the running component's.
+    pub(crate) fn frame_index(&self, whose: Whose) -> usize {
+        match whose.number() {
+            Whose::RUNNING => self.active,
+            slot => self.slot_frames.get(slot).copied().flatten().unwrap_or(self.active),
+        }
+    }
+
+    fn frame_of(&self, whose: Whose) -> &Frame {
+        self.frames[self.frame_index(whose)].as_ref().expect("a caller's frame exists")
     }
 
     /// A plugin of the host, as its own type.

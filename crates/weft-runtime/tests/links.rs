@@ -59,6 +59,13 @@ async fn suite_host(mode: &str) -> SuiteHost {
     SuiteHost { host: hosts.pop().unwrap(), serving: Some((serving, nats)) }
 }
 
+/// A host with the config plugin and in-memory key-value.
+async fn plugin_host() -> TestHost {
+    let keyvalue = weft_plugins::keyvalue::KeyValuePlugin::new(&Default::default()).await.unwrap();
+    let config = weft_plugins::config::ConfigPlugin::new(&Default::default());
+    host_with_plugins(Some(shared_cache()), vec![Arc::new(keyvalue), Arc::new(config)]).await
+}
+
 /// `caller` imports everything `provider` exports, through links of `mode`. The
 /// provider has a volume and an environment of its own; the caller has neither.
 /// Behind a dynamic link the provider has its own CPU limit; a composite runs
@@ -515,6 +522,42 @@ macro_rules! in_process_tests {
                 .await
                 .unwrap();
             assert_eq!(back, [Val::String("still here".into())]);
+        }
+
+        #[tokio::test(flavor = "multi_thread")]
+        async fn a_provider_reads_its_own_config_and_bucket_through_plugins() {
+            let t = plugin_host().await;
+            let w = t
+                .start_ok(&format!(
+                    r#"
+        name: own
+        components:
+          - {{ name: caller, source: {OWN_STATE_CALLER}, config: {{ who: caller }} }}
+          - {{ name: provider, source: {OWN_STATE_PROVIDER}, config: {{ who: provider }} }}
+        {}links:
+          - {{ from: caller, import: "weft:fixtures/own-state@0.1.0", to: provider, mode: {m} }}
+        hostInterfaces:
+          - {{ interface: "wasi:keyvalue/store@0.2.0-draft", component: provider, config: {{ sharedBuckets: [state] }} }}
+        "#,
+                    engine_extra(MODE).replace('\n', "\n        "),
+                    m = link_mode(MODE),
+                ))
+                .await;
+            let link = &w.plan().imports_of("caller").iter().find(|l| l.import.contains("own-state")).unwrap().provider;
+            let expected = if link_mode(MODE) == "dynamic" { ", dynamic" } else { ", fused" };
+            assert!(link.to_string().contains(expected), "{MODE}: {link}");
+            w.run("caller").await.unwrap();
+            // Each side counts in its own bucket (the provider's `state` is the
+            // namespace's shared one, the caller's the workload's) and reads its own config.
+            assert_eq!(
+                t.stdout("caller"),
+                [
+                    "caller: who=caller count=1",
+                    "provider: who=provider count=1",
+                    "caller: who=caller count=2",
+                    "provider: who=provider count=2",
+                ]
+            );
         }
 
         #[tokio::test(flavor = "multi_thread")]

@@ -9,9 +9,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use common::*;
-use wasmtime::component::Linker;
+use wasmtime::component::LinkerInstance;
 use weft_runtime::interface::InterfaceName;
-use weft_runtime::plugin::{Binding, BoxFuture, ComponentIdentity, HostPlugin, PluginWorld};
+use weft_runtime::plugin::{Binding, BoxFuture, ComponentIdentity, HostPlugin, PluginWorld, Whose};
 use weft_runtime::store::StoreState;
 use weft_runtime::workload::Provider;
 use weft_runtime::{HostApi, WorkloadState};
@@ -75,10 +75,10 @@ impl HostPlugin for Greetings {
         Box::pin(async {})
     }
 
-    fn add_to_linker(&self, linker: &mut Linker<StoreState>, import: &str) -> wasmtime::Result<()> {
-        linker.instance(import)?.func_wrap("greet", |cx, (name,): (String,)| {
+    fn add_to_linker(&self, instance: &mut LinkerInstance<StoreState>, _: &str, whose: Whose) -> wasmtime::Result<()> {
+        instance.func_wrap("greet", move |cx, (name,): (String,)| {
             let state = cx.data();
-            let caller = state.caller();
+            let caller = state.caller(whose);
             let plugin = state.plugin::<Greetings>("greetings").expect("the plugin is loaded");
             let greeting = plugin.greetings.lock().unwrap().get(caller).cloned().expect("the caller is bound");
             Ok((format!("{greeting}, {name}, from the host to {}/{}", caller.workload, caller.component),))

@@ -534,6 +534,37 @@ fn inspect_shows_a_component_world_and_a_workload_plan() {
     );
 }
 
+/// A provider that imports from host plugins (config, key-value) is fused by
+/// `auto`; one with limits of its own stays dynamic, and the plan says why.
+#[test]
+fn inspect_shows_a_plugin_using_provider_fused() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = |limits: &str| {
+        format!(
+            "name: own\ncomponents:\n  - {{ name: caller, source: {}, config: {{ who: caller }} }}\n  \
+             - {{ name: provider, source: {}, config: {{ who: provider }}{limits} }}\n",
+            weft_guests::OWN_STATE_CALLER,
+            weft_guests::OWN_STATE_PROVIDER
+        )
+    };
+    std::fs::write(dir.path().join("workload.yaml"), manifest("")).unwrap();
+    let out = weft(&["inspect", "workload.yaml"], dir.path());
+    assert!(out.status.success(), "{out:?}");
+    let plan = text(&out.stdout);
+    assert!(
+        plan.contains(
+            "weft:fixtures/own-state@0.1.0      ← component `provider` (weft:fixtures/own-state@0.1.0, fused)"
+        ),
+        "{plan}"
+    );
+    std::fs::write(dir.path().join("workload.yaml"), manifest(", limits: { memory: 64MiB }")).unwrap();
+    let plan = text(&weft(&["inspect", "workload.yaml"], dir.path()).stdout);
+    assert!(
+        plan.contains("(weft:fixtures/own-state@0.1.0, dynamic: component `provider` sets its own memory"),
+        "{plan}"
+    );
+}
+
 /// Remote links are planned and shown without a lattice, checked (resources do
 /// not cross), and refused by a host that is not on one.
 #[test]

@@ -608,8 +608,9 @@ impl HostPlugin for WrpcLinks {
 
     fn add_to_linker(
         &self,
-        _: &mut wasmtime::component::Linker<weft_runtime::store::StoreState>,
+        _: &mut wasmtime::component::LinkerInstance<weft_runtime::store::StoreState>,
         import: &str,
+        _: weft_runtime::plugin::Whose,
     ) -> wasmtime::Result<()> {
         wasmtime::bail!("the lattice serves imports through remote links, not as a plugin (asked for `{import}`)")
     }

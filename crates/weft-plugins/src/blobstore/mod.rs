@@ -24,12 +24,12 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use tokio::io::AsyncRead;
-use wasmtime::component::{HasData, Linker, Resource, ResourceTable};
+use wasmtime::component::{HasData, LinkerInstance, Resource, ResourceTable};
 use wasmtime_wasi::p2::pipe::AsyncReadStream;
 use wasmtime_wasi::p2::{DynInputStream, DynOutputStream, OutputStream, Pollable, StreamError, StreamResult};
 use weft_runtime::interface::{InterfaceName, ItemName};
 use weft_runtime::limits::ByteSize;
-use weft_runtime::plugin::{Binding, BindingSettings, BoxFuture, ComponentIdentity, HostPlugin, PluginWorld};
+use weft_runtime::plugin::{Binding, BindingSettings, BoxFuture, ComponentIdentity, HostPlugin, PluginWorld, Whose};
 use weft_runtime::store::StoreState;
 
 use crate::budget::Budget;
@@ -192,14 +192,19 @@ impl HostPlugin for BlobstorePlugin {
         })
     }
 
-    fn add_to_linker(&self, linker: &mut Linker<StoreState>, import: &str) -> wasmtime::Result<()> {
+    fn add_to_linker(
+        &self,
+        instance: &mut LinkerInstance<StoreState>,
+        import: &str,
+        whose: Whose,
+    ) -> wasmtime::Result<()> {
         let name = ItemName::parse(import);
         let interface = name.as_interface().map(|i| i.interface.as_str()).unwrap_or_default();
-        let mut instance = linker.instance(import)?;
+        let getter = weft_runtime::for_whose!(whose, view);
         match interface {
-            "types" => types::add_to_linker_instance::<StoreState, Blobs>(&mut instance, view),
-            "container" => container::add_to_linker_instance::<StoreState, Blobs>(&mut instance, view),
-            "blobstore" => blobstore::add_to_linker_instance::<StoreState, Blobs>(&mut instance, view),
+            "types" => types::add_to_linker_instance::<StoreState, Blobs>(instance, getter),
+            "container" => container::add_to_linker_instance::<StoreState, Blobs>(instance, getter),
+            "blobstore" => blobstore::add_to_linker_instance::<StoreState, Blobs>(instance, getter),
             other => wasmtime::bail!("the blobstore plugin has no interface `{other}`"),
         }
     }
@@ -339,13 +344,14 @@ pub struct View<'a> {
     read_limit: u64,
 }
 
-fn view(state: &mut StoreState) -> View<'_> {
+fn view<const WHOSE: usize>(state: &mut StoreState) -> View<'_> {
+    let whose = Whose::from_const(WHOSE);
     let plugin = state.plugin::<BlobstorePlugin>(ID).expect("the blobstore plugin is loaded");
     // A caller not bound (its workload is stopping) still reaches only its own data.
-    let scope = plugin.scopes.lock().unwrap().get(state.caller()).cloned();
-    let scope = scope.unwrap_or_else(|| Arc::new(Scope::new(state.caller(), Vec::new())));
+    let scope = plugin.scopes.lock().unwrap().get(state.caller(whose)).cloned();
+    let scope = scope.unwrap_or_else(|| Arc::new(Scope::new(state.caller(whose), Vec::new())));
     let (backend, staging) = (plugin.backend.clone(), plugin.staging.clone());
-    let read_limit = state.caller_memory_limit();
+    let read_limit = state.caller_memory_limit(whose);
     View { table: state.table(), backend, staging, scope, read_limit }
 }
 

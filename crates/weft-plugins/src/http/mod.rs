@@ -39,10 +39,10 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use wasmtime::component::Linker;
+use wasmtime::component::LinkerInstance;
 use weft_runtime::RunningWorkload;
 use weft_runtime::interface::InterfaceName;
-use weft_runtime::plugin::{Binding, BindingSettings, BoxFuture, ComponentIdentity, HostPlugin, PluginWorld};
+use weft_runtime::plugin::{Binding, BindingSettings, BoxFuture, ComponentIdentity, HostPlugin, PluginWorld, Whose};
 use weft_runtime::store::StoreState;
 use weft_runtime::workload::Provider;
 
@@ -329,7 +329,7 @@ impl HostPlugin for HttpPlugin {
         })
     }
 
-    fn add_to_linker(&self, _: &mut Linker<StoreState>, import: &str) -> wasmtime::Result<()> {
+    fn add_to_linker(&self, _: &mut LinkerInstance<StoreState>, import: &str, _: Whose) -> wasmtime::Result<()> {
         wasmtime::bail!("the HTTP server provides no imports (asked for `{import}`)")
     }
 

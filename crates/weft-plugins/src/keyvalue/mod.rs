@@ -27,9 +27,9 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use futures_util::{StreamExt, TryStreamExt, stream};
 use serde::{Deserialize, Serialize};
-use wasmtime::component::{HasData, Linker, Resource, ResourceTable};
+use wasmtime::component::{HasData, LinkerInstance, Resource, ResourceTable};
 use weft_runtime::interface::{InterfaceName, ItemName};
-use weft_runtime::plugin::{Binding, BindingSettings, BoxFuture, ComponentIdentity, HostPlugin, PluginWorld};
+use weft_runtime::plugin::{Binding, BindingSettings, BoxFuture, ComponentIdentity, HostPlugin, PluginWorld, Whose};
 use weft_runtime::store::StoreState;
 
 use crate::budget::Budget;
@@ -209,14 +209,19 @@ impl HostPlugin for KeyValuePlugin {
         })
     }
 
-    fn add_to_linker(&self, linker: &mut Linker<StoreState>, import: &str) -> wasmtime::Result<()> {
+    fn add_to_linker(
+        &self,
+        instance: &mut LinkerInstance<StoreState>,
+        import: &str,
+        whose: Whose,
+    ) -> wasmtime::Result<()> {
         let name = ItemName::parse(import);
         let interface = name.as_interface().map(|i| i.interface.as_str()).unwrap_or_default();
-        let mut instance = linker.instance(import)?;
+        let getter = weft_runtime::for_whose!(whose, view);
         match interface {
-            "store" => store::add_to_linker_instance::<StoreState, Kv>(&mut instance, view),
-            "atomics" => atomics::add_to_linker_instance::<StoreState, Kv>(&mut instance, view),
-            "batch" => batch::add_to_linker_instance::<StoreState, Kv>(&mut instance, view),
+            "store" => store::add_to_linker_instance::<StoreState, Kv>(instance, getter),
+            "atomics" => atomics::add_to_linker_instance::<StoreState, Kv>(instance, getter),
+            "batch" => batch::add_to_linker_instance::<StoreState, Kv>(instance, getter),
             other => wasmtime::bail!("the keyvalue plugin has no interface `{other}`"),
         }
     }
@@ -242,13 +247,14 @@ impl HasData for Kv {
     type Data<'a> = View<'a>;
 }
 
-fn view(state: &mut StoreState) -> View<'_> {
+fn view<const WHOSE: usize>(state: &mut StoreState) -> View<'_> {
+    let whose = Whose::from_const(WHOSE);
     let plugin = state.plugin::<KeyValuePlugin>(ID).expect("the keyvalue plugin is loaded");
     // A caller not bound (its workload is stopping) still reaches only its own data.
-    let scope = plugin.scopes.lock().unwrap().get(state.caller()).cloned();
-    let scope = scope.unwrap_or_else(|| Arc::new(Scope::new(state.caller(), Vec::new())));
+    let scope = plugin.scopes.lock().unwrap().get(state.caller(whose)).cloned();
+    let scope = scope.unwrap_or_else(|| Arc::new(Scope::new(state.caller(whose), Vec::new())));
     let backend = plugin.backend.clone();
-    let read_limit = state.caller_memory_limit();
+    let read_limit = state.caller_memory_limit(whose);
     View { table: state.table(), plugin: backend, scope, read_limit }
 }
 

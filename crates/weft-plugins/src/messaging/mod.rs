@@ -50,10 +50,10 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 use tokio::task::JoinHandle;
-use wasmtime::component::{ComponentType, Lift, Linker, Lower};
+use wasmtime::component::{ComponentType, Lift, LinkerInstance, Lower};
 use weft_runtime::RunningWorkload;
 use weft_runtime::interface::{InterfaceName, ItemName};
-use weft_runtime::plugin::{Binding, BindingSettings, BoxFuture, ComponentIdentity, HostPlugin, PluginWorld};
+use weft_runtime::plugin::{Binding, BindingSettings, BoxFuture, ComponentIdentity, HostPlugin, PluginWorld, Whose};
 use weft_runtime::store::StoreState;
 
 pub use memory::MAX_BODY as MEMORY_MAX_BODY;
@@ -354,27 +354,34 @@ impl HostPlugin for MessagingPlugin {
         })
     }
 
-    fn add_to_linker(&self, linker: &mut Linker<StoreState>, import: &str) -> wasmtime::Result<()> {
+    fn add_to_linker(
+        &self,
+        instance: &mut LinkerInstance<StoreState>,
+        import: &str,
+        whose: Whose,
+    ) -> wasmtime::Result<()> {
         let name = ItemName::parse(import);
         let interface = name.as_interface().map(|i| i.interface.as_str()).unwrap_or_default();
-        let mut instance = linker.instance(import)?;
         match interface {
             // Types only: the functions' types carry them.
             "types" => Ok(()),
             "consumer" => {
-                instance.func_wrap_async("request", |store, (subject, body, timeout_ms): (String, Vec<u8>, u32)| {
-                    let (bus, grants) = context(store.data());
-                    Box::new(async move {
-                        let outcome = async {
-                            grants.may_request(&subject)?;
-                            fits(&*bus, &body)?;
-                            bus.request(subject, body, Duration::from_millis(timeout_ms.into())).await
-                        };
-                        Ok((outcome.await,))
-                    })
-                })?;
-                instance.func_wrap_async("publish", |store, (message,): (BrokerMessage,)| {
-                    let (bus, grants) = context(store.data());
+                instance.func_wrap_async(
+                    "request",
+                    move |store, (subject, body, timeout_ms): (String, Vec<u8>, u32)| {
+                        let (bus, grants) = context(store.data(), whose);
+                        Box::new(async move {
+                            let outcome = async {
+                                grants.may_request(&subject)?;
+                                fits(&*bus, &body)?;
+                                bus.request(subject, body, Duration::from_millis(timeout_ms.into())).await
+                            };
+                            Ok((outcome.await,))
+                        })
+                    },
+                )?;
+                instance.func_wrap_async("publish", move |store, (message,): (BrokerMessage,)| {
+                    let (bus, grants) = context(store.data(), whose);
                     Box::new(async move {
                         let outcome = async {
                             grants.may_publish(&message)?;
@@ -395,9 +402,9 @@ impl HostPlugin for MessagingPlugin {
 }
 
 /// The bus, and what the calling component may reach (nothing if it was not bound).
-fn context(state: &StoreState) -> (Arc<dyn Bus>, Arc<Grants>) {
+fn context(state: &StoreState, whose: Whose) -> (Arc<dyn Bus>, Arc<Grants>) {
     let plugin = state.plugin::<MessagingPlugin>(ID).expect("the messaging plugin is loaded");
-    let grants = plugin.grants.lock().unwrap().get(state.caller()).cloned().unwrap_or_default();
+    let grants = plugin.grants.lock().unwrap().get(state.caller(whose)).cloned().unwrap_or_default();
     (plugin.bus.clone(), grants)
 }
 

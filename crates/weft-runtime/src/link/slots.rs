@@ -5,12 +5,12 @@
 //! stdout. A composite therefore renames the WASI imports through which a component
 //! receives its capabilities (its environment and arguments, its stdio, its
 //! preopened directories, its network, its outgoing HTTP policy) for every member
-//! but its entry, to the
-//! label `weft-m<slot>-wasi-<package>-<interface>` (imported with
-//! `(implements "wasi:…")`, as the component model allows one interface to be
-//! imported under several labels); the host links each slot to a copy of those
-//! interfaces whose every call reads the WASI context of the component that holds
-//! the slot.
+//! but its entry, to `weft-m<slot>:wasi-<package>/<interface>@<version>` (see
+//! [`renamed`]; the renaming happens in the member's binary, see [`super::fuse`]);
+//! the host links each slot to a copy of those interfaces whose every call reads
+//! the WASI context of the component that holds the slot. Imports served by
+//! plugins or other links are renamed the same way, and defined for the member
+//! ([`crate::plugin::Whose`]).
 //!
 //! The other WASI interfaces stay shared: they act only on handles a member
 //! already holds (a descriptor, a socket, a stream) or hold no capability at all
@@ -28,6 +28,7 @@ use wasmtime_wasi_http::{WasiHttp, WasiHttpCtxView};
 
 use crate::engine::Concurrency;
 use crate::interface::ItemName;
+use crate::plugin::Whose;
 use crate::store::StoreState;
 use crate::wasi::http::OutgoingView;
 use crate::wasi::{WASI_P3_VERSION, WASI_VERSION};
@@ -50,23 +51,22 @@ const PER_MEMBER: &[(&str, &str)] = &[
     ("http", "client"),
 ];
 
-/// Whether a member of a composite keeps this import to itself.
+/// Whether a member of a composite keeps a WASI import the runtime serves to
+/// itself (what anything else serves, a plugin or a link, always is).
 pub(crate) fn is_per_member(import: &ItemName) -> bool {
-    import
-        .as_interface()
-        .is_some_and(|i| i.namespace != "wasi" || PER_MEMBER.contains(&(i.package.as_str(), i.interface.as_str())))
+    import.as_interface().is_some_and(|i| PER_MEMBER.contains(&(i.package.as_str(), i.interface.as_str())))
 }
 
-/// The label a member's import gets in a composite. A label, not an interface
-/// name: composition keeps a single import per interface name.
+/// The name a member's import gets in a composite: the interface under a
+/// namespace of the member's slot, version kept (`wasi:cli/stdout@0.2.6` in slot
+/// 3 is `weft-m3:wasi-cli/stdout@0.2.6`), so that Wasmtime's semver matching
+/// still applies; a plain name gets the slot as a prefix.
 pub(crate) fn renamed(slot: usize, import: &str) -> String {
     match ItemName::parse(import) {
-        // A member may import an interface as WASI 0.2 and as 0.3 (a `wasip3`
-        // guest built for wasm32-wasip2 does, through the standard library).
-        ItemName::Interface(i) if i.namespace == "wasi" && i.version.as_ref().is_some_and(|v| v.minor == 3) => {
-            format!("weft-m{slot}-{}-{}-{}-0-3", i.namespace, i.package, i.interface)
+        ItemName::Interface(i) => {
+            let version = i.version.as_ref().map(|v| format!("@{v}")).unwrap_or_default();
+            format!("weft-m{slot}:{}-{}/{}{version}", i.namespace, i.package, i.interface)
         }
-        ItemName::Interface(i) => format!("weft-m{slot}-{}-{}-{}", i.namespace, i.package, i.interface),
         ItemName::Plain(p) => format!("weft-m{slot}-{p}"),
     }
 }
@@ -75,7 +75,7 @@ impl StoreState {
     /// The WASI context and resource table for a slot: the slot's component's own
     /// context, or the executing component's if the slot is not in use here.
     fn slot_wasi(&mut self, slot: usize) -> (&mut WasiCtx, &mut ResourceTable) {
-        let index = self.slot_frames.get(slot).copied().flatten().unwrap_or(self.active);
+        let index = self.frame_index(Whose::slot(slot));
         let (frames, table) = self.frames_and_table();
         let frame = frames[index].as_mut().expect("a slot's frame exists");
         (&mut frame.wasi, table)
@@ -93,14 +93,14 @@ fn filesystem_view<const SLOT: usize>(state: &mut StoreState) -> WasiFilesystemC
 }
 
 fn http_p3_view<const SLOT: usize>(state: &mut StoreState) -> WasiHttpCtxView<'_> {
-    let index = state.slot_frames.get(SLOT).copied().flatten().unwrap_or(state.active);
+    let index = state.frame_index(Whose::slot(SLOT));
     let (frames, table) = state.frames_and_table();
     let frame = frames[index].as_mut().expect("a slot's frame exists");
     WasiHttpCtxView { ctx: &mut frame.http, hooks: &mut frame.outgoing, table }
 }
 
 fn http_view<const SLOT: usize>(state: &mut StoreState) -> OutgoingView<'_> {
-    let index = state.slot_frames.get(SLOT).copied().flatten().unwrap_or(state.active);
+    let index = state.frame_index(Whose::slot(SLOT));
     let (frames, table) = state.frames_and_table();
     let frame = frames[index].as_mut().expect("a slot's frame exists");
     OutgoingView { ctx: &mut frame.http, policy: &mut frame.outgoing, table }

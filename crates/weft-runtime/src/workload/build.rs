@@ -21,7 +21,7 @@ use crate::link::shared::SharedInstance;
 use crate::link::{self, slots};
 use crate::manifest::{ComponentSpec, LinkModeSpec, WorkloadSpec};
 use crate::output::Origin;
-use crate::plugin::ComponentIdentity;
+use crate::plugin::{ComponentIdentity, Whose};
 use crate::store::StoreState;
 use crate::telemetry::model::KeyValue;
 use crate::wasi::http::OutgoingPolicy;
@@ -133,9 +133,9 @@ impl<'a> Builder<'a> {
     }
 
     /// Decides which links can be fused: a provider whose own limits must hold
-    /// stays behind a dynamic link, since a composite runs under one set of limits;
-    /// so does a provider that imports from plugins, whose host functions serve the
-    /// component that is running, which inside a composite is always its entry.
+    /// stays behind a dynamic link, since a composite runs under one set of
+    /// limits, and so does a shared provider. (A provider that imports from
+    /// plugins is fused: its plugin imports are its slot's, served as its own.)
     pub fn decide_modes(&mut self) {
         let callers: Vec<String> = self.plan.components.iter().map(|c| c.component.clone()).collect();
         for caller in callers {
@@ -162,20 +162,6 @@ impl<'a> Builder<'a> {
                     let reason = format!(
                         "component `{provider}` sets its own {}, which only a dynamic link enforces",
                         own.join(" and ")
-                    );
-                    self.unfuse(&caller, |l| is_link_to(l, &provider), &reason);
-                }
-                let from_plugins: Vec<String> = self
-                    .plan
-                    .imports_of(&provider)
-                    .iter()
-                    .filter(|l| matches!(l.provider, Provider::Plugin { .. }))
-                    .map(|l| format!("`{}`", l.import))
-                    .collect();
-                if !from_plugins.is_empty() {
-                    let reason = format!(
-                        "component `{provider}` imports {} from host plugins, which serve it only behind a dynamic link",
-                        from_plugins.join(", ")
                     );
                     self.unfuse(&caller, |l| is_link_to(l, &provider), &reason);
                 }
@@ -250,7 +236,7 @@ impl<'a> Builder<'a> {
                             Some((l.import.clone(), Wire::Part { part: position(component), export: export.clone() }))
                         }
                         (_, None) => None,
-                        (_, Some(_)) if !slots::is_per_member(&ItemName::parse(&l.import)) => None,
+                        (Provider::Runtime, Some(_)) if !slots::is_per_member(&ItemName::parse(&l.import)) => None,
                         (_, Some(slot)) => Some((l.import.clone(), Wire::Renamed(slots::renamed(*slot, &l.import)))),
                     })
                     .collect();
@@ -317,7 +303,10 @@ impl<'a> Builder<'a> {
                 Provider::Component { mode: LinkMode::Fused, .. } => {}
                 Provider::Plugin { plugin } => {
                     let plugin = self.cx.plugins.get(plugin).expect("planned plugins are loaded");
-                    plugin.add_to_linker(linker, &name).map_err(|e| {
+                    let whose = slot.map_or(Whose::running(), Whose::slot);
+                    let defined =
+                        linker.instance(&name).and_then(|mut i| plugin.add_to_linker(&mut i, &import.import, whose));
+                    defined.map_err(|e| {
                         self.problem(part, format!("plugin `{}` cannot provide `{}`: {e}", plugin.id(), import.import))
                     })?;
                 }
