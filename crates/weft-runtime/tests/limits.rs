@@ -159,3 +159,20 @@ volumes:
     w.run("writer").await.unwrap();
     assert_eq!(std::fs::read_to_string(&file).unwrap(), "written by hello");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_instance_whose_call_was_abandoned_half_way_is_not_reused() {
+    let t = host().await;
+    let w = t
+        .start_ok(&format!(
+            "name: abandoned\ncomponents:\n  - {{ name: spin, source: {BUSY_LOOP}, reuseInstances: true }}\n"
+        ))
+        .await;
+    let mut invocation = w.instantiate("spin").await.unwrap();
+    // The caller stops waiting (a client that went away): the call's future is
+    // dropped at one of its epoch yields, mid-loop.
+    let call = invocation.call("wasi:cli/run@0.2.0#run", &[]);
+    assert!(tokio::time::timeout(Duration::from_millis(300), call).await.is_err(), "the loop never ends");
+    drop(invocation);
+    assert_eq!(w.idle_instances("spin").unwrap(), 0, "an instance stopped mid-call went back to the idle pool");
+}

@@ -110,12 +110,15 @@ impl Invocation {
         let func = self.func(function)?;
         let (component, deadline, cancelled) = (self.component.clone(), self.deadline, self.cancelled.clone());
         let watch = self.watch();
+        // Unclean until the call ends: one abandoned half-way (its future dropped
+        // because the client went away) leaves an instance nobody should reuse.
+        let was_clean = std::mem::replace(&mut self.clean, false);
         let store = self.store();
         let mut results = vec![Val::Bool(false); func.ty(&*store).results().len()];
         store.data_mut().enter(component.index, None);
         let call = func.call_async(&mut *store, params, &mut results);
         let outcome = before_deadline(&component, deadline, cancelled, call).await;
-        let outcome = self.settle(outcome);
+        let outcome = self.settle(outcome, was_clean);
         watch.finish(&self.component, &outcome);
         outcome.map(|()| results)
     }
@@ -168,10 +171,13 @@ impl Invocation {
     {
         let (component, deadline, cancelled) = (self.component.clone(), self.deadline, self.cancelled.clone());
         let watch = self.watch();
+        // Unclean until the call ends: one abandoned half-way (its future dropped
+        // because the client went away) leaves an instance nobody should reuse.
+        let was_clean = std::mem::replace(&mut self.clean, false);
         let store = self.store();
         store.data_mut().enter(component.index, None);
         let outcome = before_deadline(&component, deadline, cancelled, func.call_async(&mut *store, params)).await;
-        let outcome = self.settle(outcome);
+        let outcome = self.settle(outcome, was_clean);
         watch.finish(&self.component, &outcome);
         outcome
     }
@@ -187,25 +193,37 @@ impl Invocation {
     ) -> Result<R, InvokeError> {
         let (component, deadline, cancelled) = (self.component.clone(), self.deadline, self.cancelled.clone());
         let watch = self.watch();
+        // Unclean until the call ends: one abandoned half-way (its future dropped
+        // because the client went away) leaves an instance nobody should reuse.
+        let was_clean = std::mem::replace(&mut self.clean, false);
         let instance = self.instance();
         let store = self.store();
         store.data_mut().enter(component.index, None);
         let run = async { store.run_concurrent(async |accessor| work(accessor, instance).await).await.and_then(|r| r) };
         let outcome = before_deadline(&component, deadline, cancelled, run).await;
-        let outcome = self.settle(outcome);
+        let outcome = self.settle(outcome, was_clean);
         watch.finish(&self.component, &outcome);
         outcome
     }
 
     /// A failed (or abandoned) call leaves the instance in a state nobody should
     /// see again.
-    fn settle<T>(&mut self, outcome: Result<wasmtime::Result<T>, InvokeError>) -> Result<T, InvokeError> {
-        let outcome = outcome.inspect_err(|_| self.clean = false)?;
-        outcome.map_err(|e| {
-            self.clean = false;
-            let (store, _) = self.live.as_ref().expect("live until dropped");
-            classify(&self.component, e, store.data())
-        })
+    fn settle<T>(
+        &mut self,
+        outcome: Result<wasmtime::Result<T>, InvokeError>,
+        was_clean: bool,
+    ) -> Result<T, InvokeError> {
+        match outcome {
+            Ok(Ok(value)) => {
+                self.clean = was_clean;
+                Ok(value)
+            }
+            Ok(Err(e)) => {
+                let (store, _) = self.live.as_ref().expect("live until dropped");
+                Err(classify(&self.component, e, store.data()))
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// An exported function with static types, for the fastest calls from Rust.
