@@ -211,16 +211,22 @@ struct Crossing {
 }
 
 impl Forward {
-    /// Finds the provider's function (instantiating the provider on first
-    /// use) and makes the provider the running component, inside a span of the
-    /// caller's trace when tracing is on.
-    async fn enter(&self, store: &mut StoreContextMut<'_, StoreState>) -> wasmtime::Result<(Func, Crossing)> {
+    /// Whether the provider has its instance in this store (else it is made on
+    /// first use, outside [`Forward::enter`]: boxed and awaited by the caller, so
+    /// that instantiation's state does not weigh on every call's future).
+    fn instantiated(&self, store: &StoreContextMut<'_, StoreState>) -> bool {
+        store.data().frame(self.provider.index).is_some_and(|f| f.instance.is_some())
+    }
+
+    /// Finds the provider's function and makes the provider the running
+    /// component, inside a span of the caller's trace when tracing is on.
+    fn enter(&self, store: &mut StoreContextMut<'_, StoreState>) -> wasmtime::Result<(Func, Crossing)> {
         let provider = &*self.provider;
-        let instance = match store.data().frame(provider.index).and_then(|f| f.instance) {
-            Some(instance) => instance,
-            // Boxed: instantiation's state would otherwise weigh on every call.
-            None => Box::pin(instance_of(store, provider)).await?,
-        };
+        let instance = store
+            .data()
+            .frame(provider.index)
+            .and_then(|f| f.instance)
+            .ok_or_else(|| wasmtime::format_err!("component `{}` has no instance in this store", provider.name))?;
         let func = instance.get_func(&mut *store, self.func).ok_or_else(|| {
             wasmtime::format_err!("`{}` of component `{}` is not a function", self.label, provider.name)
         })?;
@@ -269,7 +275,10 @@ impl Forward {
         results: &mut [Val],
     ) -> wasmtime::Result<()> {
         let provider = &*self.provider;
-        let (func, crossing) = self.enter(store).await?;
+        if !self.instantiated(store) {
+            Box::pin(instance_of(store, provider)).await?;
+        }
+        let (func, crossing) = self.enter(store)?;
         let outcome = if self.resources {
             let mut provider_params = params.to_vec();
             let outcome = match unwrap_proxies(store, &mut provider_params, provider) {
@@ -293,7 +302,10 @@ impl Forward {
         store: &mut StoreContextMut<'_, StoreState>,
         params: P,
     ) -> wasmtime::Result<R> {
-        let (func, crossing) = self.enter(store).await?;
+        if !self.instantiated(store) {
+            Box::pin(instance_of(store, &self.provider)).await?;
+        }
+        let (func, crossing) = self.enter(store)?;
         let outcome = match func.typed::<P, R>(&*store) {
             Ok(typed) => {
                 let memory = store.data_mut().take_call_memory();
