@@ -166,8 +166,9 @@ pub trait HostPlugin: Send + Sync + 'static {
 /// Usually the component that is running. But a fused link composes a provider
 /// into its caller: the provider's code then runs inside the caller's instance,
 /// and only the import a call arrives through tells whose call it is. Each
-/// member of a composite imports its plugin interfaces under labels of its own
-/// slot, and the functions defined for that label serve the member.
+/// member of a composite imports its plugin interfaces under names of its own
+/// slot (`weft-m3:wasi-keyvalue/store@…`), and the functions defined under
+/// those names serve the member.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Whose(usize);
 
@@ -206,7 +207,7 @@ impl Whose {
 ///     let caller = state.caller(Whose::from_const(WHOSE));
 ///     ...
 /// }
-/// store::add_to_linker_instance::<StoreState, Kv>(&mut instance, weft_runtime::for_whose!(whose, view))
+/// store::add_to_linker_instance::<StoreState, Kv>(instance, weft_runtime::for_whose!(whose, view))
 /// ```
 #[macro_export]
 macro_rules! for_whose {
