@@ -255,6 +255,48 @@ async fn instances_are_fresh_per_request_unless_reuse_is_asked_for() {
     assert_eq!(get(&format!("{base}/reused/served")).await, (200, "served 2".into()));
 }
 
+/// A handler that finishes its response without waiting on anything has it sent
+/// whole, with a `content-length`; one that goes on writing after a pause has
+/// its first bytes at the client before the pause ends.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_finished_answer_goes_out_with_its_length_and_a_dripping_one_streams() {
+    use http_body_util::BodyExt;
+    let t = host().await;
+    t.start_ok(&format!(
+        "name: lengths\ncomponents:\n{}{}hostInterfaces:\n{}{}",
+        probe("fresh", ""),
+        probe("reused", ", reuseInstances: true"),
+        serve("fresh", r#"[{ path: "/fresh/*" }]"#),
+        serve("reused", r#"[{ path: "/reused/*" }]"#),
+    ))
+    .await;
+    let base = t.base().await;
+    for component in ["fresh", "reused", "reused"] {
+        let (status, headers, body) = request_with(&format!("{base}/{component}/hello"), &[]).await;
+        assert_eq!((status, body.as_str()), (200, format!("{component} GET /{component}/hello\n").as_str()));
+        assert_eq!(
+            headers.get(http::header::CONTENT_LENGTH).map(|v| v.to_str().unwrap()),
+            Some(&*body.len().to_string())
+        );
+        assert!(headers.get(http::header::TRANSFER_ENCODING).is_none(), "{headers:?}");
+    }
+    let pause = Duration::from_millis(1500);
+    let asked = std::time::Instant::now();
+    let req = http::Request::get(format!("{base}/fresh/drip?ms={}", pause.as_millis()))
+        .body(http_body_util::Full::new(bytes::Bytes::new()))
+        .unwrap();
+    let response = client().request(req).await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert!(response.headers().get(http::header::CONTENT_LENGTH).is_none());
+    let mut body = response.into_body();
+    let first = body.frame().await.unwrap().unwrap().into_data().unwrap();
+    assert_eq!(&first[..], b"first\n");
+    assert!(asked.elapsed() < pause, "the first bytes came only after {:?}", asked.elapsed());
+    let rest = body.collect().await.unwrap().to_bytes();
+    assert_eq!(&rest[..], b"second\n");
+    assert!(asked.elapsed() >= pause);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_saturated_component_answers_503_never_hangs_never_loses_a_request() {
     let t = host().await;
@@ -518,8 +560,14 @@ async fn served_connections_are_closed_after_the_idle_timeout_never_mid_request(
     let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
     tcp.write_all(b"GET /kept HTTP/1.1\r\nHost: localhost\r\n\r\n").await.unwrap();
     let mut answer = Vec::new();
-    // The whole chunked answer: the last chunk is empty.
-    while !answer.ends_with(b"\r\n0\r\n\r\n") {
+    // The whole answer: its head, then as many bytes as its `content-length` says.
+    let whole = |answer: &[u8]| {
+        let text = String::from_utf8_lossy(answer);
+        let Some((head, body)) = text.split_once("\r\n\r\n") else { return false };
+        let length = head.lines().find_map(|l| l.strip_prefix("content-length: ")).expect("a content-length");
+        body.len() >= length.parse().unwrap()
+    };
+    while !whole(&answer) {
         let mut buf = [0; 1024];
         let n = tcp.read(&mut buf).await.unwrap();
         assert!(n > 0, "{}", String::from_utf8_lossy(&answer));

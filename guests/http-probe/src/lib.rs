@@ -2,6 +2,7 @@
 //!
 //! * `/echo`: streams the request body back;
 //! * `/slow?ms=N`: answers after N milliseconds;
+//! * `/drip?ms=N`: answers `first`, then N milliseconds later `second`;
 //! * `/trap`: panics;
 //! * `/served`: how many requests this instance has served, this one included;
 //! * `/silent`: returns without answering;
@@ -61,6 +62,20 @@ impl wasip2::exports::http::incoming_handler::Guest for Probe {
                 let ms: u64 = query(&path, "ms").and_then(|m| m.parse().ok()).unwrap_or(100);
                 std::thread::sleep(std::time::Duration::from_millis(ms));
                 respond(out, 200, b"slept\n");
+            }
+            route if route.ends_with("/drip") => {
+                let ms: u64 = query(&path, "ms").and_then(|m| m.parse().ok()).unwrap_or(100);
+                let response = OutgoingResponse::new(Fields::new());
+                let outgoing = response.body().unwrap();
+                ResponseOutparam::set(out, Ok(response));
+                let mut stream = outgoing.write().unwrap();
+                stream.write_all(b"first\n").unwrap();
+                stream.flush().unwrap();
+                std::thread::sleep(std::time::Duration::from_millis(ms));
+                stream.write_all(b"second\n").unwrap();
+                stream.flush().unwrap();
+                drop(stream);
+                OutgoingBody::finish(outgoing, None).unwrap();
             }
             route if route.ends_with("/trap") => panic!("the probe traps on request"),
             route if route.ends_with("/served") => {

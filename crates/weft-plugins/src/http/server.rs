@@ -24,6 +24,7 @@ use tokio_rustls::TlsAcceptor;
 use wasmtime::component::Resource;
 use wasmtime_wasi_http::WasiHttpView;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
+use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 use wasmtime_wasi_http::p2::types::{HostIncomingRequest, HostResponseOutparam};
 use weft_runtime::InvokeError;
 use weft_runtime::telemetry::model::SpanKind;
@@ -553,7 +554,7 @@ async fn handle(
     if super::is_p3_handler(&export) {
         return handle_p3(invocation, req, id, target).await;
     }
-    let (sender, receiver) = tokio::sync::oneshot::channel();
+    let (sender, mut receiver) = tokio::sync::oneshot::channel();
     let resources = {
         let mut http = invocation.store().data_mut().http();
         http.new_incoming_request(scheme, req).and_then(|r| Ok((r, http.new_response_outparam(sender)?)))
@@ -573,10 +574,8 @@ async fn handle(
         Ok(handler) => handler,
         Err(e) => return log_failure(http::StatusCode::INTERNAL_SERVER_ERROR, "the component failed", &e),
     };
-    // The call runs on its own: after the response head is sent, it goes on
-    // writing the body, holding the instance (and its concurrency slot) until done.
     let call_id = id.clone();
-    let call = tokio::spawn(async move {
+    let mut call = Box::pin(async move {
         let outcome = invocation.call_typed(&handler, (request, outparam)).await;
         if let Err(e) = &outcome {
             tracing::warn!(request_id = %call_id, workload = %target.workload, component = %target.component,
@@ -584,24 +583,116 @@ async fn handle(
         }
         outcome
     });
-    match receiver.await {
-        Ok(Ok(response)) => {
-            response.map(|body| body.map_err(|e| std::io::Error::other(format!("{e:?}"))).boxed_unsync())
+    // Most handlers set the response, write its body and finish it without
+    // waiting on anything: run the call here first, and such a response goes
+    // out whole, with its length, in one write. A call that waits (on a
+    // backend, a timer, a slow body) goes on in a task of its own, and a
+    // response it sets streams: its body may follow long after the head.
+    let code = match std::future::poll_fn(|cx| Poll::Ready(call.as_mut().poll(cx))).await {
+        Poll::Ready(outcome) => match receiver.try_recv() {
+            Ok(Ok(response)) => return response.map(gathered),
+            Ok(Err(code)) => code,
+            Err(_) => return without_response(Ok(outcome), &id, &log_failure),
+        },
+        Poll::Pending => {
+            let call = tokio::spawn(call);
+            match receiver.await {
+                Ok(Ok(response)) => return response.map(streamed),
+                Ok(Err(code)) => code,
+                Err(_) => return without_response(call.await, &id, &log_failure),
+            }
         }
-        Ok(Err(code)) => log_failure(
+    };
+    log_failure(
+        http::StatusCode::INTERNAL_SERVER_ERROR,
+        "the component failed",
+        &format_args!("the handler answered with the error code {code:?}"),
+    )
+}
+
+/// The answer when a handler's call ended without setting a response.
+fn without_response(
+    call: Result<Result<(), InvokeError>, tokio::task::JoinError>,
+    id: &str,
+    log_failure: &dyn Fn(http::StatusCode, &str, &dyn std::fmt::Display) -> http::Response<Body>,
+) -> http::Response<Body> {
+    match call {
+        // Logged by the call, with the id.
+        Ok(Err(_)) => failure(http::StatusCode::INTERNAL_SERVER_ERROR, id, "the component failed"),
+        Err(e) => log_failure(http::StatusCode::INTERNAL_SERVER_ERROR, "the component failed", &e),
+        Ok(Ok(())) => log_failure(
             http::StatusCode::INTERNAL_SERVER_ERROR,
             "the component failed",
-            &format_args!("the handler answered with the error code {code:?}"),
+            &"the handler returned without a response",
         ),
-        Err(_) => match call.await {
-            // Logged by the call, with the id.
-            Ok(Err(_)) => failure(http::StatusCode::INTERNAL_SERVER_ERROR, &id, "the component failed"),
-            Err(e) => log_failure(http::StatusCode::INTERNAL_SERVER_ERROR, "the component failed", &e),
-            Ok(Ok(())) => log_failure(
-                http::StatusCode::INTERNAL_SERVER_ERROR,
-                "the component failed",
-                &"the handler returned without a response",
-            ),
-        },
+    }
+}
+
+/// A response body the handler may still be writing, as hyper takes it.
+fn streamed(body: HyperOutgoingBody) -> Body {
+    body.map_err(|e| std::io::Error::other(format!("{e:?}"))).boxed_unsync()
+}
+
+/// The body of a handler whose call has ended. When the handler finished it
+/// (the usual case), its bytes are all buffered already: one `Full` body has a
+/// known length, so hyper writes head and body at once rather than a chunked
+/// head and then the chunks. Otherwise (trailers, an unfinished or failed
+/// body) the frames taken so far go first and the rest streams. Gathering
+/// allocates nothing beyond what the body's channel already holds (bounded by
+/// wasmtime-wasi-http's chunk budget).
+fn gathered(mut body: HyperOutgoingBody) -> Body {
+    let mut cx = Context::from_waker(std::task::Waker::noop());
+    let mut data: Vec<Bytes> = Vec::new();
+    loop {
+        match hyper::body::Body::poll_frame(Pin::new(&mut body), &mut cx) {
+            Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
+                Ok(bytes) => data.push(bytes),
+                Err(frame) => return Prefixed::body(data, Some(Ok(frame)), body),
+            },
+            Poll::Ready(None) => {
+                let whole = match data.len() {
+                    1 => data.pop().unwrap_or_default(),
+                    _ => data.concat().into(),
+                };
+                return Full::new(whole).map_err(|never| match never {}).boxed_unsync();
+            }
+            Poll::Ready(Some(Err(e))) => return Prefixed::body(data, Some(Err(e)), body),
+            Poll::Pending => return Prefixed::body(data, None, body),
+        }
+    }
+}
+
+/// A body whose first frames were already taken from it.
+struct Prefixed {
+    taken: std::collections::VecDeque<Result<Frame<Bytes>, std::io::Error>>,
+    rest: Body,
+}
+
+impl Prefixed {
+    /// The body: `data`, then `then`, then what `rest` still has.
+    fn body(
+        data: Vec<Bytes>,
+        then: Option<Result<Frame<Bytes>, wasmtime_wasi_http::Error>>,
+        rest: HyperOutgoingBody,
+    ) -> Body {
+        let then = then.map(|frame| frame.map_err(|e| std::io::Error::other(format!("{e:?}"))));
+        let taken = data.into_iter().map(|bytes| Ok(Frame::data(bytes))).chain(then).collect();
+        Prefixed { taken, rest: streamed(rest) }.boxed_unsync()
+    }
+}
+
+impl hyper::body::Body for Prefixed {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        match self.taken.pop_front() {
+            Some(frame) => Poll::Ready(Some(frame)),
+            None => Pin::new(&mut self.rest).poll_frame(cx),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.taken.is_empty() && self.rest.is_end_stream()
     }
 }

@@ -597,7 +597,25 @@ impl WasiHttpHooks for OutgoingPolicy {
             }
         }
     }
+
+    fn p2_outgoing_body_buffer_chunks(&mut self) -> usize {
+        OUTGOING_BODY_BUFFER_CHUNKS
+    }
+
+    fn p2_outgoing_body_chunk_size(&mut self) -> usize {
+        OUTGOING_BODY_CHUNK_SIZE
+    }
 }
+
+/// A WASI 0.2 outgoing body (a response's, a request's) holds up to this many
+/// writes the other side has not taken yet, each at most
+/// [`OUTGOING_BODY_CHUNK_SIZE`]: 17 × 64 KiB ≈ 1 MiB per body at most
+/// (wasmtime-wasi-http's default, 2 × 1 MiB, is twice that). Sixteen, not one:
+/// a handler writes its answer in a few small writes (`write!` makes one per
+/// piece), and when they all fit, its call ends without waiting for the
+/// connection, so the whole response goes out in one write with its length.
+const OUTGOING_BODY_BUFFER_CHUNKS: usize = 16;
+const OUTGOING_BODY_CHUNK_SIZE: usize = 64 * 1024;
 
 trait Io: AsyncRead + AsyncWrite + Send + Sync + Unpin + 'static {}
 impl<T: AsyncRead + AsyncWrite + Send + Sync + Unpin + 'static> Io for T {}
