@@ -696,3 +696,110 @@ impl hyper::body::Body for Prefixed {
         self.taken.is_empty() && self.rest.is_end_stream()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    type Sent = Result<Frame<Bytes>, wasmtime_wasi_http::Error>;
+
+    /// A handler's body: these frames, then either its end or (`more`) frames
+    /// still to come from the returned sender.
+    fn body_of(frames: Vec<Sent>, more: bool) -> (HyperOutgoingBody, tokio::sync::mpsc::UnboundedSender<Sent>) {
+        let (send, mut rest) = tokio::sync::mpsc::unbounded_channel();
+        for frame in frames {
+            send.send(frame).unwrap();
+        }
+        let stream = futures_util::stream::poll_fn(move |cx| rest.poll_recv(cx));
+        let body = http_body_util::StreamBody::new(stream).boxed_unsync();
+        if more { (body, send) } else { (body, tokio::sync::mpsc::unbounded_channel().0) }
+    }
+
+    /// The length hyper would send as `content-length`, if the body has one.
+    fn length(body: &Body) -> Option<u64> {
+        hyper::body::Body::size_hint(body).exact()
+    }
+
+    fn data(text: &str) -> Sent {
+        Ok(Frame::data(Bytes::copy_from_slice(text.as_bytes())))
+    }
+
+    /// What a body yields when polled now: its frames, and whether it ended.
+    fn poll_all(body: &mut Body) -> (Vec<Result<Frame<Bytes>, String>>, bool) {
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        let mut frames = Vec::new();
+        loop {
+            match hyper::body::Body::poll_frame(Pin::new(&mut *body), &mut cx) {
+                Poll::Ready(Some(frame)) => frames.push(frame.map_err(|e| e.to_string())),
+                Poll::Ready(None) => return (frames, true),
+                Poll::Pending => return (frames, false),
+            }
+        }
+    }
+
+    fn texts(frames: &[Result<Frame<Bytes>, String>]) -> Vec<String> {
+        frames
+            .iter()
+            .map(|f| match f {
+                Ok(frame) => match frame.data_ref() {
+                    Some(bytes) => String::from_utf8_lossy(bytes).into_owned(),
+                    None => format!("trailers {:?}", frame.trailers_ref().unwrap()),
+                },
+                Err(e) => format!("error {e}"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_finished_body_is_one_buffer_of_known_length() {
+        let (body, _) = body_of(vec![data("Hello "), data("from "), data("weft\n")], false);
+        let mut whole = gathered(body);
+        assert_eq!(length(&whole), Some(16));
+        let (frames, ended) = poll_all(&mut whole);
+        assert_eq!((texts(&frames), ended), (vec!["Hello from weft\n".to_string()], true));
+    }
+
+    #[test]
+    fn an_empty_finished_body_has_length_zero() {
+        let (body, _) = body_of(Vec::new(), false);
+        let mut whole = gathered(body);
+        assert_eq!(length(&whole), Some(0));
+        let (frames, ended) = poll_all(&mut whole);
+        assert!(frames.is_empty() && ended);
+    }
+
+    #[test]
+    fn trailers_and_what_comes_after_them_keep_their_order() {
+        let mut trailers = http::HeaderMap::new();
+        trailers.insert("x-sum", "42".parse().unwrap());
+        let (body, _) = body_of(vec![data("a"), data("b"), Ok(Frame::trailers(trailers))], false);
+        let mut body = gathered(body);
+        assert_eq!(length(&body), None);
+        let (frames, ended) = poll_all(&mut body);
+        assert_eq!(texts(&frames), ["a", "b", r#"trailers {"x-sum": "42"}"#]);
+        assert!(ended);
+    }
+
+    #[test]
+    fn a_failed_body_still_fails_after_the_bytes_before_it() {
+        let (body, _) = body_of(vec![data("partial"), Err(wasmtime_wasi_http::Error::HttpProtocolError)], false);
+        let mut body = gathered(body);
+        let (frames, _) = poll_all(&mut body);
+        let frames = texts(&frames);
+        assert_eq!(frames[0], "partial");
+        assert!(frames[1].starts_with("error") && frames[1].contains("HttpProtocolError"), "{frames:?}");
+    }
+
+    #[test]
+    fn an_unfinished_body_streams_on_after_what_was_taken() {
+        let (body, more) = body_of(vec![data("first\n")], true);
+        let mut body = gathered(body);
+        assert_eq!(length(&body), None);
+        let (frames, ended) = poll_all(&mut body);
+        assert_eq!((texts(&frames), ended), (vec!["first\n".to_string()], false));
+        more.send(data("second\n")).unwrap();
+        drop(more);
+        let (frames, ended) = poll_all(&mut body);
+        assert_eq!((texts(&frames), ended), (vec!["second\n".to_string()], true));
+    }
+}
