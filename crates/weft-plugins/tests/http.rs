@@ -213,18 +213,22 @@ async fn a_client_cannot_forge_path_parameters_or_other_host_headers() {
     assert_eq!((status, body.as_str()), (200, "users GET /users/7/posts/42 id=7 post=42\n"));
 }
 
+/// The probe twice: `fresh` on `/fresh/*`, and `reused` (`reuseInstances`) on `/reused/*`.
+async fn start_fresh_and_reused(t: &TestHost, name: &str) -> std::sync::Arc<weft_runtime::RunningWorkload> {
+    t.start_ok(&format!(
+        "name: {name}\ncomponents:\n{}{}hostInterfaces:\n{}{}",
+        probe("fresh", ""),
+        probe("reused", ", reuseInstances: true"),
+        serve("fresh", r#"[{ path: "/fresh/*" }]"#),
+        serve("reused", r#"[{ path: "/reused/*" }]"#),
+    ))
+    .await
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn instances_are_fresh_per_request_unless_reuse_is_asked_for() {
     let t = host().await;
-    let workload = t
-        .start_ok(&format!(
-            "name: reuse\ncomponents:\n{}{}hostInterfaces:\n{}{}",
-            probe("fresh", ""),
-            probe("reused", ", reuseInstances: true"),
-            serve("fresh", r#"[{ path: "/fresh/*" }]"#),
-            serve("reused", r#"[{ path: "/reused/*" }]"#),
-        ))
-        .await;
+    let workload = start_fresh_and_reused(&t, "reuse").await;
     let base = t.base().await;
     // The handler gives its instance back when it returns, which may be just
     // after the client has the response: wait for that before the next request.
@@ -262,14 +266,7 @@ async fn instances_are_fresh_per_request_unless_reuse_is_asked_for() {
 async fn a_finished_answer_goes_out_with_its_length_and_a_dripping_one_streams() {
     use http_body_util::BodyExt;
     let t = host().await;
-    t.start_ok(&format!(
-        "name: lengths\ncomponents:\n{}{}hostInterfaces:\n{}{}",
-        probe("fresh", ""),
-        probe("reused", ", reuseInstances: true"),
-        serve("fresh", r#"[{ path: "/fresh/*" }]"#),
-        serve("reused", r#"[{ path: "/reused/*" }]"#),
-    ))
-    .await;
+    start_fresh_and_reused(&t, "lengths").await;
     let base = t.base().await;
     for component in ["fresh", "reused", "reused"] {
         let (status, headers, body) = request_with(&format!("{base}/{component}/hello"), &[]).await;
