@@ -182,6 +182,27 @@ async fn a_trapping_handler_is_a_500_and_the_server_carries_on() {
     assert_eq!(get(&format!("{base}/after")).await, (200, "p GET /after\n".into()));
 }
 
+/// A handler that traps after its response has begun cannot take the status
+/// back, but the client must not read a complete-looking body: the body fails.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_handler_trapping_half_way_through_its_body_ends_it_with_an_error() {
+    use http_body_util::BodyExt;
+    let t = host().await;
+    start_fresh_and_reused(&t, "mid-body").await;
+    let base = t.base().await;
+    for component in ["fresh", "reused", "reused"] {
+        let req = http::Request::get(format!("{base}/{component}/trap-mid-body"))
+            .body(http_body_util::Full::new(bytes::Bytes::new()))
+            .unwrap();
+        let response = client().request(req).await.unwrap();
+        assert_eq!(response.status(), 200);
+        let body = tokio::time::timeout(Duration::from_secs(10), response.into_body().collect()).await.unwrap();
+        assert!(body.is_err(), "{component}: a clean end after {:?}", body.map(|b| b.to_bytes()));
+        // The server carries on, on the same component.
+        assert_eq!(get(&format!("{base}/{component}/served")).await, (200, "served 1".into()));
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn an_error_code_answer_is_logged_and_a_generic_500() {
     let t = host().await;

@@ -4,6 +4,7 @@
 //! * `/slow?ms=N`: answers after N milliseconds;
 //! * `/drip?ms=N`: answers `first`, then N milliseconds later `second`;
 //! * `/trap`: panics;
+//! * `/trap-mid-body`: answers 200, writes `partial`, then panics;
 //! * `/served`: how many requests this instance has served, this one included;
 //! * `/silent`: returns without answering;
 //! * `/error-code`: answers with an `error-code` instead of a response;
@@ -76,6 +77,15 @@ impl wasip2::exports::http::incoming_handler::Guest for Probe {
                 stream.flush().unwrap();
                 drop(stream);
                 OutgoingBody::finish(outgoing, None).unwrap();
+            }
+            route if route.ends_with("/trap-mid-body") => {
+                let response = OutgoingResponse::new(Fields::new());
+                let outgoing = response.body().unwrap();
+                ResponseOutparam::set(out, Ok(response));
+                let mut stream = outgoing.write().unwrap();
+                stream.write_all(b"partial").unwrap();
+                stream.flush().unwrap();
+                panic!("the probe traps half-way through its body");
             }
             route if route.ends_with("/trap") => panic!("the probe traps on request"),
             route if route.ends_with("/served") => {

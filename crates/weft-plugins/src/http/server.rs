@@ -575,12 +575,17 @@ async fn handle(
         Err(e) => return log_failure(http::StatusCode::INTERNAL_SERVER_ERROR, "the component failed", &e),
     };
     let call_id = id.clone();
+    let (ended, call_ended) = tokio::sync::oneshot::channel();
     let mut call = Box::pin(async move {
         let outcome = invocation.call_typed(&handler, (request, outparam)).await;
         if let Err(e) = &outcome {
             tracing::warn!(request_id = %call_id, workload = %target.workload, component = %target.component,
                 "HTTP handler failed: {e}");
         }
+        // Told before the instance goes: its store holds the response body's
+        // writer, so a body the handler did not finish ends after this is known.
+        let _ = ended.send(outcome.is_ok());
+        drop(invocation);
         outcome
     });
     // Most handlers set the response, write its body and finish it without
@@ -590,14 +595,15 @@ async fn handle(
     // response it sets streams: its body may follow long after the head.
     let code = match std::future::poll_fn(|cx| Poll::Ready(call.as_mut().poll(cx))).await {
         Poll::Ready(outcome) => match receiver.try_recv() {
-            Ok(Ok(response)) => return response.map(gathered),
+            Ok(Ok(response)) if outcome.is_ok() => return response.map(gathered),
+            Ok(Ok(response)) => return response.map(|body| UnlessFailed::body(streamed(body), call_ended)),
             Ok(Err(code)) => code,
             Err(_) => return without_response(Ok(outcome), &id, &log_failure),
         },
         Poll::Pending => {
             let call = tokio::spawn(call);
             match receiver.await {
-                Ok(Ok(response)) => return response.map(streamed),
+                Ok(Ok(response)) => return response.map(|body| UnlessFailed::body(streamed(body), call_ended)),
                 Ok(Err(code)) => code,
                 Err(_) => return without_response(call.await, &id, &log_failure),
             }
@@ -659,6 +665,48 @@ fn gathered(mut body: HyperOutgoingBody) -> Body {
             Poll::Ready(Some(Err(e))) => return Prefixed::body(data, Some(Err(e)), body),
             Poll::Pending => return Prefixed::body(data, None, body),
         }
+    }
+}
+
+/// A response body that fails, rather than ends, when it ends because its
+/// handler's call failed (trapped, ran out of time) before finishing it: the
+/// status has gone out, but the client must not take a cut body for a whole
+/// one (HTTP/1.1 closes without the final chunk, h2 resets the stream). A body
+/// the handler finished ends cleanly whatever the handler does afterwards.
+struct UnlessFailed {
+    body: Body,
+    /// Whether the call succeeded, sent when it ends (before its store, which
+    /// holds the body's writer, is dropped).
+    call_ended: Option<tokio::sync::oneshot::Receiver<bool>>,
+}
+
+impl UnlessFailed {
+    fn body(body: Body, call_ended: tokio::sync::oneshot::Receiver<bool>) -> Body {
+        UnlessFailed { body, call_ended: Some(call_ended) }.boxed_unsync()
+    }
+}
+
+impl hyper::body::Body for UnlessFailed {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        match Pin::new(&mut self.body).poll_frame(cx) {
+            Poll::Ready(None) => match self.call_ended.take().map(|mut ended| ended.try_recv()) {
+                // Failed, or dropped half-way (the call was cancelled).
+                Some(Ok(false) | Err(tokio::sync::oneshot::error::TryRecvError::Closed)) => {
+                    Poll::Ready(Some(Err(std::io::Error::other("the handler failed before finishing the body"))))
+                }
+                // Succeeded, or still running: the handler finished the body.
+                _ => Poll::Ready(None),
+            },
+            other => other,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        // Polled to its end, so that a failed call is seen.
+        self.call_ended.is_none() && self.body.is_end_stream()
     }
 }
 
@@ -788,6 +836,44 @@ mod tests {
         let frames = texts(&frames);
         assert_eq!(frames[0], "partial");
         assert!(frames[1].starts_with("error") && frames[1].contains("HttpProtocolError"), "{frames:?}");
+    }
+
+    /// A body whose handler's call ended `outcome` (`None`: still running,
+    /// `Some(None)`: dropped without a word) when the body's writer went away.
+    fn ended_after(outcome: Option<Option<bool>>) -> (Vec<String>, bool) {
+        let (body, _) = body_of(vec![data("partial")], false);
+        let (ended, call_ended) = tokio::sync::oneshot::channel();
+        let _running = match outcome {
+            Some(Some(ok)) => {
+                ended.send(ok).unwrap();
+                None
+            }
+            Some(None) => {
+                drop(ended);
+                None
+            }
+            None => Some(ended),
+        };
+        let mut body = UnlessFailed::body(streamed(body), call_ended);
+        let (frames, ended) = poll_all(&mut body);
+        (texts(&frames), ended)
+    }
+
+    #[test]
+    fn a_body_cut_by_a_failed_or_cancelled_call_fails() {
+        for outcome in [Some(false), None] {
+            let (frames, ended) = ended_after(Some(outcome));
+            assert_eq!(frames[0], "partial");
+            assert!(frames[1].contains("the handler failed before finishing the body"), "{outcome:?}: {frames:?}");
+            assert!(ended);
+        }
+    }
+
+    #[test]
+    fn a_body_ends_cleanly_when_its_call_succeeded_or_goes_on() {
+        for outcome in [Some(Some(true)), None] {
+            assert_eq!(ended_after(outcome), (vec!["partial".to_string()], true), "{outcome:?}");
+        }
     }
 
     #[test]
