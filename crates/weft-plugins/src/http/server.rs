@@ -644,8 +644,8 @@ fn streamed(body: HyperOutgoingBody) -> Body {
 /// known length, so hyper writes head and body at once rather than a chunked
 /// head and then the chunks. Otherwise (trailers, an unfinished or failed
 /// body) the frames taken so far go first and the rest streams. Gathering
-/// allocates nothing beyond what the body's channel already holds (bounded by
-/// wasmtime-wasi-http's chunk budget).
+/// copies at most what the body's channel already holds (16 writes of at most
+/// 64 KiB, see `OUTGOING_BODY_BUFFER_CHUNKS` in weft-runtime).
 fn gathered(mut body: HyperOutgoingBody) -> Body {
     let mut cx = Context::from_waker(std::task::Waker::noop());
     let mut data: Vec<Bytes> = Vec::new();
