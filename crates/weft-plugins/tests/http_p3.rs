@@ -104,6 +104,31 @@ async fn a_wasi_0_3_handler_that_traps_or_overruns_is_a_500_and_the_server_carri
     assert_eq!(get(&format!("{base}/sleep?ms=10")).await, (200, "slept 10 ms\n".into()));
 }
 
+/// A 0.3 handler whose task traps half-way through the body it streams: the
+/// status has gone out, so the body must fail rather than end as if whole.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_wasi_0_3_handler_trapping_half_way_through_its_body_ends_it_with_an_error() {
+    use http_body_util::BodyExt;
+    let t = host().await;
+    t.start_ok(&format!(
+        "name: mid-body\ncomponents:\n  - {{ name: h, source: {HTTP_P3} }}\nhostInterfaces:\n{}",
+        serve_p3("h", r#"[{ path: "/*" }]"#)
+    ))
+    .await;
+    let base = t.base().await;
+    for _ in 0..3 {
+        let req = http::Request::get(format!("{base}/trap-mid-body"))
+            .body(http_body_util::Full::new(bytes::Bytes::new()))
+            .unwrap();
+        let response = client().request(req).await.unwrap();
+        assert_eq!(response.status(), 200);
+        let body =
+            tokio::time::timeout(std::time::Duration::from_secs(10), response.into_body().collect()).await.unwrap();
+        assert!(body.is_err(), "a clean end after {:?}", body.map(|b| b.to_bytes()));
+    }
+    assert_eq!(get(&format!("{base}/after")).await, (200, "hello from WASI 0.3\n".into()));
+}
+
 /// A request body streams into a 0.3 guest, which reads it a chunk at a time
 /// and writes each back: 4 MiB come back byte for byte.
 #[tokio::test(flavor = "multi_thread")]

@@ -4,7 +4,8 @@
 //! answers `hello from WASI 0.3`, with a trailer `x-done: yes` (announced in a
 //! `trailer` header, as HTTP/1.1 asks). `GET …/fetch?http://<authority><path>`
 //! sends a GET there with WASI 0.3's `client.send` and answers `status <n>:
-//! <body>`, or `send: <error code>`. `…/trap` traps; `…/sleep?ms=<n>` waits on
+//! <body>`, or `send: <error code>`. `…/trap` traps; `…/trap-mid-body` answers
+//! 200 and its task writes `partial`, then traps; `…/sleep?ms=<n>` waits on
 //! the async clock before answering; `…/echo` answers the request body, which
 //! a task of the guest reads and writes back chunk by chunk as it arrives.
 
@@ -28,6 +29,17 @@ impl wasip3::exports::http::handler::Guest for Handler {
         }
         if path.ends_with("/trap") {
             panic!("asked to trap");
+        }
+        if path.ends_with("/trap-mid-body") {
+            let (mut body_tx, body_rx) = wit_stream::new();
+            let (_trailers_tx, trailers_rx) = wit_future::new(|| Ok(None));
+            let (response, sent) = Response::new(Fields::new(), Some(body_rx), trailers_rx);
+            wit_bindgen::spawn_local(async move {
+                let _sent = sent;
+                let _ = body_tx.write_all(b"partial".to_vec()).await;
+                panic!("asked to trap half-way through the body");
+            });
+            return Ok(response);
         }
         if let Some(ms) = path.split_once("/sleep?ms=").and_then(|(_, ms)| ms.parse::<u64>().ok()) {
             wasip3::clocks::monotonic_clock::wait_for(ms * 1_000_000).await;

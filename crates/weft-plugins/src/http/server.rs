@@ -396,6 +396,7 @@ async fn handle_p3(
     };
     let (head_tx, head_rx) = tokio::sync::oneshot::channel::<Result<http::Response<Body>, String>>();
     let call_id = id.clone();
+    let (ended, call_ended) = tokio::sync::oneshot::channel();
     tokio::spawn(async move {
         let outcome = invocation
             .run_concurrent(async move |accessor, instance| {
@@ -410,8 +411,8 @@ async fn handle_p3(
                 let response = accessor.with(|store| response.into_http(store, async { Ok(()) }))?;
                 let (sent_tx, sent_rx) = tokio::sync::oneshot::channel::<()>();
                 let response = response.map(|body| {
-                    UntilDropped { body: body.map_err(|e| std::io::Error::other(format!("{e:?}"))), _sent: sent_tx }
-                        .boxed_unsync()
+                    let body = body.map_err(|e| std::io::Error::other(format!("{e:?}")));
+                    UnlessFailed::body(UntilDropped { body, _sent: sent_tx }.boxed_unsync(), call_ended)
                 });
                 if head_tx.send(Ok(response)).is_ok() {
                     // The guest's tasks write the body while this loop runs.
@@ -426,6 +427,9 @@ async fn handle_p3(
             tracing::warn!(request_id = %call_id, workload = %target.workload, component = %target.component,
                 "HTTP handler failed: {e}");
         }
+        // Before the store goes: a body cut by a trap ends (its trailers never
+        // come) only when the store is dropped.
+        let _ = ended.send(outcome.is_ok());
         invocation.finish().await;
     });
     match head_rx.await {
