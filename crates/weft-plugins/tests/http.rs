@@ -186,18 +186,14 @@ async fn a_trapping_handler_is_a_500_and_the_server_carries_on() {
 /// back, but the client must not read a complete-looking body: the body fails.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_handler_trapping_half_way_through_its_body_ends_it_with_an_error() {
-    use http_body_util::BodyExt;
     let t = host().await;
     start_fresh_and_reused(&t, "mid-body").await;
     let base = t.base().await;
     for component in ["fresh", "reused", "reused"] {
-        let req = http::Request::get(format!("{base}/{component}/trap-mid-body"))
-            .body(http_body_util::Full::new(bytes::Bytes::new()))
-            .unwrap();
-        let response = client().request(req).await.unwrap();
+        let response = get_response(&format!("{base}/{component}/trap-mid-body")).await;
         assert_eq!(response.status(), 200);
-        let body = tokio::time::timeout(Duration::from_secs(10), response.into_body().collect()).await.unwrap();
-        assert!(body.is_err(), "{component}: a clean end after {:?}", body.map(|b| b.to_bytes()));
+        let body = body_end(response).await;
+        assert!(body.is_err(), "{component}: a clean end after {body:?}");
         // The server carries on, on the same component.
         assert_eq!(get(&format!("{base}/{component}/served")).await, (200, "served 1".into()));
     }
@@ -300,10 +296,7 @@ async fn a_finished_answer_goes_out_with_its_length_and_a_dripping_one_streams()
     }
     let pause = Duration::from_millis(1500);
     let asked = std::time::Instant::now();
-    let req = http::Request::get(format!("{base}/fresh/drip?ms={}", pause.as_millis()))
-        .body(http_body_util::Full::new(bytes::Bytes::new()))
-        .unwrap();
-    let response = client().request(req).await.unwrap();
+    let response = get_response(&format!("{base}/fresh/drip?ms={}", pause.as_millis())).await;
     assert_eq!(response.status(), 200);
     assert!(response.headers().get(http::header::CONTENT_LENGTH).is_none());
     let mut body = response.into_body();

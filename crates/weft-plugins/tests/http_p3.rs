@@ -108,7 +108,6 @@ async fn a_wasi_0_3_handler_that_traps_or_overruns_is_a_500_and_the_server_carri
 /// status has gone out, so the body must fail rather than end as if whole.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_wasi_0_3_handler_trapping_half_way_through_its_body_ends_it_with_an_error() {
-    use http_body_util::BodyExt;
     let t = host().await;
     t.start_ok(&format!(
         "name: mid-body\ncomponents:\n  - {{ name: h, source: {HTTP_P3} }}\nhostInterfaces:\n{}",
@@ -117,14 +116,10 @@ async fn a_wasi_0_3_handler_trapping_half_way_through_its_body_ends_it_with_an_e
     .await;
     let base = t.base().await;
     for _ in 0..3 {
-        let req = http::Request::get(format!("{base}/trap-mid-body"))
-            .body(http_body_util::Full::new(bytes::Bytes::new()))
-            .unwrap();
-        let response = client().request(req).await.unwrap();
+        let response = get_response(&format!("{base}/trap-mid-body")).await;
         assert_eq!(response.status(), 200);
-        let body =
-            tokio::time::timeout(std::time::Duration::from_secs(10), response.into_body().collect()).await.unwrap();
-        assert!(body.is_err(), "a clean end after {:?}", body.map(|b| b.to_bytes()));
+        let body = body_end(response).await;
+        assert!(body.is_err(), "a clean end after {body:?}");
     }
     assert_eq!(get(&format!("{base}/after")).await, (200, "hello from WASI 0.3\n".into()));
 }

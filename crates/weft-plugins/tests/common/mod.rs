@@ -107,6 +107,18 @@ pub async fn request_with(url: &str, headers: &[(&str, &str)]) -> (u16, http::He
     (status, headers, String::from_utf8_lossy(&body).into_owned())
 }
 
+/// A GET whose response comes back as it is, its body still to be read.
+pub async fn get_response(url: &str) -> http::Response<hyper::body::Incoming> {
+    client().request(http::Request::get(url).body(Full::new(Bytes::new())).unwrap()).await.unwrap()
+}
+
+/// The end of a response body: its bytes, or the error it ended with instead
+/// (within 10 s).
+pub async fn body_end(response: http::Response<hyper::body::Incoming>) -> Result<Bytes, hyper::Error> {
+    let collected = tokio::time::timeout(std::time::Duration::from_secs(10), response.into_body().collect()).await;
+    collected.expect("the body ends within 10 s").map(|b| b.to_bytes())
+}
+
 pub async fn get(url: &str) -> (u16, String) {
     request("GET", url, None, b"").await
 }
