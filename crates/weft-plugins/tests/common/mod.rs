@@ -119,6 +119,27 @@ pub async fn body_end(response: http::Response<hyper::body::Incoming>) -> Result
     collected.expect("the body ends within 10 s").map(|b| b.to_bytes())
 }
 
+/// Asserts that a GET of `url`, whose handler fails after it began its
+/// response, never reaches the client as a whole answer: the body ends with
+/// an error, or (when the server had not sent the head yet) the connection
+/// closes with no answer at all, or (when the failure came before the server
+/// had the head) the answer is the server's own 500.
+pub async fn assert_never_whole(url: &str) {
+    let req = http::Request::get(url).body(Full::new(Bytes::new())).unwrap();
+    match client().request(req).await {
+        Ok(response) if response.status() == 500 => {}
+        Ok(response) => {
+            assert_eq!(response.status(), 200, "{url}");
+            let body = body_end(response).await;
+            assert!(body.is_err(), "{url}: a clean end after {body:?}");
+        }
+        Err(e) => {
+            let hyper = std::error::Error::source(&e).and_then(|s| s.downcast_ref::<hyper::Error>());
+            assert!(hyper.is_some_and(hyper::Error::is_incomplete_message), "{url}: {e:?}");
+        }
+    }
+}
+
 pub async fn get(url: &str) -> (u16, String) {
     request("GET", url, None, b"").await
 }
