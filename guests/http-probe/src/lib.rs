@@ -18,22 +18,34 @@ use wasip2::http::types::{
     ErrorCode, Fields, IncomingRequest, Method, OutgoingBody, OutgoingRequest, OutgoingResponse, ResponseOutparam,
     Scheme,
 };
+use wasip2::io::streams::OutputStream;
 
 struct Probe;
 
 /// Requests this instance has served: 1 on every request unless instances are reused.
 static SERVED: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
 
-fn respond(out: ResponseOutparam, status: u16, body: &[u8]) {
+/// Sets a response of `status` and returns its body and the body's stream.
+fn begin(out: ResponseOutparam, status: u16) -> (OutgoingBody, OutputStream) {
     let response = OutgoingResponse::new(Fields::new());
     response.set_status_code(status).unwrap();
     let outgoing = response.body().unwrap();
     ResponseOutparam::set(out, Ok(response));
-    let mut stream = outgoing.write().unwrap();
-    stream.write_all(body).unwrap();
+    let stream = outgoing.write().unwrap();
+    (outgoing, stream)
+}
+
+/// Ends a body: its stream first, as `finish` requires.
+fn finish(outgoing: OutgoingBody, stream: OutputStream) {
     stream.flush().unwrap();
     drop(stream);
     OutgoingBody::finish(outgoing, None).unwrap();
+}
+
+fn respond(out: ResponseOutparam, status: u16, body: &[u8]) {
+    let (outgoing, mut stream) = begin(out, status);
+    stream.write_all(body).unwrap();
+    finish(outgoing, stream);
 }
 
 fn query(path: &str, name: &str) -> Option<String> {
@@ -49,15 +61,10 @@ impl wasip2::exports::http::incoming_handler::Guest for Probe {
             route if route.ends_with("/echo") => {
                 let body = request.consume().unwrap();
                 let mut input = body.stream().unwrap();
-                let response = OutgoingResponse::new(Fields::new());
-                let outgoing = response.body().unwrap();
-                ResponseOutparam::set(out, Ok(response));
-                let mut output = outgoing.write().unwrap();
+                let (outgoing, mut output) = begin(out, 200);
                 std::io::copy(&mut input, &mut output).unwrap();
-                output.flush().unwrap();
-                drop(output);
                 drop(input);
-                OutgoingBody::finish(outgoing, None).unwrap();
+                finish(outgoing, output);
             }
             route if route.ends_with("/slow") => {
                 let ms: u64 = query(&path, "ms").and_then(|m| m.parse().ok()).unwrap_or(100);
@@ -66,23 +73,15 @@ impl wasip2::exports::http::incoming_handler::Guest for Probe {
             }
             route if route.ends_with("/drip") => {
                 let ms: u64 = query(&path, "ms").and_then(|m| m.parse().ok()).unwrap_or(100);
-                let response = OutgoingResponse::new(Fields::new());
-                let outgoing = response.body().unwrap();
-                ResponseOutparam::set(out, Ok(response));
-                let mut stream = outgoing.write().unwrap();
+                let (outgoing, mut stream) = begin(out, 200);
                 stream.write_all(b"first\n").unwrap();
                 stream.flush().unwrap();
                 std::thread::sleep(std::time::Duration::from_millis(ms));
                 stream.write_all(b"second\n").unwrap();
-                stream.flush().unwrap();
-                drop(stream);
-                OutgoingBody::finish(outgoing, None).unwrap();
+                finish(outgoing, stream);
             }
             route if route.ends_with("/trap-mid-body") => {
-                let response = OutgoingResponse::new(Fields::new());
-                let outgoing = response.body().unwrap();
-                ResponseOutparam::set(out, Ok(response));
-                let mut stream = outgoing.write().unwrap();
+                let (_outgoing, mut stream) = begin(out, 200);
                 stream.write_all(b"partial").unwrap();
                 stream.flush().unwrap();
                 panic!("the probe traps half-way through its body");

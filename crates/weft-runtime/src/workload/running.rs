@@ -110,9 +110,7 @@ impl Invocation {
         let func = self.func(function)?;
         let (component, deadline, cancelled) = (self.component.clone(), self.deadline, self.cancelled.clone());
         let watch = self.watch();
-        // Unclean until the call ends: one abandoned half-way (its future dropped
-        // because the client went away) leaves an instance nobody should reuse.
-        let was_clean = std::mem::replace(&mut self.clean, false);
+        let was_clean = self.begin_call();
         let store = self.store();
         let mut results = vec![Val::Bool(false); func.ty(&*store).results().len()];
         store.data_mut().enter(component.index, None);
@@ -171,9 +169,7 @@ impl Invocation {
     {
         let (component, deadline, cancelled) = (self.component.clone(), self.deadline, self.cancelled.clone());
         let watch = self.watch();
-        // Unclean until the call ends: one abandoned half-way (its future dropped
-        // because the client went away) leaves an instance nobody should reuse.
-        let was_clean = std::mem::replace(&mut self.clean, false);
+        let was_clean = self.begin_call();
         let store = self.store();
         store.data_mut().enter(component.index, None);
         let outcome = before_deadline(&component, deadline, cancelled, func.call_async(&mut *store, params)).await;
@@ -193,9 +189,7 @@ impl Invocation {
     ) -> Result<R, InvokeError> {
         let (component, deadline, cancelled) = (self.component.clone(), self.deadline, self.cancelled.clone());
         let watch = self.watch();
-        // Unclean until the call ends: one abandoned half-way (its future dropped
-        // because the client went away) leaves an instance nobody should reuse.
-        let was_clean = std::mem::replace(&mut self.clean, false);
+        let was_clean = self.begin_call();
         let instance = self.instance();
         let store = self.store();
         store.data_mut().enter(component.index, None);
@@ -204,6 +198,13 @@ impl Invocation {
         let outcome = self.settle(outcome, was_clean);
         watch.finish(&self.component, &outcome);
         outcome
+    }
+
+    /// Marks the instance unclean until the call ends (see [`Self::settle`]):
+    /// one abandoned half-way (its future dropped because the client went
+    /// away) leaves an instance nobody should reuse. Returns whether it was clean.
+    fn begin_call(&mut self) -> bool {
+        std::mem::replace(&mut self.clean, false)
     }
 
     /// A failed (or abandoned) call leaves the instance in a state nobody should
