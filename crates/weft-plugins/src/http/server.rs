@@ -597,7 +597,19 @@ async fn handle(
     // out whole, with its length, in one write. A call that waits (on a
     // backend, a timer, a slow body) goes on in a task of its own, and a
     // response it sets streams: its body may follow long after the head.
-    let code = match std::future::poll_fn(|cx| Poll::Ready(call.as_mut().poll(cx))).await {
+    // An epoch tick makes a running call yield (it wakes itself and pends):
+    // that is not waiting, so such a call is polled here again, a few times.
+    let mut polled = poll_once(call.as_mut()).await;
+    for _ in 0..YIELDS_POLLED_INLINE {
+        match polled {
+            (Poll::Pending, true) => {
+                tokio::task::yield_now().await;
+                polled = poll_once(call.as_mut()).await;
+            }
+            _ => break,
+        }
+    }
+    let code = match polled.0 {
         Poll::Ready(outcome) => match receiver.try_recv() {
             Ok(Ok(response)) if outcome.is_ok() => return response.map(gathered),
             Ok(Ok(response)) => return response.map(|body| UnlessFailed::body(streamed(body), call_ended)),
@@ -618,6 +630,39 @@ async fn handle(
         "the component failed",
         &format_args!("the handler answered with the error code {code:?}"),
     )
+}
+
+/// How many epoch-tick yields of a handler's call are polled in the request's
+/// task before the call goes on in a task of its own.
+const YIELDS_POLLED_INLINE: usize = 3;
+
+/// Polls `future` once: what it gave, and whether it woke itself while polled
+/// (asked to be polled again at once, as a yield does) rather than waiting.
+async fn poll_once<F: Future + ?Sized>(mut future: Pin<&mut F>) -> (Poll<F::Output>, bool) {
+    std::future::poll_fn(|cx| {
+        let flag = Arc::new(SelfWake { woken: std::sync::atomic::AtomicBool::new(false), waker: cx.waker().clone() });
+        let waker = std::task::Waker::from(flag.clone());
+        let polled = future.as_mut().poll(&mut Context::from_waker(&waker));
+        Poll::Ready((polled, flag.woken.load(Ordering::Relaxed)))
+    })
+    .await
+}
+
+/// A waker that notes being woken, then wakes the task's.
+struct SelfWake {
+    woken: std::sync::atomic::AtomicBool,
+    waker: std::task::Waker,
+}
+
+impl std::task::Wake for SelfWake {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.woken.store(true, Ordering::Relaxed);
+        self.waker.wake_by_ref();
+    }
 }
 
 /// The answer when a handler's call ended without setting a response.
