@@ -8,7 +8,7 @@
 //!
 //! `cargo bench -p weft-lattice --bench links` (or `cargo bench --bench links` for
 //! the in-process modes too): criterion statistics, then a summary table (medians
-//! of 7 interleaved rounds) in the form `docs/benchmarks.md` records. Needs `nats-server`.
+//! of 11 interleaved rounds) in the form `docs/benchmarks.md` records. Needs `nats-server`.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -272,7 +272,7 @@ fn criterion_remote(c: &mut Criterion, s: &mut Setup) {
 }
 
 /// Rounds of each hop per kind in the summary.
-const ROUNDS: usize = 7;
+const ROUNDS: usize = 11;
 
 /// The hops of the summary, in the order each round measures them.
 #[derive(Clone, Copy)]
@@ -299,42 +299,55 @@ impl Setup {
     }
 }
 
-/// Medians of [`ROUNDS`] rounds, `[hop][kind]`. Each round measures every hop
-/// once, one after the other, so that the machine drifting (a shared VM does)
-/// moves all four alike instead of the ones measured last.
-fn medians(s: &mut Setup) -> [Vec<f64>; 4] {
-    let mut medians: [Vec<f64>; 4] = Default::default();
+/// ns per call of every round, `[hop][kind][round]`. Each round measures every
+/// hop once, one after the other, so that the machine drifting (a shared VM
+/// does) moves all four alike instead of the ones measured last.
+fn rounds(s: &mut Setup) -> [Vec<Vec<f64>>; 4] {
+    let mut rounds: [Vec<Vec<f64>>; 4] = Default::default();
     for (k, kind) in KINDS.iter().enumerate() {
         let n = if *kind == "bytes64k" { 150 } else { 800 };
-        let mut runs: [Vec<f64>; 4] = Default::default();
+        for hop in &mut rounds {
+            hop.push(Vec::with_capacity(ROUNDS));
+        }
         for _ in 0..ROUNDS {
             for (h, hop) in HOPS.into_iter().enumerate() {
-                runs[h].push(s.per_call(hop, k, n));
+                let ns = s.per_call(hop, k, n);
+                rounds[h][k].push(ns);
             }
         }
-        for (h, mut runs) in runs.into_iter().enumerate() {
-            runs.sort_by(f64::total_cmp);
-            medians[h].push(runs[ROUNDS / 2]);
-        }
     }
-    medians
+    rounds
+}
+
+fn median(mut figures: Vec<f64>) -> f64 {
+    figures.sort_by(f64::total_cmp);
+    figures[figures.len() / 2]
 }
 
 fn summary(s: &mut Setup) {
     s.remote("add", 200); // warm up: clients, subscriptions, the provider's code
     s.remote_reusing("add", 200);
     s.upstream("add", 200);
-    let [remote, reusing, upstream, nats] = medians(s);
-    println!("\n| hop (µs per call) | {} |", KINDS.join(" | "));
+    let [remote, reusing, upstream, nats] = rounds(s);
+    println!("\n| hop (µs per call, median of {ROUNDS} rounds) | {} |", KINDS.join(" | "));
     println!("|---|{}", "---|".repeat(KINDS.len()));
-    let row = |figures: &[f64]| figures.iter().map(|f| format!("{:.1}", f / 1000.0)).collect::<Vec<_>>().join(" | ");
+    let row = |hop: &[Vec<f64>]| {
+        hop.iter().map(|kind| format!("{:.1}", median(kind.clone()) / 1000.0)).collect::<Vec<_>>().join(" | ")
+    };
     println!("| weft `remote` link, caller → provider on another host | {} |", row(&remote));
     println!("| the same, the provider with `reuseInstances` | {} |", row(&reusing));
     println!("| upstream wRPC, generated client → generated server | {} |", row(&upstream));
     println!("| request/reply through the same nats-server | {} |", row(&nats));
-    let ratio =
-        |a: &[f64], b: &[f64]| a.iter().zip(b).map(|(a, b)| format!("{:.2}×", a / b)).collect::<Vec<_>>().join(" | ");
-    println!("| weft ÷ plain NATS | {} |", ratio(&remote, &nats));
+    // Each round's two figures were measured moments apart: the median of the
+    // rounds' own ratios is steadier than the ratio of the medians.
+    let ratio = |a: &[Vec<f64>], b: &[Vec<f64>]| {
+        a.iter()
+            .zip(b)
+            .map(|(a, b)| format!("{:.2}×", median(a.iter().zip(b).map(|(a, b)| a / b).collect())))
+            .collect::<Vec<_>>()
+            .join(" | ")
+    };
+    println!("| weft ÷ plain NATS (median of the rounds' ratios) | {} |", ratio(&remote, &nats));
     println!("| weft (`reuseInstances`) ÷ plain NATS | {} |", ratio(&reusing, &nats));
     println!("| weft ÷ upstream wRPC | {} |", ratio(&remote, &upstream));
     println!("| weft (`reuseInstances`) ÷ upstream wRPC | {} |", ratio(&reusing, &upstream));
