@@ -5,10 +5,10 @@
 
 use std::sync::Arc;
 
-use wasmtime::component::Linker;
 use wasmtime::component::types::{ComponentFunc, ComponentItem, Type};
+use wasmtime::component::{Linker, WasmList};
 
-use crate::remote::shape::{Values, with_shape};
+use crate::remote::shape::{Kind, Values, with_results, with_shape};
 use crate::remote::{Arg, RemoteCall, RemoteLinks, Shape, Value};
 use crate::store::StoreState;
 use crate::telemetry::model::SpanKind;
@@ -128,6 +128,9 @@ fn define(
         results: func.results().collect(),
     });
     if let Some(shape) = Shape::of(func) {
+        if shape.param == Kind::Bytes {
+            return with_results!(shape.result, R, { define_bytes_param::<R>(instance, function, call) });
+        }
         return with_shape!(shape, P, R, { define_typed::<P, R>(instance, function, call) });
     }
     instance.func_new_async(function, move |store, _ty, params, results| {
@@ -155,6 +158,24 @@ fn define_typed<P: Values, R: Values>(
         Box::new(async move {
             let params = params.into_values();
             let args: Vec<Arg> = params.iter().map(Value::as_arg).collect();
+            let values = call.run(store.data(), &args).await?;
+            R::from_values(values).ok_or_else(|| call.failed(&"results of the wrong types"))
+        })
+    })
+}
+
+/// A function of a typed [`Shape`] whose parameter is a `list<u8>`: its bytes are
+/// encoded straight out of the caller's memory (which cannot change while the
+/// call holds the store), not copied out first.
+fn define_bytes_param<R: Values>(
+    instance: &mut wasmtime::component::LinkerInstance<'_, StoreState>,
+    function: &str,
+    call: Arc<Remote>,
+) -> wasmtime::Result<()> {
+    instance.func_wrap_async(function, move |store, (bytes,): (WasmList<u8>,)| {
+        let call = call.clone();
+        Box::new(async move {
+            let args = [Arg::Bytes(bytes.as_le_slice(&store))];
             let values = call.run(store.data(), &args).await?;
             R::from_values(values).ok_or_else(|| call.failed(&"results of the wrong types"))
         })

@@ -5,7 +5,9 @@
 //! result, each `list<u8>`, `string`, `u32`, `u64` or `bool` and one of them
 //! `list<u8>` (`put(bytes)`, `get(key) -> bytes`, `length(bytes) -> u32`), is
 //! linked and called through Wasmtime's typed functions instead: the bytes are
-//! copied once, out of one linear memory, and once into the other.
+//! copied once, out of one linear memory, and once into the other. A remote
+//! call's `list<u8>` parameter is not even copied out: it is encoded straight
+//! from the caller's memory.
 
 use wasmtime::component::types::{ComponentFunc, Type};
 use wasmtime::component::{ComponentNamedList, ComponentType, Lift, Lower, Val};
@@ -154,22 +156,31 @@ impl<A: Slot> Values for (A,) {
     }
 }
 
+/// Runs `$body` with `$R` the Rust type of a shape's results, `$result` (an
+/// `Option<Kind>`).
+macro_rules! with_results {
+    ($result:expr, $R:ident, $body:block) => {
+        $crate::remote::shape::with_results!(@kinds $result, $R, $body, [Bytes Vec<u8>] [Str String] [U32 u32] [U64 u64] [Bool bool])
+    };
+    (@kinds $result:expr, $R:ident, $body:block, $([$kind:ident $t:ty])*) => {{
+        use $crate::remote::shape::Kind;
+        match $result {
+            None => { type $R = (); $body }
+            $(Some(Kind::$kind) => { type $R = ($t,); $body })*
+        }
+    }};
+}
+pub(crate) use with_results;
+
 /// Runs `$body` with `$P` and `$R` the Rust types of `$shape`'s parameters and results.
 macro_rules! with_shape {
     ($shape:expr, $P:ident, $R:ident, $body:block) => {
-        with_shape!(@params $shape, $P, $R, $body, [Bytes Vec<u8>] [Str String] [U32 u32] [U64 u64] [Bool bool])
+        with_shape!(@kinds $shape, $P, $R, $body, [Bytes Vec<u8>] [Str String] [U32 u32] [U64 u64] [Bool bool])
     };
-    (@params $shape:expr, $P:ident, $R:ident, $body:block, $([$param:ident $pt:ty])*) => {{
+    (@kinds $shape:expr, $P:ident, $R:ident, $body:block, $([$kind:ident $t:ty])*) => {{
         use $crate::remote::shape::Kind;
-        match ($shape.param, $shape.result) {
-            $(
-                (Kind::$param, None) => { type $P = ($pt,); type $R = (); $body }
-                (Kind::$param, Some(Kind::Bytes)) => { type $P = ($pt,); type $R = (Vec<u8>,); $body }
-                (Kind::$param, Some(Kind::Str)) => { type $P = ($pt,); type $R = (String,); $body }
-                (Kind::$param, Some(Kind::U32)) => { type $P = ($pt,); type $R = (u32,); $body }
-                (Kind::$param, Some(Kind::U64)) => { type $P = ($pt,); type $R = (u64,); $body }
-                (Kind::$param, Some(Kind::Bool)) => { type $P = ($pt,); type $R = (bool,); $body }
-            )*
+        match $shape.param {
+            $(Kind::$kind => { type $P = ($t,); $crate::remote::shape::with_results!($shape.result, $R, $body) })*
         }
     }};
 }
