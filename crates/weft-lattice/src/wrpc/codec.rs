@@ -129,6 +129,19 @@ pub fn decode_call(bytes: &[u8], types: impl Iterator<Item = Type>) -> Result<Ve
     Ok(values)
 }
 
+/// Where, in the parameters of a function whose one parameter is a `list<u8>`,
+/// its bytes are: read in place, not copied.
+pub fn decode_bytes_param(bytes: &[u8]) -> Result<std::ops::Range<usize>, CodecError> {
+    let mut reader = Reader { input: bytes, budget: MAX_VALUES };
+    let n = reader.length()?;
+    let start = bytes.len() - reader.input.len();
+    reader.bytes(n)?;
+    if !reader.input.is_empty() {
+        return error(format!("{} bytes after the last value", reader.input.len()));
+    }
+    Ok(start..start + n)
+}
+
 fn unsigned(mut n: u64, out: &mut Vec<u8>) {
     loop {
         let byte = (n & 0x7f) as u8;
@@ -539,5 +552,19 @@ mod tests {
         let mut out = Vec::new();
         encode(&Val::Float32(nan), &Type::Float32, &mut out).unwrap();
         assert_eq!(out, 0x7fc0_0000u32.to_le_bytes(), "NaN is written canonical");
+    }
+
+    #[test]
+    fn a_bytes_parameter_is_found_in_place_and_checked_like_any_other() {
+        let bytes: Vec<u8> = (0..300u32).map(|i| i as u8).collect();
+        let message = [leb(300), bytes.clone()].concat();
+        let range = decode_bytes_param(&message).unwrap();
+        assert_eq!(&message[range], &bytes[..]);
+        assert_eq!(decode_bytes_param(&[0]).unwrap(), 1..1, "an empty list");
+        let trailing = [message.clone(), vec![0]].concat();
+        assert!(decode_bytes_param(&trailing).unwrap_err().0.contains("after the last value"));
+        assert!(decode_bytes_param(&message[..100]).unwrap_err().is_incomplete());
+        assert!(decode_bytes_param(&[]).unwrap_err().is_incomplete());
+        assert!(decode_bytes_param(&leb(u32::MAX as u64 + 1)).is_err(), "a length past 32 bits");
     }
 }

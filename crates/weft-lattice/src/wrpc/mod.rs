@@ -382,6 +382,14 @@ struct Served {
     shape: Option<Shape>,
 }
 
+/// A call's parameters, as read from the wire.
+enum Params {
+    Values(Vec<Value>),
+    /// The one `list<u8>` parameter of a function of a shape that [takes
+    /// bytes](weft_runtime::remote::Shape::takes_bytes), a slice of the message.
+    Bytes(Shape, bytes::Bytes),
+}
+
 /// What a caller's headers ask of a call.
 struct Asked {
     /// What is left of the caller's deadline.
@@ -408,7 +416,7 @@ impl Served {
     async fn run(
         &self,
         asked: Asked,
-        params: impl Future<Output = Result<Vec<Value>, String>>,
+        params: impl Future<Output = Result<Params, String>>,
     ) -> Result<(Vec<u8>, Invocation), String> {
         let work = async {
             // Admitted first (the component's concurrency gate and queue), so that
@@ -416,7 +424,10 @@ impl Served {
             let mut invocation = self.workload.instantiate(&self.component).await.map_err(|e| e.to_string())?;
             let params = params.await?;
             invocation.set_trace_parent(asked.parent);
-            let results = invocation.call_values(&self.function, self.shape, params).await?;
+            let results = match params {
+                Params::Bytes(shape, bytes) => invocation.call_with_bytes(&self.function, shape, &bytes).await?,
+                Params::Values(params) => invocation.call_values(&self.function, self.shape, params).await?,
+            };
             let results: Vec<Arg> = results.iter().map(Value::as_arg).collect();
             let mut out = Vec::new();
             codec::encode_call(&results, self.func.results(), &mut out).map_err(|e| e.to_string())?;
@@ -444,8 +455,17 @@ impl Served {
             .map(|v| v.as_str().to_string())
             .filter(|s| s.starts_with("_INBOX."));
         let params = async {
-            codec::decode_call(&call.payload, self.func.params().map(|(_, t)| t))
-                .map_err(|e| format!("unreadable parameters: {e}"))
+            let unreadable = |e| format!("unreadable parameters: {e}");
+            match self.shape {
+                // A `list<u8>` goes into the instance straight from the message.
+                Some(shape) if shape.takes_bytes() => {
+                    let range = codec::decode_bytes_param(&call.payload).map_err(unreadable)?;
+                    Ok(Params::Bytes(shape, call.payload.slice(range)))
+                }
+                _ => codec::decode_call(&call.payload, self.func.params().map(|(_, t)| t))
+                    .map(Params::Values)
+                    .map_err(unreadable),
+            }
         };
         match self.run(Asked::read(call.headers.as_ref()), params).await {
             Ok((results, invocation)) => {
@@ -479,6 +499,7 @@ impl Served {
             tokio::time::timeout(PARAMS_TIMEOUT, read_params(rx, &self.func))
                 .await
                 .unwrap_or_else(|_| Err(format!("the parameters did not arrive within {PARAMS_TIMEOUT:?}")))
+                .map(Params::Values)
         };
         match self.run(Asked::read(cx.headers.as_ref()), params).await {
             Ok((results, invocation)) => {

@@ -6,8 +6,8 @@
 //! `list<u8>` (`put(bytes)`, `get(key) -> bytes`, `length(bytes) -> u32`), is
 //! linked and called through Wasmtime's typed functions instead: the bytes are
 //! copied once, out of one linear memory, and once into the other. A remote
-//! call's `list<u8>` parameter is not even copied out: it is encoded straight
-//! from the caller's memory.
+//! call's `list<u8>` parameter is encoded straight from the caller's memory, and
+//! lowered into the provider's straight from the message that carried it.
 
 use wasmtime::component::types::{ComponentFunc, Type};
 use wasmtime::component::{ComponentNamedList, ComponentType, Lift, Lower, Val};
@@ -85,6 +85,14 @@ impl Shape {
         };
         let shape = Shape { param: kind(param)?, result };
         (shape.param == Kind::Bytes || shape.result == Some(Kind::Bytes)).then_some(shape)
+    }
+}
+
+impl Shape {
+    /// Whether the function's parameter is a `list<u8>`, which a serving host can
+    /// pass on from the message it came in ([`Invocation::call_with_bytes`]).
+    pub fn takes_bytes(&self) -> bool {
+        self.param == Kind::Bytes
     }
 }
 
@@ -204,6 +212,19 @@ impl Invocation {
             let func = self.typed_func::<P, R>(function).map_err(|e| e.to_string())?;
             let params = P::from_values(params).ok_or("parameters of the wrong types")?;
             let results: Result<R, _> = self.call_typed(&func, params).await;
+            Ok(results.map_err(|e| e.to_string())?.into_values())
+        })
+    }
+
+    /// Calls `function`, of a shape that [takes bytes](Shape::takes_bytes), with
+    /// `bytes` as they are: copied once, into the instance's memory.
+    pub async fn call_with_bytes(&mut self, function: &str, shape: Shape, bytes: &[u8]) -> Result<Vec<Value>, String> {
+        if !shape.takes_bytes() {
+            return Err(format!("`{function}` does not take bytes"));
+        }
+        with_results!(shape.result, R, {
+            let func = self.typed_func::<(&[u8],), R>(function).map_err(|e| e.to_string())?;
+            let results: Result<R, _> = self.call_typed(&func, (bytes,)).await;
             Ok(results.map_err(|e| e.to_string())?.into_values())
         })
     }

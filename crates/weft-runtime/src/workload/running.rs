@@ -164,7 +164,7 @@ impl Invocation {
     /// with the component's full CPU time limit; errors as for [`Invocation::call`].
     pub async fn call_typed<P, R>(&mut self, func: &TypedFunc<P, R>, params: P) -> Result<R, InvokeError>
     where
-        P: ComponentNamedList + Lower + Send + Sync + 'static,
+        P: ComponentNamedList + Lower + Send + Sync,
         R: ComponentNamedList + Lift + Send + Sync + 'static,
     {
         let (component, deadline, cancelled) = (self.component.clone(), self.deadline, self.cancelled.clone());
