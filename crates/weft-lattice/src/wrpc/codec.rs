@@ -116,16 +116,11 @@ pub fn decode_call(bytes: &[u8], types: impl Iterator<Item = Type>) -> Result<Ve
     let mut reader = Reader { input: bytes, budget: bytes.len().saturating_add(MAX_VALUES) };
     let values = types
         .map(|ty| match &ty {
-            Type::List(l) if matches!(l.ty(), Type::U8) => {
-                let n = reader.length()?;
-                Ok(Value::Bytes(reader.bytes(n)?.to_vec()))
-            }
+            Type::List(l) if matches!(l.ty(), Type::U8) => Ok(Value::Bytes(reader.byte_list()?.to_vec())),
             _ => reader.value(&ty).map(Value::Val),
         })
         .collect::<Result<Vec<_>, _>>()?;
-    if !reader.input.is_empty() {
-        return error(format!("{} bytes after the last value", reader.input.len()));
-    }
+    reader.end()?;
     Ok(values)
 }
 
@@ -133,13 +128,10 @@ pub fn decode_call(bytes: &[u8], types: impl Iterator<Item = Type>) -> Result<Ve
 /// its bytes are: read in place, not copied.
 pub fn decode_bytes_param(bytes: &[u8]) -> Result<std::ops::Range<usize>, CodecError> {
     let mut reader = Reader { input: bytes, budget: MAX_VALUES };
-    let n = reader.length()?;
-    let start = bytes.len() - reader.input.len();
-    reader.bytes(n)?;
-    if !reader.input.is_empty() {
-        return error(format!("{} bytes after the last value", reader.input.len()));
-    }
-    Ok(start..start + n)
+    let list = reader.byte_list()?;
+    reader.end()?;
+    // Nothing follows it: the list ends where the message does.
+    Ok(bytes.len() - list.len()..bytes.len())
 }
 
 fn unsigned(mut n: u64, out: &mut Vec<u8>) {
@@ -288,14 +280,14 @@ struct Reader<'a> {
     budget: usize,
 }
 
-impl Reader<'_> {
+impl<'a> Reader<'a> {
     fn byte(&mut self) -> Result<u8, CodecError> {
         let (&first, rest) = self.input.split_first().ok_or_else(|| CodecError(INCOMPLETE.into()))?;
         self.input = rest;
         Ok(first)
     }
 
-    fn bytes(&mut self, n: usize) -> Result<&[u8], CodecError> {
+    fn bytes(&mut self, n: usize) -> Result<&'a [u8], CodecError> {
         if n > self.input.len() {
             return error(format!("{INCOMPLETE}: {n} bytes announced, {} left", self.input.len()));
         }
@@ -344,6 +336,20 @@ impl Reader<'_> {
         Ok(self.unsigned(32)? as usize)
     }
 
+    /// A `list<u8>`: its length, then its bytes, as they stand in the input.
+    fn byte_list(&mut self) -> Result<&'a [u8], CodecError> {
+        let n = self.length()?;
+        self.bytes(n)
+    }
+
+    /// Nothing may follow the last value.
+    fn end(&self) -> Result<(), CodecError> {
+        match self.input.len() {
+            0 => Ok(()),
+            left => error(format!("{left} bytes after the last value")),
+        }
+    }
+
     fn value(&mut self, ty: &Type) -> Result<Val, CodecError> {
         if self.budget == 0 {
             return error(format!("more values than a message of this size may hold ({MAX_VALUES} past its bytes)"));
@@ -379,8 +385,7 @@ impl Reader<'_> {
                 Val::Char(text.chars().next().expect("one char"))
             }
             Type::String => {
-                let n = self.length()?;
-                let bytes = self.bytes(n)?;
+                let bytes = self.byte_list()?;
                 let text =
                     std::str::from_utf8(bytes).map_err(|e| CodecError(format!("a string that is not UTF-8: {e}")))?;
                 Val::String(text.to_string())
