@@ -341,21 +341,25 @@ async fn malformed_and_unfinished_calls_get_nothing_and_disturb_nothing() {
     let (mut stalled, _rx) =
         raw.invoke(None, "weft:types/values@0.1.0", "echo-string", vec![0x05, b'a'].into(), no_paths).await.unwrap();
     stalled.flush().await.unwrap();
-    // The same garbage in weft's own framing is answered with why; a call with
-    // nowhere to answer is dropped.
+    // The same garbage in weft's own framing is answered with why, as parameters
+    // after a well-formed start (1000 ms left, no subject for parts) and as the
+    // start itself; a call with nowhere to answer is dropped.
     let plain = async_nats::connect(nats.url()).await.unwrap();
     let subject = format!("{prefix}.call.weft:types/values@0.1.0.echo-string");
+    let start = [0xe8, 0x07, 0x00];
     for garbage in [vec![0xff, 0xff, 0xff, 0xff, 0x0f], vec![0x02, 0xff, 0xfe], vec![0x80; 12], vec![]] {
-        let answer = tokio::time::timeout(Duration::from_secs(5), plain.request(subject.clone(), garbage.into()))
-            .await
-            .unwrap()
-            .unwrap();
-        let status = answer.headers.as_ref().and_then(|h| h.get("weft-status")).map(|v| v.to_string());
-        assert_eq!(status.as_deref(), Some("error"));
-        let why = String::from_utf8_lossy(&answer.payload);
-        assert!(why.contains("unreadable parameters"), "{why}");
+        for (payload, expected) in
+            [([&start[..], &garbage].concat(), "unreadable parameters"), (garbage.clone(), "an unreadable call")]
+        {
+            let asked = plain.request(subject.clone(), payload.into());
+            let answer = tokio::time::timeout(Duration::from_secs(5), asked).await.unwrap().unwrap();
+            let status = answer.headers.as_ref().and_then(|h| h.get("weft-status")).map(|v| v.to_string());
+            assert_eq!(status.as_deref(), Some("error"));
+            let why = String::from_utf8_lossy(&answer.payload);
+            assert!(why.contains(expected), "{why}");
+        }
     }
-    plain.publish(subject, vec![0x01, b'a'].into()).await.unwrap();
+    plain.publish(subject, [&start[..], &[0x01, b'a']].concat().into()).await.unwrap();
     for _ in 0..3 {
         assert_eq!(env_of(&caller).await.unwrap(), Val::Option(Some(Box::new(Val::String("host-0".into())))));
     }

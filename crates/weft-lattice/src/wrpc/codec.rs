@@ -134,6 +134,23 @@ pub fn decode_bytes_param(bytes: &[u8]) -> Result<std::ops::Range<usize>, CodecE
     Ok(bytes.len() - list.len()..bytes.len())
 }
 
+/// Appends a `u64` and a `string`, in the value encoding.
+pub fn encode_u64_string(n: u64, text: &str, out: &mut Vec<u8>) -> Result<(), CodecError> {
+    unsigned(n, out);
+    length(text.len(), out)?;
+    out.extend_from_slice(text.as_bytes());
+    Ok(())
+}
+
+/// Reads a `u64` and a `string` at the start of `bytes`, borrowed; and how many
+/// bytes they took.
+pub fn decode_u64_string(bytes: &[u8]) -> Result<(u64, &str, usize), CodecError> {
+    let mut reader = Reader { input: bytes, budget: 2 };
+    let n = reader.unsigned(64)?;
+    let text = reader.text()?;
+    Ok((n, text, bytes.len() - reader.input.len()))
+}
+
 fn unsigned(mut n: u64, out: &mut Vec<u8>) {
     loop {
         let byte = (n & 0x7f) as u8;
@@ -342,6 +359,12 @@ impl<'a> Reader<'a> {
         self.bytes(n)
     }
 
+    /// A `string`, as it stands in the input.
+    fn text(&mut self) -> Result<&'a str, CodecError> {
+        let bytes = self.byte_list()?;
+        std::str::from_utf8(bytes).map_err(|e| CodecError(format!("a string that is not UTF-8: {e}")))
+    }
+
     /// Nothing may follow the last value.
     fn end(&self) -> Result<(), CodecError> {
         match self.input.len() {
@@ -384,12 +407,7 @@ impl<'a> Reader<'a> {
                 let text = std::str::from_utf8(bytes).map_err(|_| CodecError("a char that is not UTF-8".into()))?;
                 Val::Char(text.chars().next().expect("one char"))
             }
-            Type::String => {
-                let bytes = self.byte_list()?;
-                let text =
-                    std::str::from_utf8(bytes).map_err(|e| CodecError(format!("a string that is not UTF-8: {e}")))?;
-                Val::String(text.to_string())
-            }
+            Type::String => Val::String(self.text()?.to_string()),
             Type::List(list) => {
                 let n = self.length()?;
                 let element = list.ty();

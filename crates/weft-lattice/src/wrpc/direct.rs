@@ -1,12 +1,14 @@
 //! weft's own framing between weft hosts, beside wRPC: a call whose parameters
 //! fit in one NATS message is one NATS request on
-//! `<prefix>.call.<interface>.<function>` (the parameters, in wRPC's value
-//! encoding) and its answer one reply: the results, or a `weft-status: error`
-//! header and why. Results that do not fit in one message go first, in parts,
-//! to a subject of the caller's (`weft-parts-to`), and the reply says how many
-//! (`weft-parts`). wRPC on NATS takes a handshake with the server and a
-//! subscription per call before the first byte of results: this is one message
-//! each way, what a plain NATS request costs.
+//! `<prefix>.call.<interface>.<function>` and its answer one reply: the
+//! results, or a `weft-status: error` header and why. The request is, in wRPC's
+//! value encoding, a `u64` (the caller's time left, in ms), a `string` (a
+//! subject of the caller's for results in parts; see [`Request`]), then the
+//! parameters. Results that do not fit in one message go first, in parts, to
+//! that subject, and the reply says how many (`weft-parts`). wRPC on NATS takes
+//! a handshake with the server and a subscription per call before the first
+//! byte of results: this is one message each way, what a plain NATS request
+//! costs.
 //!
 //! Serving hosts subscribe to both framings in the same queue group. A caller
 //! tries this one first; NATS answering "no responders" means no weft host
@@ -23,13 +25,13 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use tokio::sync::mpsc;
 
+use super::codec::{self, CodecError};
 use super::{MAX_MESSAGE, MAX_REPORT};
 
 /// Set on a reply that says why the call failed (its payload).
 const STATUS_HEADER: &str = "weft-status";
 const FAILED: &str = "error";
-/// Where the caller takes results in parts, and how many parts there were.
-pub(super) const PARTS_TO_HEADER: &str = "weft-parts-to";
+/// How many parts the results came in.
 const PARTS_HEADER: &str = "weft-parts";
 /// What of a NATS message's `max_payload` is left for headers.
 const HEADROOM: usize = 4096;
@@ -46,6 +48,38 @@ pub(super) fn message_limit(nats: &async_nats::Client) -> usize {
     nats.max_payload().saturating_sub(HEADROOM)
 }
 
+/// What a call carries ahead of its parameters. In the payload rather than in
+/// NATS headers: a message with headers costs both clients and nats-server
+/// more, 2–4 % of a small call's round trip (docs/benchmarks.md); a
+/// `traceparent`, when there is one, is still a header.
+pub(super) struct Request<'a> {
+    /// What is left of the caller's deadline.
+    pub left: Duration,
+    /// Where results in parts go: one of the caller's inboxes, or nowhere.
+    pub parts_to: Option<&'a str>,
+    /// Where in the payload the parameters start.
+    pub params_at: usize,
+}
+
+impl<'a> Request<'a> {
+    /// A request's bytes up to its parameters, which the caller appends.
+    pub fn start(left: Duration, parts_to: &str) -> Result<Vec<u8>, CodecError> {
+        let mut out = Vec::with_capacity(parts_to.len() + 16);
+        codec::encode_u64_string(u64::try_from(left.as_millis()).unwrap_or(u64::MAX), parts_to, &mut out)?;
+        Ok(out)
+    }
+
+    pub fn read(payload: &'a [u8]) -> Result<Request<'a>, CodecError> {
+        let (ms, parts_to, params_at) = codec::decode_u64_string(payload)?;
+        Ok(Request {
+            left: Duration::from_millis(ms),
+            // Only to an inbox: parts go nowhere else a caller might name.
+            parts_to: Some(parts_to).filter(|s| s.starts_with("_INBOX.")),
+            params_at,
+        })
+    }
+}
+
 /// How a call in this framing ended.
 pub(super) enum Answer {
     Results(Bytes),
@@ -57,7 +91,7 @@ pub(super) enum Answer {
 pub(super) async fn reply_results(
     nats: &async_nats::Client,
     reply: async_nats::Subject,
-    parts_to: Option<String>,
+    parts_to: Option<&str>,
     results: Vec<u8>,
 ) {
     let limit = message_limit(nats).max(1);
@@ -68,7 +102,7 @@ pub(super) async fn reply_results(
         let mut parts = 0;
         let mut sent = Ok(());
         for start in (0..results.len()).step_by(limit) {
-            sent = nats.publish(parts_to.clone(), results.slice(start..(start + limit).min(results.len()))).await;
+            sent = nats.publish(parts_to.to_string(), results.slice(start..(start + limit).min(results.len()))).await;
             if sent.is_err() {
                 break;
             }
@@ -213,6 +247,31 @@ impl Fallbacks {
         }
         if fallbacks.len() < 4096 {
             fallbacks.insert(subject, Instant::now() + FALLBACK_FOR);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_request_starts_with_the_time_left_and_where_parts_go() {
+        let mut bytes = Request::start(Duration::from_millis(1500), "_INBOX.abc.7").unwrap();
+        let start = bytes.len();
+        bytes.extend_from_slice(&[0x02, b'h', b'i']);
+        // 1500 as LEB128, then the subject as a string.
+        assert_eq!(&bytes[..3], &[0xdc, 0x0b, 12]);
+        let request = Request::read(&bytes).unwrap();
+        assert_eq!(request.left, Duration::from_millis(1500));
+        assert_eq!(request.parts_to, Some("_INBOX.abc.7"));
+        assert_eq!(request.params_at, start);
+        // Parts go to an inbox, not to any subject a caller names.
+        let bytes = Request::start(Duration::from_secs(1), "weft.links.default.serving.x").unwrap();
+        assert_eq!(Request::read(&bytes).unwrap().parts_to, None);
+        // A start cut short, or not UTF-8, is an error.
+        for bad in [&[][..], &[0x80][..], &[0x01, 0x05, b'a'][..], &[0x01, 0x01, 0xff][..]] {
+            assert!(Request::read(bad).is_err(), "{bad:?}");
         }
     }
 }

@@ -135,8 +135,6 @@ impl WrpcLinks {
     }
 
     async fn call_remote(&self, call: RemoteCall<'_>) -> Result<Vec<Value>, String> {
-        let mut params = Vec::new();
-        codec::encode_call(call.params, call.param_types.iter().cloned(), &mut params).map_err(|e| e.to_string())?;
         let deadline = call.deadline.unwrap_or_else(|| Instant::now() + DEFAULT_CALL_TIMEOUT);
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
@@ -152,39 +150,47 @@ impl WrpcLinks {
         if nats.connection_state() != async_nats::connection::State::Connected {
             return Err("NATS is not connected".into());
         }
-        let mut headers = HeaderMap::new();
-        headers.insert(DEADLINE_HEADER, left.as_millis().to_string().as_str());
-        if let Some(trace) = call.trace {
-            headers.insert(TRACEPARENT, trace.traceparent().as_str());
-        }
-        let params = bytes::Bytes::from(params);
         let prefix = self.prefix(call.group);
         let subject = direct::subject(&prefix, call.interface, call.function);
-        let results = if params.len() <= direct::message_limit(nats) && !self.fallbacks.over_wrpc(&subject) {
-            let mut pending = self.replies.expect(nats).await?;
-            let mut headers = headers.clone();
-            headers.insert(direct::PARTS_TO_HEADER, pending.subject.as_str());
-            let request = async_nats::Request::new().headers(headers).payload(params.clone()).timeout(Some(left));
-            match nats.send_request(subject.clone(), request).await {
-                Ok(reply) => match pending.results(reply, deadline, left).await {
-                    direct::Answer::Results(results) => Some(results),
-                    direct::Answer::Failed(reason) => return Err(reason),
-                },
-                Err(e) => match e.kind() {
-                    async_nats::RequestErrorKind::NoResponders => {
-                        self.fallbacks.remember(subject);
-                        None
-                    }
-                    async_nats::RequestErrorKind::TimedOut => return Err(format!("no answer within {left:?}")),
-                    _ => return Err(format!("cannot send the call: {e}")),
-                },
-            }
+        let encode = |mut out: Vec<u8>| {
+            let start = out.len();
+            codec::encode_call(call.params, call.param_types.iter().cloned(), &mut out).map_err(|e| e.to_string())?;
+            Ok::<_, String>((bytes::Bytes::from(out), start))
+        };
+        let (params, results) = if self.fallbacks.over_wrpc(&subject) {
+            (encode(Vec::new())?.0, None)
         } else {
-            None
+            let mut pending = self.replies.expect(nats).await?;
+            let (request, start) = encode(direct::Request::start(left, &pending.subject).map_err(|e| e.to_string())?)?;
+            let params = request.slice(start..);
+            if request.len() > direct::message_limit(nats) {
+                (params, None)
+            } else {
+                let mut request = async_nats::Request::new().payload(request).timeout(Some(left));
+                if let Some(trace) = call.trace {
+                    let mut headers = HeaderMap::new();
+                    headers.insert(TRACEPARENT, trace.traceparent().as_str());
+                    request = request.headers(headers);
+                }
+                match nats.send_request(subject.clone(), request).await {
+                    Ok(reply) => match pending.results(reply, deadline, left).await {
+                        direct::Answer::Results(results) => (params, Some(results)),
+                        direct::Answer::Failed(reason) => return Err(reason),
+                    },
+                    Err(e) => match e.kind() {
+                        async_nats::RequestErrorKind::NoResponders => {
+                            self.fallbacks.remember(subject);
+                            (params, None)
+                        }
+                        async_nats::RequestErrorKind::TimedOut => return Err(format!("no answer within {left:?}")),
+                        _ => return Err(format!("cannot send the call: {e}")),
+                    },
+                }
+            }
         };
         let results = match results {
             Some(results) => results,
-            None => self.call_wrpc(&call, headers, params, deadline, left).await?.into(),
+            None => self.call_wrpc(&call, params, deadline, left).await?.into(),
         };
         codec::decode_call(&results, call.result_types.iter().cloned()).map_err(|e| {
             if results.is_empty() {
@@ -200,14 +206,18 @@ impl WrpcLinks {
     async fn call_wrpc(
         &self,
         call: &RemoteCall<'_>,
-        mut headers: HeaderMap,
         params: bytes::Bytes,
         deadline: Instant,
         left: Duration,
     ) -> Result<Vec<u8>, String> {
         let client = self.client(call.group).await?;
         let (error_to, failure) = self.errors.expect(self.nats()?).await?;
+        let mut headers = HeaderMap::new();
+        headers.insert(DEADLINE_HEADER, left.as_millis().to_string().as_str());
         headers.insert(ERROR_HEADER, error_to.as_str());
+        if let Some(trace) = call.trace {
+            headers.insert(TRACEPARENT, trace.traceparent().as_str());
+        }
         let exchange = async {
             let no_paths: &[&[Option<usize>]] = &[];
             let (mut tx, rx) = client.invoke(Some(headers), call.interface, call.function, params, no_paths).await?;
@@ -390,7 +400,8 @@ enum Params {
     Bytes(Shape, bytes::Bytes),
 }
 
-/// What a caller's headers ask of a call.
+/// What a caller asks of a call: in headers over wRPC; in weft's framing the
+/// time left is in the request itself ([`direct::Request`]).
 struct Asked {
     /// What is left of the caller's deadline.
     left: Option<Duration>,
@@ -448,28 +459,28 @@ impl Served {
     /// A call in weft's own framing: the parameters are the message.
     async fn answer_direct(self: Arc<Self>, call: async_nats::Message) {
         let Some(reply) = call.reply.clone() else { return };
-        let parts_to = call
-            .headers
-            .as_ref()
-            .and_then(|h| h.get(direct::PARTS_TO_HEADER))
-            .map(|v| v.as_str().to_string())
-            .filter(|s| s.starts_with("_INBOX."));
+        let request = match direct::Request::read(&call.payload) {
+            Ok(request) => request,
+            Err(e) => return direct::reply_failure(&self.nats, reply, format!("an unreadable call: {e}")).await,
+        };
+        let payload = call.payload.slice(request.params_at..);
         let params = async {
             let unreadable = |e| format!("unreadable parameters: {e}");
             match self.shape {
                 // A `list<u8>` goes into the instance straight from the message.
                 Some(shape) if shape.takes_bytes() => {
-                    let range = codec::decode_bytes_param(&call.payload).map_err(unreadable)?;
-                    Ok(Params::Bytes(shape, call.payload.slice(range)))
+                    let range = codec::decode_bytes_param(&payload).map_err(unreadable)?;
+                    Ok(Params::Bytes(shape, payload.slice(range)))
                 }
-                _ => codec::decode_call(&call.payload, self.func.params().map(|(_, t)| t))
+                _ => codec::decode_call(&payload, self.func.params().map(|(_, t)| t))
                     .map(Params::Values)
                     .map_err(unreadable),
             }
         };
-        match self.run(Asked::read(call.headers.as_ref()), params).await {
+        let asked = Asked { left: Some(request.left), ..Asked::read(call.headers.as_ref()) };
+        match self.run(asked, params).await {
             Ok((results, invocation)) => {
-                direct::reply_results(&self.nats, reply, parts_to, results).await;
+                direct::reply_results(&self.nats, reply, request.parts_to, results).await;
                 // Publishing only queues the answer for the connection's task: it
                 // leaves before this task gives the instance back and makes the next.
                 if self.nats.connection_state() == async_nats::connection::State::Connected {
