@@ -456,7 +456,8 @@ impl Served {
         })
     }
 
-    /// A call in weft's own framing: the parameters are the message.
+    /// A call in weft's own framing: one message, the request's start and then
+    /// the parameters.
     async fn answer_direct(self: Arc<Self>, call: async_nats::Message) {
         let Some(reply) = call.reply.clone() else { return };
         let request = match direct::Request::read(&call.payload) {
