@@ -367,6 +367,7 @@ fn summary(s: &mut Setup) {
 
 /// `WEFT_LINKS_PROFILE=<hop>:<kind>:<n>` (hop: remote, reusing, upstream, nats)
 /// makes only those calls, for a profiler or `perf stat` to watch one hop;
+/// `concurrent:<weft|upstream|nats>:<n>`, `n` `add`s by each of the concurrent callers;
 /// `WEFT_LINKS_PROFILE=summary` prints only the summary.
 fn profile(s: &mut Setup, what: &str) {
     if what == "summary" {
@@ -374,6 +375,12 @@ fn profile(s: &mut Setup, what: &str) {
     }
     let mut parts = what.split(':');
     let (hop, kind, n) = (parts.next(), parts.next(), parts.next().and_then(|n| n.parse::<u32>().ok()));
+    if let (Some("concurrent"), Some(who @ ("weft" | "upstream" | "nats"))) = (hop, kind) {
+        s.concurrent(who, 50); // warm up
+        let calls = s.concurrent(who, n.unwrap_or(1000));
+        println!("{what}: {calls:.0} calls/s with {CONCURRENT} callers");
+        return;
+    }
     let hop = match hop {
         Some("remote") => Hop::Remote,
         Some("reusing") => Hop::Reusing,
