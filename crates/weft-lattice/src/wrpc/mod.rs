@@ -482,11 +482,12 @@ impl Served {
         match self.run(asked, params).await {
             Ok((results, invocation)) => {
                 direct::reply_results(&self.nats, reply, request.parts_to, results).await;
-                // Publishing only queues the answer for the connection's task: it
-                // leaves before this task gives the instance back and makes the next.
-                if self.nats.connection_state() == async_nats::connection::State::Connected {
-                    let _ = self.nats.flush().await;
-                }
+                // Publishing only queues the answer for the connection's task, and
+                // wakes it: yielding once lets it write the answer before this task
+                // gives the instance back and makes the next. (A flush would too, but
+                // forces a write per answer where the connection's task batches them:
+                // 10–20 % fewer calls/s under 64 callers, docs/benchmarks.md.)
+                tokio::task::yield_now().await;
                 invocation.finish().await;
             }
             Err(reason) => direct::reply_failure(&self.nats, reply, reason).await,
