@@ -15,7 +15,7 @@
 //! serves the function, and the call goes over wRPC (an upstream server, perhaps),
 //! as do calls whose parameters do not fit in one message.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use async_nats::{HeaderMap, Message};
 use bytes::Bytes;
 use futures_util::StreamExt;
-use tokio::sync::mpsc;
+use tokio::sync::Notify;
 
 use super::codec::{self, CodecError};
 use super::{MAX_MESSAGE, MAX_REPORT};
@@ -137,16 +137,35 @@ pub(super) async fn reply_failure(nats: &async_nats::Client, reply: async_nats::
 pub(super) struct Replies {
     inbox: String,
     next: AtomicU64,
-    waiting: Arc<Mutex<HashMap<u64, mpsc::UnboundedSender<Message>>>>,
+    waiting: Waiting,
     router: tokio::sync::OnceCell<tokio::task::JoinHandle<()>>,
+}
+
+type Waiting = Arc<Mutex<HashMap<u64, Arc<Parts>>>>;
+
+/// What has arrived for one call. A queue and a [`Notify`] rather than a
+/// channel: a Tokio channel allocates a block of 32 messages when made, and
+/// every call makes one, though few calls ever take results in parts.
+#[derive(Default)]
+struct Parts {
+    queue: Mutex<Queue>,
+    arrived: Notify,
+}
+
+#[derive(Default)]
+struct Queue {
+    parts: VecDeque<Message>,
+    bytes: u64,
+    /// More than [`MAX_MESSAGE`] bytes arrived: the rest were dropped.
+    overflowed: bool,
 }
 
 /// One call's replies, until it is dropped.
 pub(super) struct Pending {
     pub subject: String,
     id: u64,
-    replies: mpsc::UnboundedReceiver<Message>,
-    waiting: Arc<Mutex<HashMap<u64, mpsc::UnboundedSender<Message>>>>,
+    parts: Arc<Parts>,
+    waiting: Waiting,
 }
 
 impl Replies {
@@ -164,7 +183,7 @@ impl Replies {
                         let id = reply.subject.rsplit('.').next().and_then(|id| id.parse::<u64>().ok());
                         let to = id.and_then(|id| waiting.lock().unwrap().get(&id).cloned());
                         if let Some(to) = to {
-                            let _ = to.send(reply);
+                            to.push(reply);
                         }
                     }
                 }))
@@ -172,9 +191,26 @@ impl Replies {
             .await
             .map_err(|e| format!("cannot reach NATS: {e}"))?;
         let id = self.next.fetch_add(1, Ordering::Relaxed);
-        let (send, replies) = mpsc::unbounded_channel();
-        self.waiting.lock().unwrap().insert(id, send);
-        Ok(Pending { subject: format!("{}.{id}", self.inbox), id, replies, waiting: self.waiting.clone() })
+        let parts = Arc::new(Parts::default());
+        self.waiting.lock().unwrap().insert(id, parts.clone());
+        Ok(Pending { subject: format!("{}.{id}", self.inbox), id, parts, waiting: self.waiting.clone() })
+    }
+}
+
+impl Parts {
+    /// Queues a part, unless the call's parts already hold as much as a call's
+    /// results may: what a serving host sends beyond that is dropped.
+    fn push(&self, part: Message) {
+        let mut queue = self.queue.lock().unwrap();
+        let bytes = queue.bytes + part.payload.len() as u64;
+        if bytes > MAX_MESSAGE {
+            queue.overflowed = true;
+        } else {
+            queue.bytes = bytes;
+            queue.parts.push_back(part);
+        }
+        drop(queue);
+        self.arrived.notify_one();
     }
 }
 
@@ -206,14 +242,22 @@ impl Pending {
         let Ok(parts) = parts.parse::<u64>() else { return Answer::Failed(format!("a reply of `{parts}` parts")) };
         let mut results = Vec::new();
         for _ in 0..parts {
-            let part = match tokio::time::timeout_at(deadline.into(), self.replies.recv()).await {
-                Err(_) => return Answer::Failed(format!("the results did not arrive whole within {left:?}")),
-                Ok(None) => return Answer::Failed("the connection to NATS was closed".into()),
-                Ok(Some(part)) => part,
+            let part = loop {
+                let next = {
+                    let mut queue = self.parts.queue.lock().unwrap();
+                    if queue.overflowed {
+                        return Answer::Failed(format!("the results are larger than {MAX_MESSAGE} bytes"));
+                    }
+                    queue.parts.pop_front()
+                };
+                if let Some(part) = next {
+                    break part;
+                }
+                // A part queued after the look above has left a permit: no wake-up is lost.
+                if tokio::time::timeout_at(deadline.into(), self.parts.arrived.notified()).await.is_err() {
+                    return Answer::Failed(format!("the results did not arrive whole within {left:?}"));
+                }
             };
-            if (results.len() + part.payload.len()) as u64 > MAX_MESSAGE {
-                return Answer::Failed(format!("the results are larger than {MAX_MESSAGE} bytes"));
-            }
             results.extend_from_slice(&part.payload);
         }
         Answer::Results(results.into())
@@ -254,6 +298,60 @@ impl Fallbacks {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn message(payload: Bytes, headers: Option<HeaderMap>) -> Message {
+        Message {
+            subject: "_INBOX.test.0".into(),
+            reply: None,
+            length: payload.len(),
+            payload,
+            headers,
+            status: None,
+            description: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn parts_are_taken_in_order_and_no_more_than_a_calls_results_are_kept() {
+        let waiting = Waiting::default();
+        let pending = |id| {
+            let parts = Arc::new(Parts::default());
+            waiting.lock().unwrap().insert(id, parts.clone());
+            Pending { subject: format!("_INBOX.test.{id}"), id, parts, waiting: waiting.clone() }
+        };
+        let mut headers = HeaderMap::new();
+        headers.insert(PARTS_HEADER, "2");
+        let reply = message(Bytes::new(), Some(headers));
+        let deadline = Instant::now() + Duration::from_secs(5);
+
+        let mut call = pending(0);
+        call.parts.push(message(Bytes::from_static(b"one "), None));
+        let second = call.parts.clone();
+        // The second part arrives while the call waits for it.
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            second.push(message(Bytes::from_static(b"two"), None));
+        });
+        match call.results(reply.clone(), deadline, Duration::from_secs(5)).await {
+            Answer::Results(results) => assert_eq!(&results[..], b"one two"),
+            Answer::Failed(why) => panic!("{why}"),
+        }
+        drop(call);
+        assert!(waiting.lock().unwrap().is_empty());
+
+        // A serving host that sends more than a call's results may be: what is
+        // past the bound is not kept, and the call fails saying so.
+        let mut call = pending(1);
+        let big = Bytes::from(vec![0u8; (MAX_MESSAGE / 2 + 1) as usize]);
+        for _ in 0..3 {
+            call.parts.push(message(big.clone(), None));
+        }
+        assert_eq!(call.parts.queue.lock().unwrap().parts.len(), 1);
+        match call.results(reply, deadline, Duration::from_secs(5)).await {
+            Answer::Failed(why) => assert!(why.contains("larger than"), "{why}"),
+            Answer::Results(_) => panic!("results past the bound"),
+        }
+    }
 
     #[test]
     fn a_request_starts_with_the_time_left_and_where_parts_go() {
