@@ -212,6 +212,26 @@ impl Parts {
         drop(queue);
         self.arrived.notify_one();
     }
+
+    /// The next part once it has arrived, or why it will not.
+    async fn next(&self, deadline: Instant, left: Duration) -> Result<Message, String> {
+        loop {
+            let next = {
+                let mut queue = self.queue.lock().unwrap();
+                if queue.overflowed {
+                    return Err(format!("the results are larger than {MAX_MESSAGE} bytes"));
+                }
+                queue.parts.pop_front()
+            };
+            if let Some(part) = next {
+                return Ok(part);
+            }
+            // A part queued after the look above has left a permit: no wake-up is lost.
+            if tokio::time::timeout_at(deadline.into(), self.arrived.notified()).await.is_err() {
+                return Err(format!("the results did not arrive whole within {left:?}"));
+            }
+        }
+    }
 }
 
 impl Drop for Replies {
@@ -242,23 +262,10 @@ impl Pending {
         let Ok(parts) = parts.parse::<u64>() else { return Answer::Failed(format!("a reply of `{parts}` parts")) };
         let mut results = Vec::new();
         for _ in 0..parts {
-            let part = loop {
-                let next = {
-                    let mut queue = self.parts.queue.lock().unwrap();
-                    if queue.overflowed {
-                        return Answer::Failed(format!("the results are larger than {MAX_MESSAGE} bytes"));
-                    }
-                    queue.parts.pop_front()
-                };
-                if let Some(part) = next {
-                    break part;
-                }
-                // A part queued after the look above has left a permit: no wake-up is lost.
-                if tokio::time::timeout_at(deadline.into(), self.parts.arrived.notified()).await.is_err() {
-                    return Answer::Failed(format!("the results did not arrive whole within {left:?}"));
-                }
-            };
-            results.extend_from_slice(&part.payload);
+            match self.parts.next(deadline, left).await {
+                Ok(part) => results.extend_from_slice(&part.payload),
+                Err(why) => return Answer::Failed(why),
+            }
         }
         Answer::Results(results.into())
     }

@@ -152,41 +152,10 @@ impl WrpcLinks {
         }
         let prefix = self.prefix(call.group);
         let subject = direct::subject(&prefix, call.interface, call.function);
-        let encode = |mut out: Vec<u8>| {
-            let start = out.len();
-            codec::encode_call(call.params, call.param_types.iter().cloned(), &mut out).map_err(|e| e.to_string())?;
-            Ok::<_, String>((bytes::Bytes::from(out), start))
-        };
         let (params, results) = if self.fallbacks.over_wrpc(&subject) {
-            (encode(Vec::new())?.0, None)
+            (encode_params(&call, Vec::new())?.0, None)
         } else {
-            let mut pending = self.replies.expect(nats).await?;
-            let (request, start) = encode(direct::Request::start(left, &pending.subject).map_err(|e| e.to_string())?)?;
-            let params = request.slice(start..);
-            if request.len() > direct::message_limit(nats) {
-                (params, None)
-            } else {
-                let mut request = async_nats::Request::new().payload(request).timeout(Some(left));
-                if let Some(trace) = call.trace {
-                    let mut headers = HeaderMap::new();
-                    headers.insert(TRACEPARENT, trace.traceparent().as_str());
-                    request = request.headers(headers);
-                }
-                match nats.send_request(subject.clone(), request).await {
-                    Ok(reply) => match pending.results(reply, deadline, left).await {
-                        direct::Answer::Results(results) => (params, Some(results)),
-                        direct::Answer::Failed(reason) => return Err(reason),
-                    },
-                    Err(e) => match e.kind() {
-                        async_nats::RequestErrorKind::NoResponders => {
-                            self.fallbacks.remember(subject);
-                            (params, None)
-                        }
-                        async_nats::RequestErrorKind::TimedOut => return Err(format!("no answer within {left:?}")),
-                        _ => return Err(format!("cannot send the call: {e}")),
-                    },
-                }
-            }
+            self.call_direct(nats, &call, subject, deadline, left).await?
         };
         let results = match results {
             Some(results) => results,
@@ -199,6 +168,46 @@ impl WrpcLinks {
                 format!("unreadable results: {e}")
             }
         })
+    }
+
+    /// A call in weft's own framing ([`direct`]): its encoded parameters, and
+    /// its results unless it is to go over wRPC instead (they do not fit in one
+    /// message, or no weft host serves the function).
+    async fn call_direct(
+        &self,
+        nats: &async_nats::Client,
+        call: &RemoteCall<'_>,
+        subject: String,
+        deadline: Instant,
+        left: Duration,
+    ) -> Result<(bytes::Bytes, Option<bytes::Bytes>), String> {
+        let mut pending = self.replies.expect(nats).await?;
+        let start = direct::Request::start(left, &pending.subject).map_err(|e| e.to_string())?;
+        let (request, params_at) = encode_params(call, start)?;
+        let params = request.slice(params_at..);
+        if request.len() > direct::message_limit(nats) {
+            return Ok((params, None));
+        }
+        let mut request = async_nats::Request::new().payload(request).timeout(Some(left));
+        if let Some(trace) = call.trace {
+            let mut headers = HeaderMap::new();
+            headers.insert(TRACEPARENT, trace.traceparent().as_str());
+            request = request.headers(headers);
+        }
+        match nats.send_request(subject.clone(), request).await {
+            Ok(reply) => match pending.results(reply, deadline, left).await {
+                direct::Answer::Results(results) => Ok((params, Some(results))),
+                direct::Answer::Failed(reason) => Err(reason),
+            },
+            Err(e) => match e.kind() {
+                async_nats::RequestErrorKind::NoResponders => {
+                    self.fallbacks.remember(subject);
+                    Ok((params, None))
+                }
+                async_nats::RequestErrorKind::TimedOut => Err(format!("no answer within {left:?}")),
+                _ => Err(format!("cannot send the call: {e}")),
+            },
+        }
     }
 
     /// A call over wRPC: to an upstream server, or to a weft host when the
@@ -369,6 +378,13 @@ impl Serving {
             accept.abort();
         }
     }
+}
+
+/// `call`'s parameters appended to `out`, and where in it they start.
+fn encode_params(call: &RemoteCall<'_>, mut out: Vec<u8>) -> Result<(bytes::Bytes, usize), String> {
+    let start = out.len();
+    codec::encode_call(call.params, call.param_types.iter().cloned(), &mut out).map_err(|e| e.to_string())?;
+    Ok((bytes::Bytes::from(out), start))
 }
 
 fn transport_error(e: &anyhow::Error) -> String {

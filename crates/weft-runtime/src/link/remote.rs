@@ -8,7 +8,7 @@ use std::sync::Arc;
 use wasmtime::component::types::{ComponentFunc, ComponentItem, Type};
 use wasmtime::component::{Linker, WasmList};
 
-use crate::remote::shape::{Kind, Values, with_results, with_shape};
+use crate::remote::shape::{Values, with_results, with_shape};
 use crate::remote::{Arg, RemoteCall, RemoteLinks, Shape, Value};
 use crate::store::StoreState;
 use crate::telemetry::model::SpanKind;
@@ -128,7 +128,7 @@ fn define(
         results: func.results().collect(),
     });
     if let Some(shape) = Shape::of(func) {
-        if shape.param == Kind::Bytes {
+        if shape.takes_bytes() {
             return with_results!(shape.result, R, { define_bytes_param::<R>(instance, function, call) });
         }
         return with_shape!(shape, P, R, { define_typed::<P, R>(instance, function, call) });

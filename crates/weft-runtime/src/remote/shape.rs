@@ -84,11 +84,9 @@ impl Shape {
             _ => return None,
         };
         let shape = Shape { param: kind(param)?, result };
-        (shape.param == Kind::Bytes || shape.result == Some(Kind::Bytes)).then_some(shape)
+        (shape.takes_bytes() || shape.result == Some(Kind::Bytes)).then_some(shape)
     }
-}
 
-impl Shape {
     /// Whether the function's parameter is a `list<u8>`, which a serving host can
     /// pass on from the message it came in ([`Invocation::call_with_bytes`]).
     pub fn takes_bytes(&self) -> bool {
